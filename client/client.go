@@ -1,0 +1,345 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the options below.
+const (
+	DefaultDialTimeout = 2 * time.Second
+	// maxErrorBody bounds how much of an error answer is read.
+	maxErrorBody = 64 << 10
+	// maxServerTimeout is the largest ?timeout= the server accepts.
+	maxServerTimeout = 5 * time.Minute
+)
+
+// Client talks to a raftkv cluster over HTTP. It is safe for concurrent use
+// and reuses connections; create one per process and share it.
+type Client struct {
+	endpoints []string // normalized base URLs ("http://host:port"); never changes
+	hc        *http.Client
+	timeout   time.Duration // per-call deadline; 0 means only the caller's ctx
+	userAgent string
+
+	// preferred is the index into endpoints of the endpoint that answered
+	// last. Each call starts there.
+	preferred atomic.Uint32
+}
+
+// Option configures a Client.
+type Option func(*options)
+
+type options struct {
+	timeout     time.Duration
+	dialTimeout time.Duration
+	httpClient  *http.Client
+	userAgent   string
+}
+
+// WithTimeout sets a deadline for each call (all its attempts together),
+// in addition to any deadline on the caller's context. The server is told
+// about the deadline (the timeout query parameter) so that it gives up a
+// little earlier and answers with a timeout error. Zero, the default, means
+// the caller's context alone bounds the call.
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithDialTimeout bounds how long connecting to one endpoint may take before
+// the next endpoint is tried. Default DefaultDialTimeout. Ignored with
+// WithHTTPClient.
+func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// WithHTTPClient makes the client use hc instead of its own http.Client
+// (for TLS settings or instrumentation). hc should not have an overall
+// Timeout set, since joins may legitimately take a while; use WithTimeout.
+func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.httpClient = hc } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// New returns a client for the given endpoints. An endpoint is "host:port"
+// or a URL such as "http://host:port". Empty entries are ignored; a client
+// without endpoints fails every call with ErrNoEndpoints.
+func New(endpoints []string, opts ...Option) *Client {
+	o := options{dialTimeout: DefaultDialTimeout, userAgent: "raftkv-client"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient}
+	for _, ep := range endpoints {
+		if ep = normalizeEndpoint(ep); ep != "" {
+			c.endpoints = append(c.endpoints, ep)
+		}
+	}
+	if c.hc == nil {
+		c.hc = newHTTPClient(o.dialTimeout)
+	}
+	return c
+}
+
+func newHTTPClient(dialTimeout time.Duration) *http.Client {
+	if dialTimeout <= 0 {
+		dialTimeout = DefaultDialTimeout
+	}
+	tr := &http.Transport{
+		// Cluster nodes are addressed directly; environment proxies are
+		// not consulted.
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   dialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// normalizeEndpoint turns "host:port" into "http://host:port" and strips a
+// trailing slash.
+func normalizeEndpoint(ep string) string {
+	ep = strings.TrimSpace(ep)
+	if ep == "" {
+		return ""
+	}
+	if !strings.Contains(ep, "://") {
+		ep = "http://" + ep
+	}
+	return strings.TrimRight(ep, "/")
+}
+
+// Endpoints returns the normalized endpoint URLs, in order.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// At returns a client that talks only to endpoint, sharing this client's
+// connections and options. Use it to address one particular node, for
+// example to probe it with Live.
+func (c *Client) At(endpoint string) *Client {
+	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent}
+	if ep := normalizeEndpoint(endpoint); ep != "" {
+		n.endpoints = []string{ep}
+	}
+	return n
+}
+
+// request describes one API call independently of the endpoint it goes to.
+type request struct {
+	method string
+	path   string // escaped path, starting with "/"
+	query  url.Values
+	header http.Header
+	body   []byte
+	// write marks a request that changes state: once delivered it is not
+	// resent, and a failure after delivery is indeterminate.
+	write bool
+	// idempotent writes (join, leave) may be resent to another endpoint.
+	idempotent bool
+	// noDeadlineHint skips the timeout query parameter (health probes).
+	noDeadlineHint bool
+}
+
+func (r *request) op() string { return r.method + " " + r.path }
+
+// response is a successful (2xx) answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	node   string
+}
+
+// do sends r to the preferred endpoint and fails over to the others while
+// that is safe. A non-2xx answer is returned as *APIError.
+func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	if len(c.endpoints) == 0 {
+		return nil, ErrNoEndpoints
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	n := len(c.endpoints)
+	start := int(c.preferred.Load()) % n
+	var causes []error
+	for i := 0; i < n; i++ {
+		idx := (start + i) % n
+		ep := c.endpoints[idx]
+		resp, delivered, err := c.attempt(ctx, ep, r)
+		if err == nil {
+			c.preferred.Store(uint32(idx))
+			return resp, nil
+		}
+		var apiErr *APIError
+		if errors.As(err, &apiErr) {
+			// The node answered; it is reachable even if it said no.
+			c.preferred.Store(uint32(idx))
+			return nil, err
+		}
+		indeterminate := delivered && r.write && !r.idempotent
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, &RequestError{
+				Op: r.op(), Endpoint: ep, Err: err,
+				Timeout:       errors.Is(ctxErr, context.DeadlineExceeded),
+				Indeterminate: delivered && r.write,
+			}
+		}
+		if indeterminate {
+			return nil, &RequestError{Op: r.op(), Endpoint: ep, Indeterminate: true, Err: err}
+		}
+		causes = append(causes, err)
+	}
+	return nil, &RequestError{Op: r.op(), Endpoint: c.endpoints[(start+n-1)%n], Err: joinedErrors(causes)}
+}
+
+// joinedErrors is several causes on one line, one per endpoint tried.
+type joinedErrors []error
+
+func (e joinedErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e joinedErrors) Unwrap() []error { return e }
+
+// attempt sends r to one endpoint. delivered reports whether any part of
+// the request may have reached the server: it is false only when the
+// failure happened before the request headers were written (a dial error).
+func (c *Client) attempt(ctx context.Context, base string, r request) (resp *response, delivered bool, err error) {
+	var wrote atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	u := base + r.path
+	q := r.query
+	if !r.noDeadlineHint {
+		if dl, ok := ctx.Deadline(); ok {
+			// Ask the server to give up slightly before we do, so a slow
+			// request ends with its timeout answer rather than a cut
+			// connection.
+			hint := time.Until(dl) * 9 / 10
+			if hint > maxServerTimeout {
+				hint = maxServerTimeout
+			}
+			if hint >= time.Millisecond {
+				q = cloneValues(q)
+				q.Set("timeout", hint.Round(time.Millisecond).String())
+			}
+		}
+	}
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		return nil, false, err
+	}
+	for k, vs := range r.header {
+		hreq.Header[k] = vs
+	}
+	if c.userAgent != "" {
+		hreq.Header.Set("User-Agent", c.userAgent)
+	}
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		// Name the endpoint instead of the whole URL, which repeats the
+		// path and query already in RequestError.Op.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = fmt.Errorf("%s: %w", base, urlErr.Err)
+		}
+		return nil, wrote.Load(), err
+	}
+	defer hresp.Body.Close()
+	node := hresp.Header.Get("X-Raftkv-Node")
+	if hresp.StatusCode < 200 || hresp.StatusCode > 299 {
+		data, _ := io.ReadAll(io.LimitReader(hresp.Body, maxErrorBody))
+		apiErr := decodeAPIError(hresp.StatusCode, data, node, r.write)
+		if secs, perr := strconv.Atoi(hresp.Header.Get("Retry-After")); perr == nil && secs > 0 {
+			apiErr.RetryAfter = time.Duration(secs) * time.Second
+		}
+		return nil, true, apiErr
+	}
+	data, err := io.ReadAll(hresp.Body)
+	if err != nil {
+		return nil, true, fmt.Errorf("reading response: %w", err)
+	}
+	return &response{status: hresp.StatusCode, header: hresp.Header, body: data, node: node}, true, nil
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v)+1)
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// decodeAPIError builds an *APIError from an error answer.
+func decodeAPIError(status int, body []byte, node string, write bool) *APIError {
+	e := &APIError{Status: status, Node: node, Indeterminate: write && status >= 500}
+	var wire struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &wire) == nil && wire.Error.Code != "" {
+		e.Code, e.Message = wire.Error.Code, wire.Error.Message
+		return e
+	}
+	e.Code = codeForStatus(status)
+	e.Message = http.StatusText(status)
+	if s := strings.TrimSpace(string(body)); s != "" {
+		if len(s) > 200 {
+			s = s[:200] + "..."
+		}
+		e.Message += ": " + s
+	}
+	return e
+}
+
+// decodeJSON unmarshals a success body.
+func decodeJSON(resp *response, v any) error {
+	if err := json.Unmarshal(resp.body, v); err != nil {
+		return fmt.Errorf("raftkv: decoding response from node %q: %w", resp.node, err)
+	}
+	return nil
+}
+
+// Live reports whether the endpoint answers GET /livez with 200. On a
+// client with several endpoints it succeeds if any does; use At to probe one
+// node.
+func (c *Client) Live(ctx context.Context) error {
+	_, err := c.do(ctx, request{method: http.MethodGet, path: "/livez", noDeadlineHint: true})
+	return err
+}
+
+// Ready reports whether the endpoint answers GET /readyz with 200: every
+// group has a leader and the node is a member of all of them.
+func (c *Client) Ready(ctx context.Context) error {
+	_, err := c.do(ctx, request{method: http.MethodGet, path: "/readyz", noDeadlineHint: true})
+	return err
+}

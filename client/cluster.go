@@ -1,0 +1,131 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// ClusterStatus is the cluster as one node sees it (GET /v1/cluster).
+type ClusterStatus struct {
+	ClusterID string        `json:"cluster_id"`
+	Shards    int           `json:"shards"`
+	Nodes     []NodeInfo    `json:"nodes"`
+	Groups    []GroupStatus `json:"groups"`
+
+	// Node is the id of the node that answered.
+	Node string `json:"node"`
+	// Raw is the answer exactly as the server sent it.
+	Raw json.RawMessage `json:"-"`
+}
+
+// NodeInfo is one entry of the node registry.
+type NodeInfo struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+}
+
+// GroupStatus is the state of one raft group on the answering node.
+type GroupStatus struct {
+	Name              string   `json:"name"`   // "meta" or "shard-K"
+	Leader            string   `json:"leader"` // node id, "" if none known
+	Term              uint64   `json:"term"`
+	CommitIndex       uint64   `json:"commit_index"`
+	AppliedIndex      uint64   `json:"applied_index"`
+	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
+	Voters            []string `json:"voters"`
+	Nonvoters         []string `json:"nonvoters"`
+
+	// Extra detail; zero when the server does not report it.
+	State           string `json:"state"` // this node's role: Leader, Follower, Candidate
+	LastLogIndex    uint64 `json:"last_log_index"`
+	FSMAppliedIndex uint64 `json:"fsm_applied_index"`
+	LastContactMs   int64  `json:"last_contact_ms"` // since this follower last heard from the leader
+	LeaderChanges   uint64 `json:"leader_changes"`
+}
+
+// Group returns the status of the named group, if present.
+func (s *ClusterStatus) Group(name string) (GroupStatus, bool) {
+	for _, g := range s.Groups {
+		if g.Name == name {
+			return g, true
+		}
+	}
+	return GroupStatus{}, false
+}
+
+// NodeByID returns the registry entry for id, if present.
+func (s *ClusterStatus) NodeByID(id string) (NodeInfo, bool) {
+	for _, n := range s.Nodes {
+		if n.ID == id {
+			return n, true
+		}
+	}
+	return NodeInfo{}, false
+}
+
+// Cluster returns the cluster status as seen by the node that answers.
+func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/cluster"})
+	if err != nil {
+		return ClusterStatus{}, err
+	}
+	var st ClusterStatus
+	if err := decodeJSON(resp, &st); err != nil {
+		return ClusterStatus{}, err
+	}
+	if resp.node != "" {
+		st.Node = resp.node
+	}
+	st.Raw = json.RawMessage(resp.body)
+	return st, nil
+}
+
+// Join asks the cluster to add node id, reachable at raftAddr for raft and
+// httpAddr for HTTP. It returns once the node is a voter of every group.
+// Repeating a join is harmless; a known id with new addresses updates them.
+// Node ids must be unique.
+func (c *Client) Join(ctx context.Context, id, raftAddr, httpAddr string) error {
+	if id == "" || raftAddr == "" || httpAddr == "" {
+		return fmt.Errorf("%w: join needs id, raft address and http address", ErrBadRequest)
+	}
+	body := map[string]string{"id": id, "raft_addr": raftAddr, "http_addr": httpAddr}
+	return c.post(ctx, "/v1/cluster/join", body, true)
+}
+
+// Leave asks the cluster to remove node id from every group. It works while
+// that node is down. An unknown id fails with ErrNotFound.
+func (c *Client) Leave(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: leave needs a node id", ErrBadRequest)
+	}
+	return c.post(ctx, "/v1/cluster/leave", map[string]string{"id": id}, true)
+}
+
+// TransferLeadership moves leadership of group (e.g. "shard-2" or "meta")
+// to node to, or to any other voter when to is "".
+func (c *Client) TransferLeadership(ctx context.Context, group, to string) error {
+	if group == "" {
+		return fmt.Errorf("%w: transfer-leadership needs a group", ErrBadRequest)
+	}
+	body := map[string]string{"group": group}
+	if to != "" {
+		body["to"] = to
+	}
+	return c.post(ctx, "/v1/cluster/transfer-leadership", body, false)
+}
+
+func (c *Client) post(ctx context.Context, path string, body any, idempotent bool) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	_, err = c.do(ctx, request{
+		method: http.MethodPost, path: path, header: h, body: data,
+		write: true, idempotent: idempotent,
+	})
+	return err
+}

@@ -1,0 +1,39 @@
+// Package client is a small Go client for the raftkv HTTP API.
+//
+// A Client is created with the HTTP addresses of one or more nodes. Any node
+// accepts any request (the server forwards writes and linearizable reads to
+// the right shard leader), so the client only has to find a node that
+// answers:
+//
+//	c := client.New([]string{"127.0.0.1:8080", "127.0.0.1:8081"},
+//		client.WithTimeout(3*time.Second))
+//	res, err := c.Put(ctx, "users/42", []byte("alice"), client.IfAbsent())
+//	v, err := c.Get(ctx, "users/42")
+//
+// # Failover and retries
+//
+// The client sends each request to the endpoint that answered last. When a
+// connection to an endpoint cannot be made (refused, reset while dialing,
+// dial timeout) the request is sent to the next endpoint in the list. Such a
+// request never reached a server, so this is safe for every operation.
+//
+// Once a request has been written to a connection, a write is never resent:
+// if the connection then fails, or the deadline passes, the write may or may
+// not have been applied, and the client returns an error for which
+// errors.Is(err, ErrIndeterminate) is true. The same holds for a 5xx answer
+// to a write, because the server documents that such a write may or may not
+// have happened. Reads, and the idempotent membership calls (Join, Leave),
+// are retried on the next endpoint after any transport failure.
+//
+// # Errors
+//
+// An error answer from the server is returned as *APIError. Compare it with
+// the sentinel errors using errors.Is:
+//
+//	if errors.Is(err, client.ErrNotFound) { ... }
+//	if errors.Is(err, client.ErrPrecondition) { ... } // If-Match / IfAbsent failed
+//
+// Failures without an answer are returned as *RequestError, which matches
+// ErrTimeout, ErrUnavailable (no endpoint reachable) or ErrIndeterminate as
+// appropriate.
+package client

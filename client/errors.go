@@ -1,0 +1,179 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. An *APIError matches the sentinel for its error code, and
+// a *RequestError matches ErrTimeout, ErrUnavailable or ErrIndeterminate, so
+// callers use errors.Is and never compare error text.
+var (
+	// ErrNotFound: the key (or, for Leave, the node id) does not exist. 404.
+	ErrNotFound = errors.New("raftkv: not found")
+	// ErrPrecondition: an If-Match revision or IfAbsent condition failed. 412.
+	ErrPrecondition = errors.New("raftkv: precondition failed")
+	// ErrConflict: the request conflicts with the current state. 409.
+	ErrConflict = errors.New("raftkv: conflict")
+	// ErrBadRequest: the server (or the client, before sending) rejected the
+	// request as malformed. 400.
+	ErrBadRequest = errors.New("raftkv: bad request")
+	// ErrTooLarge: the value exceeds the server's limit. 413.
+	ErrTooLarge = errors.New("raftkv: value too large")
+	// ErrUnavailable: the server had no leader for the shard before the
+	// deadline (503), or no endpoint could be reached at all.
+	ErrUnavailable = errors.New("raftkv: unavailable")
+	// ErrTimeout: the request deadline passed, on the server (504) or in
+	// the client.
+	ErrTimeout = errors.New("raftkv: timeout")
+	// ErrInternal: the server failed in an unexpected way. 500.
+	ErrInternal = errors.New("raftkv: internal server error")
+	// ErrIndeterminate: a write was sent but its outcome is unknown; it may
+	// or may not have been applied. Read the key to find out before retrying
+	// a non-idempotent write.
+	ErrIndeterminate = errors.New("raftkv: outcome unknown, the write may or may not have been applied")
+	// ErrNoEndpoints: the client was created without endpoints.
+	ErrNoEndpoints = errors.New("raftkv: no endpoints configured")
+)
+
+// Error codes used in the server's error bodies.
+const (
+	CodeBadRequest         = "bad_request"
+	CodeNotFound           = "not_found"
+	CodeConflict           = "conflict"
+	CodePreconditionFailed = "precondition_failed"
+	CodeTooLarge           = "too_large"
+	CodeUnavailable        = "unavailable"
+	CodeTimeout            = "timeout"
+	CodeInternal           = "internal"
+)
+
+var codeSentinels = map[string]error{
+	CodeBadRequest:         ErrBadRequest,
+	CodeNotFound:           ErrNotFound,
+	CodeConflict:           ErrConflict,
+	CodePreconditionFailed: ErrPrecondition,
+	CodeTooLarge:           ErrTooLarge,
+	CodeUnavailable:        ErrUnavailable,
+	CodeTimeout:            ErrTimeout,
+	CodeInternal:           ErrInternal,
+}
+
+// codeForStatus is used when an error answer has no parsable body (for
+// example a proxy in between answered).
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeBadRequest
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusPreconditionFailed:
+		return CodePreconditionFailed
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusServiceUnavailable:
+		return CodeUnavailable
+	case http.StatusGatewayTimeout:
+		return CodeTimeout
+	}
+	if status >= 500 {
+		return CodeInternal
+	}
+	return CodeBadRequest
+}
+
+// APIError is an error answer from a raftkv node.
+type APIError struct {
+	Status  int    // HTTP status code
+	Code    string // error code from the body, e.g. "not_found"
+	Message string // human-readable message from the body
+	Node    string // id of the node that answered (X-Raftkv-Node), if known
+	// RetryAfter is the server's Retry-After hint (with 503), or zero.
+	RetryAfter time.Duration
+	// Indeterminate is set for a 5xx answer to a write: the server documents
+	// that the write may or may not have been applied.
+	Indeterminate bool
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "raftkv: %s (%d): %s", e.Code, e.Status, e.Message)
+	if e.Node != "" {
+		fmt.Fprintf(&b, " [node %s]", e.Node)
+	}
+	if e.Indeterminate {
+		b.WriteString(" (outcome unknown, the write may or may not have been applied)")
+	}
+	return b.String()
+}
+
+// Is reports whether target is the sentinel error for e's code, or
+// ErrIndeterminate for an indeterminate write.
+func (e *APIError) Is(target error) bool {
+	if target == ErrIndeterminate {
+		return e.Indeterminate
+	}
+	code := e.Code
+	if _, known := codeSentinels[code]; !known {
+		code = codeForStatus(e.Status)
+	}
+	return codeSentinels[code] == target
+}
+
+// RequestError is a failure without an answer from the server: no endpoint
+// could be reached, the connection broke, or the deadline passed.
+type RequestError struct {
+	Op       string // method and path, e.g. "PUT /v1/kv/a"
+	Endpoint string // the endpoint of the last attempt
+	// Indeterminate is set when a write was (or may have been) delivered
+	// before the failure: it may or may not have been applied.
+	Indeterminate bool
+	// Timeout is set when the failure was the deadline passing.
+	Timeout bool
+	Err     error // the underlying cause(s)
+}
+
+func (e *RequestError) Error() string {
+	var b strings.Builder
+	b.WriteString("raftkv: ")
+	b.WriteString(e.Op)
+	switch {
+	case e.Timeout:
+		b.WriteString(": timed out")
+	case !e.Indeterminate:
+		b.WriteString(": no endpoint reachable")
+	default:
+		b.WriteString(": connection failed")
+	}
+	if e.Indeterminate {
+		b.WriteString("; outcome unknown, the write may or may not have been applied")
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the underlying cause, so errors.Is(err,
+// context.DeadlineExceeded) also works.
+func (e *RequestError) Unwrap() error { return e.Err }
+
+// Is matches ErrTimeout, ErrIndeterminate, and ErrUnavailable (no endpoint
+// could be reached and nothing was delivered).
+func (e *RequestError) Is(target error) bool {
+	switch target {
+	case ErrTimeout:
+		return e.Timeout
+	case ErrIndeterminate:
+		return e.Indeterminate
+	case ErrUnavailable:
+		return !e.Timeout && !e.Indeterminate
+	}
+	return false
+}

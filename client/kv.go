@@ -1,0 +1,249 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// PutResult is the answer to a successful Put.
+type PutResult struct {
+	Key      string `json:"key"`
+	Revision uint64 `json:"revision"` // the key's mod revision (raft index in its shard)
+	Version  uint64 `json:"version"`  // writes since the key was created
+	Shard    string `json:"shard"`    // e.g. "shard-2"
+	Node     string `json:"-"`        // node that served the request
+}
+
+// Value is a key's value with its metadata, as returned by Get.
+type Value struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+	Version  uint64
+	Shard    string
+	Node     string // node that served the request
+}
+
+// KV is one item of a List answer.
+type KV struct {
+	Key      string
+	Value    []byte
+	Revision uint64
+	Version  uint64
+}
+
+// ListResult is one page of a List answer.
+type ListResult struct {
+	Items []KV
+	// More is true when further keys match; continue with after set to the
+	// last key of Items.
+	More bool
+}
+
+// WriteOption sets a condition on Put or Delete.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	ifMatch    uint64
+	hasIfMatch bool
+	ifAbsent   bool
+}
+
+// IfMatch makes the write happen only if the key's current revision is rev;
+// otherwise the call fails with ErrPrecondition.
+func IfMatch(rev uint64) WriteOption {
+	return func(o *writeOptions) { o.ifMatch, o.hasIfMatch = rev, true }
+}
+
+// IfAbsent makes a Put create the key only if it does not exist; otherwise
+// the call fails with ErrPrecondition. Not valid for Delete.
+func IfAbsent() WriteOption { return func(o *writeOptions) { o.ifAbsent = true } }
+
+func (o *writeOptions) header() http.Header {
+	h := http.Header{}
+	if o.hasIfMatch {
+		h.Set("If-Match", strconv.Quote(strconv.FormatUint(o.ifMatch, 10)))
+	}
+	if o.ifAbsent {
+		h.Set("If-None-Match", "*")
+	}
+	return h
+}
+
+// ReadOption changes how Get reads.
+type ReadOption func(*readOptions)
+
+type readOptions struct{ stale bool }
+
+// Stale reads the local state of whichever node answers, without asking
+// the shard leader. It is faster and works without a leader, but it may
+// return an old value.
+func Stale() ReadOption { return func(o *readOptions) { o.stale = true } }
+
+func keyPath(key string) (string, error) {
+	if key == "" {
+		return "", fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	if !utf8.ValidString(key) {
+		return "", fmt.Errorf("%w: key is not valid UTF-8", ErrBadRequest)
+	}
+	return "/v1/kv/" + url.PathEscape(key), nil
+}
+
+// Put sets key to value. The write is acknowledged only once it is durable
+// on a majority and applied.
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (PutResult, error) {
+	var wo writeOptions
+	for _, opt := range opts {
+		opt(&wo)
+	}
+	if wo.ifAbsent && wo.hasIfMatch {
+		return PutResult{}, fmt.Errorf("%w: IfMatch and IfAbsent cannot be combined", ErrBadRequest)
+	}
+	path, err := keyPath(key)
+	if err != nil {
+		return PutResult{}, err
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	h := wo.header()
+	h.Set("Content-Type", "application/octet-stream")
+	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true})
+	if err != nil {
+		return PutResult{}, err
+	}
+	var res PutResult
+	if err := decodeJSON(resp, &res); err != nil {
+		return PutResult{}, err
+	}
+	if res.Revision == 0 {
+		res.Revision = parseETag(resp.header.Get("ETag"))
+	}
+	if res.Key == "" {
+		res.Key = key
+	}
+	res.Node = resp.node
+	return res, nil
+}
+
+// Get returns the value of key, or an error matching ErrNotFound. By
+// default the read is linearizable.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value, error) {
+	var ro readOptions
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	path, err := keyPath(key)
+	if err != nil {
+		return Value{}, err
+	}
+	var q url.Values
+	if ro.stale {
+		q = url.Values{"consistency": {"stale"}}
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q})
+	if err != nil {
+		return Value{}, err
+	}
+	v := Value{
+		Key:      key,
+		Value:    resp.body,
+		Revision: parseETag(resp.header.Get("ETag")),
+		Shard:    resp.header.Get("X-Raftkv-Shard"),
+		Node:     resp.node,
+	}
+	v.Version, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Version"), 10, 64)
+	return v, nil
+}
+
+// Delete removes key. It reports whether the key existed. IfMatch makes the
+// delete conditional on the current revision.
+func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (bool, error) {
+	var wo writeOptions
+	for _, opt := range opts {
+		opt(&wo)
+	}
+	if wo.ifAbsent {
+		return false, fmt.Errorf("%w: IfAbsent is not valid for Delete", ErrBadRequest)
+	}
+	path, err := keyPath(key)
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.do(ctx, request{method: http.MethodDelete, path: path, header: wo.header(), write: true})
+	if err != nil {
+		return false, err
+	}
+	var res struct {
+		Deleted bool `json:"deleted"`
+	}
+	if err := decodeJSON(resp, &res); err != nil {
+		return false, err
+	}
+	return res.Deleted, nil
+}
+
+// List returns keys starting with prefix, sorted, beginning after the key
+// after (exclusive; "" starts at the beginning). limit <= 0 uses the
+// server's default page size. Values come back as bytes whether the server
+// sent them as text or base64.
+func (c *Client) List(ctx context.Context, prefix, after string, limit int) (ListResult, error) {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/kv", query: q})
+	if err != nil {
+		return ListResult{}, err
+	}
+	var wire struct {
+		Items []struct {
+			Key         string  `json:"key"`
+			Value       *string `json:"value"`
+			ValueBase64 *string `json:"value_base64"`
+			Version     uint64  `json:"version"`
+			Revision    uint64  `json:"revision"`
+		} `json:"items"`
+		More bool `json:"more"`
+	}
+	if err := decodeJSON(resp, &wire); err != nil {
+		return ListResult{}, err
+	}
+	res := ListResult{More: wire.More, Items: make([]KV, 0, len(wire.Items))}
+	for _, it := range wire.Items {
+		kv := KV{Key: it.Key, Version: it.Version, Revision: it.Revision, Value: []byte{}}
+		switch {
+		case it.ValueBase64 != nil:
+			b, err := base64.StdEncoding.DecodeString(*it.ValueBase64)
+			if err != nil {
+				return ListResult{}, fmt.Errorf("raftkv: bad value_base64 for key %q: %w", it.Key, err)
+			}
+			kv.Value = b
+		case it.Value != nil:
+			kv.Value = []byte(*it.Value)
+		}
+		res.Items = append(res.Items, kv)
+	}
+	return res, nil
+}
+
+// parseETag reads a revision from an ETag such as `"42"` or `W/"42"`.
+func parseETag(s string) uint64 {
+	s = strings.TrimPrefix(strings.TrimSpace(s), "W/")
+	s = strings.Trim(s, `"`)
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}

@@ -1,0 +1,281 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/registry"
+)
+
+// stateMachine is what a group needs from its FSM beyond raft's interface:
+// how far it has applied, so reads can wait for it.
+type stateMachine interface {
+	raft.FSM
+	AppliedIndex() uint64
+	WaitApplied(ctx context.Context, index uint64) error
+}
+
+// group is one raft group hosted by this node: its raft instance, storage,
+// transport and state machine. Storage lives in <data-dir>/<name>/.
+type group struct {
+	name   string
+	raft   *raft.Raft
+	fsm    stateMachine
+	kv     *fsm.FSM       // the data shards' state machine (nil for meta)
+	reg    *registry.FSM  // the meta group's state machine (nil for shards)
+	logs   *raftboltdb.BoltStore
+	snaps  *raft.FileSnapshotStore
+	trans  raft.Transport
+	logger hclog.Logger
+
+	// readyTerm is the term in which this node, as leader, has committed a
+	// barrier: only then is CommitIndex a safe read index (Raft §6.4).
+	readyTerm atomic.Uint64
+	readyMu   sync.Mutex // serialises the barrier per term
+
+	leaderChanges atomic.Uint64
+	observer      *raft.Observer
+	obsCh         chan raft.Observation
+	closeOnce     sync.Once
+	hasState      bool // raft state existed on disk when the group was opened
+}
+
+// snapshotRetain keeps two checkpoints so a corrupt newest one can fall back.
+const snapshotRetain = 2
+
+func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, logger hclog.Logger) (*group, bool, error) {
+	dir := filepath.Join(cfg.DataDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("group %s: %w", name, err)
+	}
+	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, false, fmt.Errorf("group %s: open log store: %w", name, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotRetain, logger.Named("snapshots"))
+	if err != nil {
+		logs.Close()
+		return nil, false, fmt.Errorf("group %s: open snapshot store: %w", name, err)
+	}
+	existing, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		logs.Close()
+		return nil, false, fmt.Errorf("group %s: read state: %w", name, err)
+	}
+	r, err := raft.NewRaft(cfg.raftConfig(logger), sm, logs, logs, snaps, trans)
+	if err != nil {
+		logs.Close()
+		return nil, false, fmt.Errorf("group %s: start raft: %w", name, err)
+	}
+	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
+		obsCh: make(chan raft.Observation, 16)}
+	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(g.observer)
+	return g, existing, nil
+}
+
+// watchLeaders counts leader changes until stop closes. Owned by the node.
+func (g *group) watchLeaders(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case o := <-g.obsCh:
+			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				g.leaderChanges.Add(1)
+				g.logger.Info("leader changed", "leader", lo.LeaderID)
+			}
+		}
+	}
+}
+
+// bootstrap makes this node the only voter of a brand-new group.
+func (g *group) bootstrap(id, raftAddr string) error {
+	conf := raft.Configuration{Servers: []raft.Server{{
+		Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(raftAddr),
+	}}}
+	err := g.raft.BootstrapCluster(conf).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("group %s: bootstrap: %w", g.name, err)
+	}
+	return nil
+}
+
+// isLeader reports whether this node leads the group right now.
+func (g *group) isLeader() bool { return g.raft.State() == raft.Leader }
+
+// leaderID returns the id of the leader this node knows of, or "".
+func (g *group) leaderID() string {
+	_, id := g.raft.LeaderWithID()
+	return string(id)
+}
+
+// apply proposes cmd and waits for it to be committed and applied. The
+// returned value is the FSM's response.
+func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
+	if !g.isLeader() {
+		return nil, errNotLeader
+	}
+	f := g.raft.Apply(cmd, timeoutFrom(ctx))
+	if err := f.Error(); err != nil {
+		return nil, translateRaftError(ctx, err)
+	}
+	return f.Response(), nil
+}
+
+// translateRaftError maps raft's errors to ours, keeping apart the ones that
+// prove nothing happened (safe to retry elsewhere) from those that leave the
+// outcome unknown.
+func translateRaftError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return errNotLeader
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: not proposed before the deadline", ErrUnavailable)
+		}
+		return errNotLeader
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: leadership lost while committing", ErrIndeterminate)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: node is shutting down", ErrIndeterminate)
+	}
+	return err
+}
+
+// timeoutFrom turns a context deadline into the timeout raft's API wants.
+func timeoutFrom(ctx context.Context) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return 5 * time.Second
+}
+
+// readBarrier makes a local read linearizable (the read-index method of the
+// Raft dissertation, §6.4): note the commit index, confirm with a quorum that
+// this node is still the leader, then wait until the state machine has
+// applied everything up to the noted index. A new leader's commit index is
+// only trustworthy once it has committed an entry of its own term, so the
+// first read of each term goes through a barrier.
+func (g *group) readBarrier(ctx context.Context) error {
+	if !g.isLeader() {
+		return errNotLeader
+	}
+	term := g.raft.CurrentTerm()
+	if g.readyTerm.Load() != term {
+		if err := g.termBarrier(ctx, term); err != nil {
+			return err
+		}
+	}
+	readIndex := g.raft.CommitIndex()
+	if err := g.raft.VerifyLeader().Error(); err != nil {
+		return translateRaftError(ctx, err)
+	}
+	if g.raft.CurrentTerm() != term {
+		return errNotLeader
+	}
+	target := g.lastAppliableIndex(readIndex)
+	if err := g.fsm.WaitApplied(ctx, target); err != nil {
+		return fmt.Errorf("%w: waiting for index %d to apply", ErrTimeout, target)
+	}
+	return nil
+}
+
+func (g *group) termBarrier(ctx context.Context, term uint64) error {
+	g.readyMu.Lock()
+	defer g.readyMu.Unlock()
+	if g.readyTerm.Load() == term {
+		return nil
+	}
+	if err := g.raft.Barrier(timeoutFrom(ctx)).Error(); err != nil {
+		return translateRaftError(ctx, err)
+	}
+	if g.raft.CurrentTerm() == term {
+		g.readyTerm.Store(term)
+	}
+	return nil
+}
+
+// lastAppliableIndex returns the highest index ≤ upTo whose entry the state
+// machine will see. raft never hands no-op and barrier entries to the FSM, so
+// waiting for the FSM to reach a commit index that ends on one would hang.
+// Entries no longer in the log were compacted into a snapshot, which the FSM
+// has already absorbed.
+func (g *group) lastAppliableIndex(upTo uint64) uint64 {
+	applied := g.fsm.AppliedIndex()
+	var entry raft.Log
+	for i := upTo; i > applied; i-- {
+		if err := g.logs.GetLog(i, &entry); err != nil {
+			return applied
+		}
+		if entry.Type == raft.LogCommand || entry.Type == raft.LogConfiguration {
+			return i
+		}
+	}
+	return applied
+}
+
+// configuration returns the group's latest membership as this node knows it.
+func (g *group) configuration() (raft.Configuration, uint64, error) {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, 0, err
+	}
+	return f.Configuration(), f.Index(), nil
+}
+
+// isMember reports whether id is a voter (voter=true) or any member.
+func (g *group) isMember(id string, voter bool) bool {
+	conf, _, err := g.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == id {
+			return !voter || s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// close shuts raft down, then the transport and the stores, in that order.
+func (g *group) close() error {
+	var err error
+	g.closeOnce.Do(func() {
+		g.raft.DeregisterObserver(g.observer)
+		if e := g.raft.Shutdown().Error(); e != nil {
+			err = e
+		}
+		// NetworkTransport.Close leaves pooled outgoing connections open,
+		// which would keep the peers' reader goroutines blocked.
+		if nt, ok := g.trans.(*raft.NetworkTransport); ok {
+			nt.CloseStreams()
+		}
+		if c, ok := g.trans.(raft.WithClose); ok {
+			if e := c.Close(); e != nil && err == nil {
+				err = e
+			}
+		}
+		if e := g.logs.Close(); e != nil && err == nil {
+			err = e
+		}
+	})
+	return err
+}

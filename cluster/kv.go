@@ -1,0 +1,228 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// Consistency selects how a read is served.
+type Consistency int
+
+const (
+	// Linearizable reads are served by the shard's leader after it confirms
+	// its leadership with a quorum and has applied every committed write.
+	Linearizable Consistency = iota
+	// Stale reads come from this node's replica: fast, possibly behind.
+	Stale
+)
+
+// KVResult is the outcome of a key operation.
+type KVResult struct {
+	KV      fsm.KV `json:"kv"`
+	Found   bool   `json:"found"`
+	Deleted bool   `json:"deleted"`
+	Shard   string `json:"shard"`
+	// Node is the id of the node that served the operation (set on return).
+	Node string `json:"-"`
+}
+
+// ListResult is one page of a listing across every shard.
+type ListResult struct {
+	Items []fsm.KV
+	More  bool
+}
+
+// ShardFor returns the name of the shard that owns key: shard-(1 + h mod N),
+// where h is the 32-bit FNV-1a hash of the key's bytes. This mapping is part
+// of the on-disk format: changing it would strand every stored key.
+func ShardFor(key string, shards int) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return fmt.Sprintf("shard-%d", 1+h.Sum32()%uint32(shards))
+}
+
+// ShardOf returns the shard of key in this cluster.
+func (n *Node) ShardOf(key string) string { return ShardFor(key, n.shards) }
+
+// ValidateKey checks the rules every key follows: 1..4096 bytes of UTF-8.
+func ValidateKey(key string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: key must not be empty", ErrBadRequest)
+	case len(key) > MaxKeyBytes:
+		return fmt.Errorf("%w: key is %d bytes, the limit is %d", ErrBadRequest, len(key), MaxKeyBytes)
+	case !utf8.ValidString(key):
+		return fmt.Errorf("%w: key must be valid UTF-8", ErrBadRequest)
+	}
+	return nil
+}
+
+type putArgs struct {
+	Key   string        `json:"key"`
+	Value []byte        `json:"value"`
+	Cond  fsm.Condition `json:"cond"`
+}
+
+type keyArgs struct {
+	Key  string        `json:"key"`
+	Cond fsm.Condition `json:"cond"`
+}
+
+type listArgs struct {
+	Prefix string `json:"prefix"`
+	After  string `json:"after"`
+	Limit  int    `json:"limit"`
+}
+
+type listReply struct {
+	Items []fsm.KV `json:"items"`
+	More  bool     `json:"more"`
+}
+
+// Put writes value under key, subject to cond. It returns once the write is
+// committed on a majority and applied.
+func (n *Node) Put(ctx context.Context, key string, value []byte, cond fsm.Condition) (KVResult, error) {
+	if err := ValidateKey(key); err != nil {
+		return KVResult{}, err
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
+	}
+	shard := n.ShardOf(key)
+	res, served, err := route(ctx, n, shard, "put", putArgs{key, value, cond}, n.putLocal, nonIdempotent)
+	res.Node, res.Shard = served, shard
+	return res, err
+}
+
+// Delete removes key, subject to cond. Deleted is false if it was absent.
+func (n *Node) Delete(ctx context.Context, key string, cond fsm.Condition) (KVResult, error) {
+	if err := ValidateKey(key); err != nil {
+		return KVResult{}, err
+	}
+	shard := n.ShardOf(key)
+	res, served, err := route(ctx, n, shard, "delete", keyArgs{Key: key, Cond: cond}, n.deleteLocal, nonIdempotent)
+	res.Node, res.Shard = served, shard
+	return res, err
+}
+
+// Get reads key. A missing key is ErrNotFound.
+func (n *Node) Get(ctx context.Context, key string, c Consistency) (KVResult, error) {
+	if err := ValidateKey(key); err != nil {
+		return KVResult{}, err
+	}
+	shard := n.ShardOf(key)
+	var res KVResult
+	var served string
+	var err error
+	if c == Stale {
+		res, err = n.getFrom(n.groups[shard], key)
+		served = n.cfg.NodeID
+	} else {
+		res, served, err = route(ctx, n, shard, "get", keyArgs{Key: key}, n.getLocal, idempotent)
+	}
+	res.Node, res.Shard = served, shard
+	if err == nil && !res.Found {
+		err = fmt.Errorf("%w: key %q", ErrNotFound, key)
+	}
+	return res, err
+}
+
+// List returns keys with prefix, after `after`, sorted, across every shard.
+func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Consistency) (ListResult, error) {
+	type part struct {
+		reply listReply
+		err   error
+	}
+	parts := make([]part, n.shards)
+	var wg sync.WaitGroup
+	// Each shard returns its first `limit` keys; the first `limit` of their
+	// union are the page, and any key left over means more follow.
+	args := listArgs{Prefix: prefix, After: after, Limit: limit}
+	for i := range n.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := n.groups[fmt.Sprintf("shard-%d", i+1)]
+			if c == Stale {
+				parts[i].reply, parts[i].err = n.listFrom(g, args)
+				return
+			}
+			parts[i].reply, _, parts[i].err = route(ctx, n, g.name, "list", args, n.listLocal, idempotent)
+		}()
+	}
+	wg.Wait()
+	var out ListResult
+	for _, p := range parts {
+		if p.err != nil {
+			return ListResult{}, p.err
+		}
+		out.Items = append(out.Items, p.reply.Items...)
+		out.More = out.More || p.reply.More
+	}
+	sort.Slice(out.Items, func(a, b int) bool { return out.Items[a].Key < out.Items[b].Key })
+	if len(out.Items) > limit {
+		out.Items, out.More = out.Items[:limit], true
+	}
+	return out, nil
+}
+
+func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
+	resp, err := g.apply(ctx, fsm.EncodePut(a.Key, a.Value, a.Cond))
+	if err != nil {
+		return KVResult{}, err
+	}
+	return kvResult(resp)
+}
+
+func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	resp, err := g.apply(ctx, fsm.EncodeDelete(a.Key, a.Cond))
+	if err != nil {
+		return KVResult{}, err
+	}
+	return kvResult(resp)
+}
+
+// kvResult unwraps the FSM's answer with a checked type assertion.
+func kvResult(resp interface{}) (KVResult, error) {
+	r, ok := resp.(*fsm.Result)
+	if !ok {
+		return KVResult{}, fmt.Errorf("unexpected apply response %T", resp)
+	}
+	if r.Err != nil {
+		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
+	}
+	return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted}, nil
+}
+
+func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	if err := g.readBarrier(ctx); err != nil {
+		return KVResult{}, err
+	}
+	return n.getFrom(g, a.Key)
+}
+
+func (n *Node) getFrom(g *group, key string) (KVResult, error) {
+	kv, ok := g.kv.Get(key)
+	return KVResult{KV: kv, Found: ok}, nil
+}
+
+func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {
+	if err := g.readBarrier(ctx); err != nil {
+		return listReply{}, err
+	}
+	return n.listFrom(g, a)
+}
+
+func (n *Node) listFrom(g *group, a listArgs) (listReply, error) {
+	items, more := g.kv.List(a.Prefix, a.After, a.Limit)
+	if items == nil {
+		items = []fsm.KV{}
+	}
+	return listReply{Items: items, More: more}, nil
+}

@@ -1,0 +1,347 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/mux"
+	"github.com/raftkv/raftkv/registry"
+)
+
+// MetaGroup is the name of the group that holds the node registry.
+const MetaGroup = "meta"
+
+// Node is one raftkv process: a replica of the meta group and of every shard.
+type Node struct {
+	cfg    Config
+	logger hclog.Logger
+	shards int
+	// clusterID is fixed when the cluster is bootstrapped; a joining node
+	// learns it from the member it joins through.
+	clusterID string
+
+	mux    *mux.Mux // nil when cfg.NewTransport supplies transports
+	groups map[string]*group
+	order  []string // meta first, then shard-1..shard-N
+	meta   *group
+	rpc    *rpcClient
+	ops    map[string]opHandler
+
+	stop      chan struct{} // closed by Close; every goroutine below watches it
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// nodeState is node.json: what a restart needs before raft can be opened.
+type nodeState struct {
+	NodeID    string `json:"node_id"`
+	ClusterID string `json:"cluster_id"`
+	Shards    int    `json:"shards"`
+}
+
+// startMode says how this start came about.
+type startMode int
+
+const (
+	modeRestart   startMode = iota // raft state on disk: membership comes from it
+	modeBootstrap                  // nothing on disk, no --join: new single-node cluster
+	modeJoin                       // nothing on disk, --join given: ask the cluster to add us
+)
+
+// New opens (or creates) every group of this node and starts it. A node that
+// bootstraps or restarts is usable at once; a joining node becomes a voter
+// in the background (see Ready).
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.With("node", cfg.NodeID)
+	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, rpc: newRPCClient(), stop: make(chan struct{})}
+	n.ops = n.opTable()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	state, mode, err := n.loadOrCreateState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.shards, n.clusterID = state.Shards, state.ClusterID
+	if err := n.openGroups(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if mode == modeRestart && !n.meta.hasState {
+		// node.json was written but the process died before raft state
+		// existed: start over the way the flags say.
+		mode = modeBootstrap
+		if len(cfg.Join) > 0 {
+			mode = modeJoin
+		}
+	}
+	if err := n.start(mode); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// loadOrCreateState reads node.json, or decides how to create the node.
+func (n *Node) loadOrCreateState(ctx context.Context) (nodeState, startMode, error) {
+	path := filepath.Join(n.cfg.DataDir, "node.json")
+	data, err := os.ReadFile(path)
+	if err == nil {
+		var st nodeState
+		if err := json.Unmarshal(data, &st); err != nil {
+			return st, 0, fmt.Errorf("%s is corrupt: %w", path, err)
+		}
+		if st.NodeID != n.cfg.NodeID {
+			return st, 0, fmt.Errorf("data dir %s belongs to node %q, not %q", n.cfg.DataDir, st.NodeID, n.cfg.NodeID)
+		}
+		if len(n.cfg.Join) > 0 || n.cfg.Shards != st.Shards {
+			n.logger.Info("existing state found: membership and shard count come from it; --join and --shards are ignored",
+				"shards", st.Shards, "cluster_id", st.ClusterID)
+		}
+		return st, modeRestart, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nodeState{}, 0, err
+	}
+	st := nodeState{NodeID: n.cfg.NodeID}
+	mode := modeBootstrap
+	if len(n.cfg.Join) == 0 {
+		st.Shards, st.ClusterID = n.cfg.Shards, newClusterID()
+	} else {
+		mode = modeJoin
+		info, err := n.discover(ctx)
+		if err != nil {
+			return st, 0, err
+		}
+		st.Shards, st.ClusterID = info.Shards, info.ClusterID
+	}
+	if err := writeFileAtomic(path, st); err != nil {
+		return st, 0, err
+	}
+	return st, mode, nil
+}
+
+func newClusterID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func writeFileAtomic(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// openGroups creates the transport and storage of the meta group and every
+// shard, and starts their raft instances.
+func (n *Node) openGroups() error {
+	if n.cfg.NewTransport == nil {
+		bind := n.cfg.RaftBind
+		if bind == "" {
+			bind = n.cfg.RaftAddr
+		}
+		m, err := mux.Listen(bind, n.logger.Named("mux"))
+		if err != nil {
+			return fmt.Errorf("raft port: %w", err)
+		}
+		n.mux = m
+	}
+	names := []string{MetaGroup}
+	for i := 1; i <= n.shards; i++ {
+		names = append(names, fmt.Sprintf("shard-%d", i))
+	}
+	for _, name := range names {
+		trans, err := n.transport(name)
+		if err != nil {
+			return err
+		}
+		var sm stateMachine
+		var kv *fsm.FSM
+		var reg *registry.FSM
+		if name == MetaGroup {
+			reg = registry.New(name)
+			sm = reg
+		} else {
+			kv = fsm.New(name)
+			sm = kv
+		}
+		logger := n.logger.With("group", name)
+		g, existing, err := openGroup(&n.cfg, name, sm, trans, logger)
+		if err != nil {
+			if c, ok := trans.(raft.WithClose); ok {
+				c.Close()
+			}
+			return err
+		}
+		g.kv, g.reg, g.hasState = kv, reg, existing
+		n.groups[name] = g
+		n.order = append(n.order, name)
+	}
+	n.meta = n.groups[MetaGroup]
+	return nil
+}
+
+func (n *Node) transport(name string) (raft.Transport, error) {
+	if n.cfg.NewTransport != nil {
+		return n.cfg.NewTransport(name)
+	}
+	layer, err := n.mux.Layer(name, n.cfg.RaftAddr)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  n.logger.Named("transport").With("group", name),
+	}), nil
+}
+
+// start launches the goroutines this node owns and, for a new node, the
+// bootstrap or the join.
+func (n *Node) start(mode startMode) error {
+	for _, name := range n.order {
+		g := n.groups[name]
+		n.goFunc(func() { g.watchLeaders(n.stop) })
+	}
+	switch mode {
+	case modeBootstrap:
+		n.logger.Info("bootstrapping a new cluster", "shards", n.shards, "cluster_id", n.clusterID)
+		for _, name := range n.order {
+			if err := n.groups[name].bootstrap(n.cfg.NodeID, n.cfg.RaftAddr); err != nil {
+				return err
+			}
+		}
+		n.goFunc(func() { n.registerSelf(true) })
+	case modeJoin:
+		n.logger.Info("joining an existing cluster", "via", n.cfg.Join, "shards", n.shards)
+		n.goFunc(n.joinLoop)
+	case modeRestart:
+		n.logger.Info("restarting from existing state", "shards", n.shards, "cluster_id", n.clusterID)
+		n.goFunc(func() { n.registerSelf(false) })
+	}
+	return nil
+}
+
+// goFunc runs f in a goroutine that Close waits for.
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// checkOpen fails once Close has begun.
+func (n *Node) checkOpen() error {
+	select {
+	case <-n.stop:
+		return fmt.Errorf("%w: node is shutting down", ErrUnavailable)
+	default:
+		return nil
+	}
+}
+
+// httpAddrOf returns the HTTP address of a node from the local registry copy.
+func (n *Node) httpAddrOf(id string) string {
+	if id == n.cfg.NodeID {
+		return n.cfg.HTTPAddr
+	}
+	if nd, ok := n.meta.reg.Node(id); ok {
+		return nd.HTTPAddr
+	}
+	return ""
+}
+
+// ID returns this node's id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Close stops the node: background goroutines, then every raft group
+// (shards first, meta last), then the raft port. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.stop)
+		n.wg.Wait()
+		for i := len(n.order) - 1; i >= 0; i-- {
+			if err := n.groups[n.order[i]].close(); err != nil && n.closeErr == nil {
+				n.closeErr = fmt.Errorf("close %s: %w", n.order[i], err)
+			}
+		}
+		if n.mux != nil {
+			if err := n.mux.Close(); err != nil && n.closeErr == nil {
+				n.closeErr = err
+			}
+		}
+	})
+	return n.closeErr
+}
+
+// sleepOrStop waits d, returning false if the node is stopping.
+func (n *Node) sleepOrStop(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// opTable lists every operation another node may run here as leader.
+func (n *Node) opTable() map[string]opHandler {
+	return map[string]opHandler{
+		"put":           handle(n.putLocal),
+		"delete":        handle(n.deleteLocal),
+		"get":           handle(n.getLocal),
+		"list":          handle(n.listLocal),
+		"init":          handle(n.initLocal),
+		"register":      handle(n.registerLocal),
+		"deregister":    handle(n.deregisterLocal),
+		"add-member":    handle(n.addMemberLocal),
+		"remove-member": handle(n.removeMemberLocal),
+		"transfer":      handle(n.transferLocal),
+	}
+}
+
+// MaxValueBytes is the largest value this node accepts.
+func (n *Node) MaxValueBytes() int { return n.cfg.MaxValueBytes }

@@ -1,0 +1,82 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// RetryAfter is the delay suggested to clients when no leader is reachable.
+const RetryAfter = time.Second
+
+// idempotency says whether an operation may be sent again after a forwarded
+// attempt broke mid-flight (reads may; writes may not, since the first
+// attempt may have been applied).
+type idempotency bool
+
+const (
+	idempotent    idempotency = true
+	nonIdempotent idempotency = false
+	retryWait             = 20 * time.Millisecond
+	retryMax              = 200 * time.Millisecond
+)
+
+// route runs op on the current leader of groupName: locally when this node
+// leads the group, otherwise on the leader over the internal protocol. It
+// retries while leadership is moving, until ctx is done, and returns the
+// result and the id of the node that served it.
+func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A, local func(context.Context, *group, A) (R, error), kind idempotency) (R, string, error) {
+	var zero R
+	g, ok := n.groups[groupName]
+	if !ok {
+		return zero, "", fmt.Errorf("%w: group %q", ErrNotFound, groupName)
+	}
+	wait := retryWait
+	var lastErr error
+	for {
+		if err := n.checkOpen(); err != nil {
+			return zero, "", err
+		}
+		res, served, err := routeOnce(ctx, n, g, op, args, local)
+		switch {
+		case err == nil:
+			return res, served, nil
+		case errors.Is(err, errNotLeader), errors.Is(err, errDialFailed), errors.Is(err, errNoLeaderKnown):
+			lastErr = err
+		case errors.Is(err, ErrIndeterminate) && kind == idempotent:
+			lastErr = err
+		default:
+			return zero, served, err
+		}
+		select {
+		case <-ctx.Done():
+			return zero, "", fmt.Errorf("%w: no leader of %s reachable before the deadline (last: %v)", ErrUnavailable, groupName, lastErr)
+		case <-n.stop:
+			return zero, "", fmt.Errorf("%w: node is shutting down", ErrUnavailable)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+var errNoLeaderKnown = errors.New("no leader known")
+
+func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args A, local func(context.Context, *group, A) (R, error)) (R, string, error) {
+	var zero R
+	if g.isLeader() {
+		res, err := local(ctx, g, args)
+		return res, n.cfg.NodeID, err
+	}
+	leader := g.leaderID()
+	if leader == "" || leader == n.cfg.NodeID {
+		return zero, "", errNoLeaderKnown
+	}
+	addr := n.httpAddrOf(leader)
+	if addr == "" {
+		return zero, "", fmt.Errorf("%w: address of %s not yet known", errNoLeaderKnown, leader)
+	}
+	var out R
+	served, err := n.rpc.call(ctx, addr, g.name, op, args, &out)
+	return out, served, err
+}

@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/registry"
+)
+
+// Status is the cluster as this node sees it (GET /v1/cluster).
+type Status struct {
+	ClusterID string          `json:"cluster_id"`
+	Shards    int             `json:"shards"`
+	Node      string          `json:"node"`
+	Nodes     []registry.Node `json:"nodes"`
+	Groups    []GroupStatus   `json:"groups"`
+}
+
+// GroupStatus describes one raft group on this node.
+type GroupStatus struct {
+	Name              string   `json:"name"`
+	State             string   `json:"state"`
+	Leader            string   `json:"leader"`
+	Term              uint64   `json:"term"`
+	LastLogIndex      uint64   `json:"last_log_index"`
+	CommitIndex       uint64   `json:"commit_index"`
+	AppliedIndex      uint64   `json:"applied_index"`
+	FSMAppliedIndex   uint64   `json:"fsm_applied_index"`
+	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
+	LastContactMs     int64    `json:"last_contact_ms"`
+	LeaderChanges     uint64   `json:"leader_changes"`
+	Voters            []string `json:"voters"`
+	Nonvoters         []string `json:"nonvoters"`
+}
+
+// Status reports every group's raft state as this node knows it. It never
+// waits for a leader, so it works on a node cut off from the others.
+func (n *Node) Status() Status {
+	st := Status{ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, Nodes: n.meta.reg.Nodes()}
+	if st.Nodes == nil {
+		st.Nodes = []registry.Node{}
+	}
+	for _, name := range n.order {
+		st.Groups = append(st.Groups, n.groups[name].status())
+	}
+	return st
+}
+
+func (g *group) status() GroupStatus {
+	stats := g.raft.Stats()
+	s := GroupStatus{
+		Name:              g.name,
+		State:             g.raft.State().String(),
+		Leader:            g.leaderID(),
+		Term:              g.raft.CurrentTerm(),
+		LastLogIndex:      g.raft.LastIndex(),
+		CommitIndex:       g.raft.CommitIndex(),
+		AppliedIndex:      g.raft.AppliedIndex(),
+		FSMAppliedIndex:   g.fsm.AppliedIndex(),
+		LastSnapshotIndex: parseUint(stats["last_snapshot_index"]),
+		LastContactMs:     -1,
+		LeaderChanges:     g.leaderChanges.Load(),
+		Voters:            []string{},
+		Nonvoters:         []string{},
+	}
+	if g.isLeader() {
+		s.LastContactMs = 0
+	} else if lc := g.raft.LastContact(); !lc.IsZero() {
+		s.LastContactMs = time.Since(lc).Milliseconds()
+	}
+	if conf, _, err := g.configuration(); err == nil {
+		for _, srv := range conf.Servers {
+			if srv.Suffrage == raft.Voter {
+				s.Voters = append(s.Voters, string(srv.ID))
+			} else {
+				s.Nonvoters = append(s.Nonvoters, string(srv.ID))
+			}
+		}
+	}
+	return s
+}
+
+func parseUint(s string) uint64 {
+	v, _ := strconv.ParseUint(s, 10, 64)
+	return v
+}
+
+// Info returns the cluster id and shard count.
+func (n *Node) Info() ClusterInfo { return ClusterInfo{ClusterID: n.clusterID, Shards: n.shards} }

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// probeTimeout bounds the /livez probe of each node in cluster status.
+const probeTimeout = time.Second
+
+// membershipTimeout is the default --timeout of join and leave: the server
+// answers only once the node has caught up (join) or been removed from
+// every group (leave), which can take longer than a key operation.
+const membershipTimeout = 60 * time.Second
+
+var clusterSubcommands = []struct {
+	name, summary string
+	run           commandFunc
+}{
+	{"status", "show nodes, their liveness and every raft group", cmdClusterStatus},
+	{"join", "add a node to the cluster", cmdClusterJoin},
+	{"leave", "remove a node from the cluster", cmdClusterLeave},
+	{"transfer-leadership", "move a group's leadership to another node", cmdClusterTransfer},
+}
+
+func printClusterUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: raftkv cluster <subcommand> [arguments] [flags]\n\nSubcommands:")
+	for _, s := range clusterSubcommands {
+		fmt.Fprintf(w, "  %-20s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'raftkv cluster <subcommand> --help' for details.")
+}
+
+func cmdCluster(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "Error: missing subcommand")
+		printClusterUsage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		printClusterUsage(stdout)
+		return 0
+	}
+	for _, s := range clusterSubcommands {
+		if s.name == args[0] {
+			return s.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "Error: unknown subcommand %q\n", args[0])
+	printClusterUsage(stderr)
+	return 2
+}
+
+var clusterStatusHelp = cmdHelpText{
+	usage: "raftkv cluster status [flags]",
+	description: `Shows the cluster as the first reachable endpoint sees it: every registered
+node with the result of a /livez probe sent from here (up or unreachable,
+1s each), and every raft group with its leader, term, commit and applied
+index, last snapshot, members and lag (commit index minus applied index on
+the answering node). -o json prints the server's answer unchanged.`,
+	examples: []string{
+		"raftkv cluster status",
+		"raftkv cluster status --endpoints 127.0.0.1:8081 -o json",
+	},
+}
+
+func cmdClusterStatus(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("cluster status", clusterStatusHelp, stdout, stderr)
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		return inv.usageError("unexpected argument %q", pos[0])
+	}
+	c := inv.client()
+	st, err := c.Cluster(inv.context())
+	if err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		var buf bytes.Buffer
+		if json.Indent(&buf, st.Raw, "", "  ") != nil {
+			buf.Reset()
+			buf.Write(st.Raw)
+		}
+		buf.WriteByte('\n')
+		stdout.Write(buf.Bytes())
+		return 0
+	}
+	live := probeNodes(inv.context(), c, st.Nodes)
+	writeClusterStatus(stdout, st, live)
+	return 0
+}
+
+// probeNodes asks every node's /livez in parallel and reports which
+// answered within probeTimeout.
+func probeNodes(ctx context.Context, c *client.Client, nodes []client.NodeInfo) []bool {
+	up := make([]bool, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			up[i] = n.HTTPAddr != "" && c.At(n.HTTPAddr).Live(pctx) == nil
+		}()
+	}
+	wg.Wait()
+	return up
+}
+
+func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
+	seenBy := st.Node
+	if seenBy == "" {
+		seenBy = "?"
+	}
+	fmt.Fprintf(w, "Cluster %s, %d shards, as seen by %s\n\n", st.ClusterID, st.Shards, seenBy)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tHTTP\tRAFT\tLIVEZ")
+	for i, n := range st.Nodes {
+		state := "unreachable"
+		if live[i] {
+			state = "up"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, n.RaftAddr, state)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tLEADER\tTERM\tCOMMIT\tAPPLIED\tSNAPSHOT\tVOTERS\tNONVOTERS\tLAG")
+	for _, g := range st.Groups {
+		var lag uint64
+		if g.CommitIndex > g.AppliedIndex {
+			lag = g.CommitIndex - g.AppliedIndex
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n",
+			g.Name, orDash(g.Leader), g.Term, g.CommitIndex, g.AppliedIndex, g.LastSnapshotIndex,
+			joinOrDash(g.Voters), joinOrDash(g.Nonvoters), lag)
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func joinOrDash(ss []string) string { return orDash(strings.Join(ss, ",")) }
+
+var clusterJoinHelp = cmdHelpText{
+	usage: "raftkv cluster join --id ID --raft-addr HOST:PORT --http-addr HOST:PORT [flags]",
+	description: `Asks the cluster to add a node and waits until it is a voter of every group.
+The node must be running (started with the same addresses); "raftkv serve
+--join" does this by itself. Repeating a join is harmless; an existing id
+with new addresses updates them, so ids must be unique. The default
+--timeout here is 60s because a new node first has to catch up.`,
+	examples: []string{
+		"raftkv cluster join --id node4 --raft-addr 127.0.0.1:7003 --http-addr 127.0.0.1:8083",
+	},
+}
+
+func cmdClusterJoin(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("cluster join", clusterJoinHelp, stdout, stderr)
+	inv.fs.Lookup("timeout").Value.Set(membershipTimeout.String())
+	inv.fs.Lookup("timeout").DefValue = membershipTimeout.String()
+	id := inv.fs.String("id", "", "id of the node to add (required)")
+	raftAddr := inv.fs.String("raft-addr", "", "the node's raft address (required)")
+	httpAddr := inv.fs.String("http-addr", "", "the node's HTTP address (required)")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		return inv.usageError("unexpected argument %q", pos[0])
+	}
+	if *id == "" || *raftAddr == "" || *httpAddr == "" {
+		return inv.usageError("--id, --raft-addr and --http-addr are required")
+	}
+	if err := inv.client().Join(inv.context(), *id, *raftAddr, *httpAddr); err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(stdout, map[string]any{"joined": true, "id": *id, "raft_addr": *raftAddr, "http_addr": *httpAddr})
+		return 0
+	}
+	fmt.Fprintf(stdout, "node %s joined (raft %s, http %s)\n", *id, *raftAddr, *httpAddr)
+	return 0
+}
+
+var clusterLeaveHelp = cmdHelpText{
+	usage: "raftkv cluster leave ID [flags]   (or --id ID)",
+	description: `Removes a node from every group (moving leadership off it first) and from
+the node registry. The node may be down. The default --timeout here is 60s.`,
+	examples: []string{
+		"raftkv cluster leave node3",
+		"raftkv cluster leave --id node3 --endpoints 127.0.0.1:8081",
+	},
+}
+
+func cmdClusterLeave(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("cluster leave", clusterLeaveHelp, stdout, stderr)
+	inv.fs.Lookup("timeout").Value.Set(membershipTimeout.String())
+	inv.fs.Lookup("timeout").DefValue = membershipTimeout.String()
+	id := inv.fs.String("id", "", "id of the node to remove")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	switch {
+	case len(pos) > 1:
+		return inv.usageError("leave takes one node id, got %d arguments", len(pos))
+	case len(pos) == 1 && *id != "" && pos[0] != *id:
+		return inv.usageError("node id given twice: %q and --id %q", pos[0], *id)
+	case len(pos) == 1:
+		*id = pos[0]
+	}
+	if *id == "" {
+		return inv.usageError("which node? give its id")
+	}
+	if err := inv.client().Leave(inv.context(), *id); err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(stdout, map[string]any{"left": true, "id": *id})
+		return 0
+	}
+	fmt.Fprintf(stdout, "node %s left the cluster\n", *id)
+	return 0
+}
+
+var clusterTransferHelp = cmdHelpText{
+	usage: "raftkv cluster transfer-leadership --group GROUP [--to NODE] [flags]",
+	description: `Moves leadership of one raft group (meta or shard-K) to NODE, or to another
+voter chosen by raft when --to is omitted. The group may also be given as
+the only argument.`,
+	examples: []string{
+		"raftkv cluster transfer-leadership --group shard-2 --to node3",
+		"raftkv cluster transfer-leadership meta",
+	},
+}
+
+func cmdClusterTransfer(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("cluster transfer-leadership", clusterTransferHelp, stdout, stderr)
+	group := inv.fs.String("group", "", "the group: meta or shard-K")
+	to := inv.fs.String("to", "", "the node to hand leadership to (default: any other voter)")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	switch {
+	case len(pos) > 1:
+		return inv.usageError("transfer-leadership takes one group, got %d arguments", len(pos))
+	case len(pos) == 1 && *group != "" && pos[0] != *group:
+		return inv.usageError("group given twice: %q and --group %q", pos[0], *group)
+	case len(pos) == 1:
+		*group = pos[0]
+	}
+	if *group == "" {
+		return inv.usageError("--group is required")
+	}
+	if _, err := strconv.Atoi(*group); err == nil {
+		*group = "shard-" + *group
+	}
+	if err := inv.client().TransferLeadership(inv.context(), *group, *to); err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(stdout, map[string]any{"transferred": true, "group": *group, "to": *to})
+		return 0
+	}
+	if *to != "" {
+		fmt.Fprintf(stdout, "leadership of %s transferred to %s\n", *group, *to)
+	} else {
+		fmt.Fprintf(stdout, "leadership of %s transferred\n", *group)
+	}
+	return 0
+}

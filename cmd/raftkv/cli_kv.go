@@ -1,0 +1,267 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+var putHelp = cmdHelpText{
+	usage: "raftkv put KEY [VALUE] [flags]",
+	description: `Sets KEY to VALUE. Without VALUE the value is read from stdin, so binary
+data and large values work too. Prints the key's new revision, which
+--if-match takes. Use -- before a value that starts with a dash.`,
+	examples: []string{
+		"raftkv put greeting hello",
+		"raftkv put config/app < app.json",
+		"raftkv put lock/leader node1 --if-absent",
+		"raftkv put counter 2 --if-match 41",
+	},
+}
+
+func cmdPut(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("put", putHelp, stdout, stderr)
+	ifMatch := inv.fs.String("if-match", "", "write only if the key's current revision is `REV` (else exit 1, precondition_failed)")
+	ifAbsent := inv.fs.Bool("if-absent", false, "create the key only if it does not exist")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return inv.usageError("put takes KEY and optionally VALUE, got %d arguments", len(pos))
+	}
+	var opts []client.WriteOption
+	if *ifMatch != "" {
+		rev, err := parseRevision(*ifMatch)
+		if err != nil {
+			return inv.usageError("--if-match: %v", err)
+		}
+		opts = append(opts, client.IfMatch(rev))
+	}
+	if *ifAbsent {
+		if *ifMatch != "" {
+			return inv.usageError("--if-match and --if-absent cannot be combined")
+		}
+		opts = append(opts, client.IfAbsent())
+	}
+	var value []byte
+	if len(pos) == 2 {
+		value = []byte(pos[1])
+	} else {
+		if isTerminal(stdin) {
+			fmt.Fprintln(stderr, "(reading the value from stdin; end it with Ctrl-D)")
+		}
+		var err error
+		if value, err = io.ReadAll(stdin); err != nil {
+			fmt.Fprintf(stderr, "Error: reading value from stdin: %v\n", err)
+			return 1
+		}
+	}
+	res, err := inv.client().Put(inv.context(), pos[0], value, opts...)
+	if err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(stdout, res)
+		return 0
+	}
+	fmt.Fprintf(stdout, "OK revision=%d version=%d shard=%s\n", res.Revision, res.Version, res.Shard)
+	return 0
+}
+
+var getHelp = cmdHelpText{
+	usage: "raftkv get KEY [flags]",
+	description: `Prints the value of KEY exactly as stored. The read is linearizable (served
+by the shard leader) unless --stale is given. With -o json prints
+{"key","value" or "value_base64","revision","version"}. Exits 1 if the key
+does not exist.`,
+	examples: []string{
+		"raftkv get greeting",
+		"raftkv get greeting --stale",
+		"raftkv get config/app -o json",
+	},
+}
+
+func cmdGet(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("get", getHelp, stdout, stderr)
+	stale := inv.fs.Bool("stale", false, "read the answering node's local copy (fast, may be out of date)")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return inv.usageError("get takes exactly one KEY, got %d arguments", len(pos))
+	}
+	var opts []client.ReadOption
+	if *stale {
+		opts = append(opts, client.Stale())
+	}
+	v, err := inv.client().Get(inv.context(), pos[0], opts...)
+	if errors.Is(err, client.ErrNotFound) {
+		fmt.Fprintf(stderr, "Error: not_found: key %q does not exist\n", pos[0])
+		return 1
+	}
+	if err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(stdout, jsonItem(v.Key, v.Value, v.Revision, v.Version))
+		return 0
+	}
+	stdout.Write(v.Value)
+	if isTerminal(stdout) && len(v.Value) > 0 && v.Value[len(v.Value)-1] != '\n' {
+		io.WriteString(stdout, "\n")
+	}
+	return 0
+}
+
+var delHelp = cmdHelpText{
+	usage: "raftkv del KEY [flags]",
+	description: `Deletes KEY. Deleting a key that does not exist is not an error; the output
+says whether anything was deleted.`,
+	examples: []string{
+		"raftkv del greeting",
+		"raftkv del lock/leader --if-match 17",
+	},
+}
+
+func cmdDel(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("del", delHelp, stdout, stderr)
+	ifMatch := inv.fs.String("if-match", "", "delete only if the key's current revision is `REV`")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return inv.usageError("del takes exactly one KEY, got %d arguments", len(pos))
+	}
+	var opts []client.WriteOption
+	if *ifMatch != "" {
+		rev, err := parseRevision(*ifMatch)
+		if err != nil {
+			return inv.usageError("--if-match: %v", err)
+		}
+		opts = append(opts, client.IfMatch(rev))
+	}
+	deleted, err := inv.client().Delete(inv.context(), pos[0], opts...)
+	if err != nil {
+		return inv.fail(err)
+	}
+	switch {
+	case inv.json():
+		_ = printJSON(stdout, map[string]any{"key": pos[0], "deleted": deleted})
+	case deleted:
+		fmt.Fprintln(stdout, "deleted")
+	default:
+		fmt.Fprintln(stdout, "not found, nothing deleted")
+	}
+	return 0
+}
+
+var listHelp = cmdHelpText{
+	usage: "raftkv list [PREFIX] [flags]",
+	description: `Lists keys that start with PREFIX (all keys without one), sorted, one
+"key<TAB>value" line each; values that are not printable text are shown
+quoted. Without --all one page of at most --limit keys is printed and a note
+on stderr says how to continue; --all pages through everything.`,
+	examples: []string{
+		"raftkv list",
+		"raftkv list users/ --limit 10",
+		"raftkv list users/ --after users/42",
+		"raftkv list --all -o json",
+	},
+}
+
+func cmdList(args []string, stdout, stderr io.Writer) int {
+	inv := newInvocation("list", listHelp, stdout, stderr)
+	limit := inv.fs.Int("limit", 0, "at most `N` keys per page (default: the server's, 1000)")
+	after := inv.fs.String("after", "", "start after this `KEY` (exclusive)")
+	all := inv.fs.Bool("all", false, "fetch every page, not just the first")
+	pos, code, ok := inv.parse(args)
+	if !ok {
+		return code
+	}
+	if len(pos) > 1 {
+		return inv.usageError("list takes at most one PREFIX, got %d arguments", len(pos))
+	}
+	if *limit < 0 {
+		return inv.usageError("--limit must not be negative")
+	}
+	prefix := ""
+	if len(pos) == 1 {
+		prefix = pos[0]
+	}
+	c := inv.client()
+	var items []client.KV
+	more := false
+	cursor := *after
+	for {
+		page, err := c.List(inv.context(), prefix, cursor, *limit)
+		if err != nil {
+			return inv.fail(err)
+		}
+		items = append(items, page.Items...)
+		more = page.More
+		if !*all || !page.More || len(page.Items) == 0 {
+			break
+		}
+		cursor = page.Items[len(page.Items)-1].Key
+	}
+	if inv.json() {
+		out := struct {
+			Items []map[string]any `json:"items"`
+			More  bool             `json:"more"`
+		}{Items: []map[string]any{}, More: more}
+		for _, it := range items {
+			out.Items = append(out.Items, jsonItem(it.Key, it.Value, it.Revision, it.Version))
+		}
+		_ = printJSON(stdout, out)
+		return 0
+	}
+	for _, it := range items {
+		fmt.Fprintf(stdout, "%s\t%s\n", it.Key, displayValue(it.Value))
+	}
+	if more && len(items) > 0 {
+		fmt.Fprintf(stderr, "(more keys: continue with --after %q, or use --all)\n", items[len(items)-1].Key)
+	}
+	return 0
+}
+
+// jsonItem renders a key and value the way the server's list does: value
+// as a string when it is UTF-8, value_base64 otherwise.
+func jsonItem(key string, value []byte, rev, ver uint64) map[string]any {
+	m := map[string]any{"key": key, "revision": rev, "version": ver}
+	if utf8.Valid(value) {
+		m["value"] = string(value)
+	} else {
+		m["value_base64"] = base64.StdEncoding.EncodeToString(value)
+	}
+	return m
+}
+
+// displayValue shows printable single-line text as is and quotes anything
+// else, so each item stays on one line.
+func displayValue(v []byte) string {
+	s := string(v)
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// parseRevision accepts 42, "42" and W/"42" (so an ETag can be pasted).
+func parseRevision(s string) (uint64, error) {
+	t := strings.Trim(strings.TrimPrefix(strings.TrimSpace(s), "W/"), `"`)
+	rev, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || rev == 0 {
+		return 0, fmt.Errorf("%q is not a revision (a positive integer)", s)
+	}
+	return rev, nil
+}

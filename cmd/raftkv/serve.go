@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/httpapi"
+)
+
+// shutdownGrace bounds how long in-flight requests may take after a signal.
+const shutdownGrace = 10 * time.Second
+
+const serveUsage = `Usage: raftkv serve [flags]
+
+Runs a raftkv node. With an empty data dir and no --join it bootstraps a new
+single-node cluster; with --join it asks an existing cluster to add it; with
+state in the data dir it restarts from that state (--join and --shards are
+then ignored). Every flag can also be set as RAFTKV_<FLAG> in the environment
+(upper case, dashes as underscores), e.g. RAFTKV_HTTP_ADDR=127.0.0.1:8081.
+
+Examples:
+  raftkv serve
+  raftkv serve --id node2 --data-dir ./n2 --http-addr 127.0.0.1:8081 \
+      --raft-addr 127.0.0.1:7001 --join 127.0.0.1:8080
+
+Flags:
+`
+
+type serveFlags struct {
+	cfg                          cluster.Config
+	httpAddr, raftAddr           string
+	advertiseHTTP, advertiseRaft string
+	join                         string
+	logLevel                     string
+}
+
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
+	sf := &serveFlags{cfg: cluster.DefaultConfig()}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, serveUsage)
+		fs.PrintDefaults()
+	}
+	c := &sf.cfg
+	fs.StringVar(&c.NodeID, "id", c.NodeID, "node id, unique in the cluster and stable across restarts")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft logs, checkpoints and node.json")
+	fs.StringVar(&sf.httpAddr, "http-addr", c.HTTPAddr, "address the HTTP API listens on")
+	fs.StringVar(&sf.raftAddr, "raft-addr", c.RaftAddr, "address the raft port listens on (all groups share it)")
+	fs.StringVar(&sf.advertiseHTTP, "advertise-http", "", "HTTP address peers and clients should use (default: --http-addr)")
+	fs.StringVar(&sf.advertiseRaft, "advertise-raft", "", "raft address peers should dial (default: --raft-addr)")
+	fs.IntVar(&c.Shards, "shards", c.Shards, "number of data shards (only used when bootstrapping a new cluster)")
+	fs.StringVar(&sf.join, "join", "", "comma-separated HTTP addresses of existing members to join through")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout: a follower that hears nothing for this long (randomised up to 2x) starts an election")
+	fs.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "raft election timeout (at least the heartbeat timeout)")
+	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")
+	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
+	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	c.HTTPAddr = firstNonEmpty(sf.advertiseHTTP, sf.httpAddr)
+	c.RaftAddr = firstNonEmpty(sf.advertiseRaft, sf.raftAddr)
+	c.RaftBind = sf.raftAddr
+	for _, a := range []string{c.HTTPAddr, c.RaftAddr} {
+		if host, _, err := net.SplitHostPort(a); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+			return nil, fmt.Errorf("address %q cannot be dialled by peers: give a host:port, or set --advertise-http/--advertise-raft", a)
+		}
+	}
+	if sf.join != "" {
+		for _, a := range strings.Split(sf.join, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.Join = append(c.Join, strings.TrimPrefix(a, "http://"))
+			}
+		}
+	}
+	return sf, c.Validate()
+}
+
+// applyEnv sets every flag not given on the command line from
+// RAFTKV_<FLAG>, so flags win over the environment.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] || err != nil {
+			return
+		}
+		name := "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// runServe runs a node until SIGINT or SIGTERM, then stops it in order:
+// stop accepting HTTP and finish in-flight requests (bounded), then shut
+// every raft group down and close the stores. Exit code 0 on a clean stop.
+func runServe(args []string) int {
+	sf, err := parseServeFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "raftkv serve:", err)
+		return 2
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: hclog.LevelFromString(sf.logLevel), Output: os.Stderr})
+	sf.cfg.Logger = logger
+	if err := serve(sf, logger); err != nil {
+		logger.Error("raftkv stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(sf *serveFlags, logger hclog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	// Bind the HTTP port first so a clash fails before any state is made.
+	ln, err := net.Listen("tcp", sf.httpAddr)
+	if err != nil {
+		return fmt.Errorf("http port: %w", err)
+	}
+	node, err := cluster.New(ctx, sf.cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           httpapi.New(node),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("raftkv node serving", "id", sf.cfg.NodeID, "http", sf.cfg.HTTPAddr, "raft", sf.cfg.RaftAddr, "data_dir", sf.cfg.DataDir)
+
+	select {
+	case <-ctx.Done():
+		logger.Info("signal received; shutting down")
+	case err = <-serveErr:
+		logger.Error("http server failed", "error", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if e := srv.Shutdown(shutdownCtx); e != nil {
+		logger.Warn("in-flight requests cut off at the grace period", "error", e)
+	}
+	if e := node.Close(); e != nil && err == nil {
+		err = e
+	}
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		logger.Info("raftkv stopped cleanly")
+		return nil
+	}
+	return err
+}

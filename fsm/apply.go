@@ -1,0 +1,97 @@
+package fsm
+
+import (
+	"bytes"
+
+	"github.com/tidwall/btree"
+)
+
+// entry is one key's stored state. Entries are stored by value in the tree
+// and a stored value slice is never written to after insertion; that is what
+// lets a copy-on-write clone be read by Persist while Apply continues.
+type entry struct {
+	key     string
+	value   []byte
+	create  uint64 // log index at which the key was (re)created
+	mod     uint64 // log index of the latest write
+	version uint64 // writes since creation, starting at 1
+}
+
+func lessEntry(a, b entry) bool { return a.key < b.key }
+
+func newTree() *btree.BTreeG[entry] {
+	// The FSM guards the tree with its own lock, so the tree's is redundant.
+	return btree.NewBTreeGOptions(lessEntry, btree.Options{NoLocks: true})
+}
+
+// kv returns the public form of e with its own copy of the value, so
+// callers may keep or modify it freely.
+func (e entry) kv() KV {
+	return KV{Key: e.key, Value: bytes.Clone(e.value), CreateRevision: e.create, ModRevision: e.mod, Version: e.version}
+}
+
+// applyCommand applies one decoded command, committed at log index idx, to
+// t. It is the whole deterministic core of the state machine: it reads only
+// its arguments (no clock, no randomness, no map order), so every replica
+// that applies the same entries ends in the same state. Recovery and
+// inspection tools can replay a log through it without a raft instance.
+func applyCommand(t *btree.BTreeG[entry], idx uint64, c Command) *Result {
+	switch c.Type {
+	case CommandPut:
+		return applyPut(t, idx, c)
+	case CommandDelete:
+		return applyDelete(t, c)
+	case CommandNoop:
+		return &Result{}
+	}
+	// Decode only returns known types; reaching here is a programming error.
+	panic("fsm: applyCommand: unhandled " + c.Type.String())
+}
+
+func applyPut(t *btree.BTreeG[entry], idx uint64, c Command) *Result {
+	cur, found := t.Get(entry{key: c.Key})
+	if !condHolds(c.Cond, cur, found) {
+		return failed(cur, found)
+	}
+	e := entry{key: c.Key, value: bytes.Clone(c.Value), create: idx, mod: idx, version: 1}
+	if e.value == nil {
+		e.value = []byte{} // a stored key always has a non-nil value
+	}
+	if found {
+		e.create, e.version = cur.create, cur.version+1
+	}
+	t.Set(e)
+	return &Result{KV: e.kv(), Found: found}
+}
+
+func applyDelete(t *btree.BTreeG[entry], c Command) *Result {
+	cur, found := t.Get(entry{key: c.Key})
+	if !condHolds(c.Cond, cur, found) {
+		return failed(cur, found)
+	}
+	if !found {
+		return &Result{}
+	}
+	t.Delete(cur)
+	return &Result{KV: cur.kv(), Found: true, Deleted: true}
+}
+
+// condHolds reports whether a write guarded by c may proceed given the
+// key's current state.
+func condHolds(c Condition, cur entry, found bool) bool {
+	switch c.Kind {
+	case CondRevision:
+		return found && cur.mod == c.Revision
+	case CondAbsent:
+		return !found
+	}
+	return true
+}
+
+func failed(cur entry, found bool) *Result {
+	r := &Result{Found: found, Err: ErrPrecondition}
+	if found {
+		r.KV = cur.kv()
+	}
+	return r
+}

@@ -1,0 +1,220 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// CommandVersion is the envelope version written by the Encode functions.
+// A change to any payload layout needs a new version, and Decode must keep
+// reading every older version so that old logs replay after an upgrade.
+const CommandVersion = 1
+
+// CommandType tags the payload inside a command envelope. Values are
+// persisted in the raft log, so they are never reused or renumbered.
+type CommandType uint8
+
+// Command types. Numbers from 4 up are free for the transaction commands
+// (prepare, commit, abort) and later additions.
+const (
+	CommandPut    CommandType = 1
+	CommandDelete CommandType = 2
+	// CommandNoop changes nothing but is seen by the FSM, so AppliedIndex
+	// reaches its index. raft's own LogNoop and LogBarrier entries never
+	// reach the FSM; a new leader proposes this instead so that read-index
+	// waits have an index the FSM will actually report.
+	CommandNoop CommandType = 3
+)
+
+func (t CommandType) String() string {
+	switch t {
+	case CommandPut:
+		return "put"
+	case CommandDelete:
+		return "delete"
+	case CommandNoop:
+		return "noop"
+	default:
+		return fmt.Sprintf("CommandType(%d)", uint8(t))
+	}
+}
+
+// CondKind selects the precondition checked before a write.
+type CondKind uint8
+
+// Condition kinds. Values are persisted in the raft log.
+const (
+	// CondNone writes unconditionally.
+	CondNone CondKind = 0
+	// CondRevision writes only if the key exists and its ModRevision equals
+	// Condition.Revision (HTTP If-Match). A missing key never matches.
+	CondRevision CondKind = 1
+	// CondAbsent writes only if the key does not exist (If-None-Match: *).
+	CondAbsent CondKind = 2
+)
+
+func (k CondKind) valid() bool { return k <= CondAbsent }
+
+// Condition is a write precondition.
+type Condition struct {
+	Kind     CondKind
+	Revision uint64 // used only with CondRevision
+}
+
+// Command is the decoded form of a log entry.
+type Command struct {
+	Type  CommandType
+	Key   string
+	Value []byte // Put only; aliases the buffer given to Decode
+	Cond  Condition
+}
+
+// Envelope layout, version 1:
+//
+//	byte 0   envelope version
+//	byte 1   command type
+//	payload  Put, Delete: cond kind (1 byte), cond revision (uvarint),
+//	         key length (uvarint), key, then for Put:
+//	         value length (uvarint), value
+//	         Noop: empty
+//
+// Lengths are explicit and trailing bytes are refused so that every byte of
+// an entry is accounted for.
+
+// EncodePut returns the log entry for a Put. It panics if cond.Kind is not
+// one of the defined kinds: that is a programming error, and panicking on
+// the proposer beats replicating an entry every replica must reject.
+func EncodePut(key string, value []byte, cond Condition) []byte {
+	b := make([]byte, 0, 2+1+binary.MaxVarintLen64*3+len(key)+len(value))
+	b = appendHead(b, CommandPut, key, cond)
+	b = binary.AppendUvarint(b, uint64(len(value)))
+	return append(b, value...)
+}
+
+// EncodeDelete returns the log entry for a Delete. It panics on an unknown
+// cond.Kind, like EncodePut.
+func EncodeDelete(key string, cond Condition) []byte {
+	b := make([]byte, 0, 2+1+binary.MaxVarintLen64*2+len(key))
+	return appendHead(b, CommandDelete, key, cond)
+}
+
+// EncodeNoop returns the log entry for a Noop.
+func EncodeNoop() []byte { return []byte{CommandVersion, byte(CommandNoop)} }
+
+// Encode returns the log entry for c.
+func Encode(c Command) ([]byte, error) {
+	switch c.Type {
+	case CommandNoop:
+		return EncodeNoop(), nil
+	case CommandPut:
+		return EncodePut(c.Key, c.Value, c.Cond), nil
+	case CommandDelete:
+		return EncodeDelete(c.Key, c.Cond), nil
+	}
+	return nil, fmt.Errorf("%w: %v", ErrUnknownCommand, c.Type)
+}
+
+func appendHead(b []byte, t CommandType, key string, cond Condition) []byte {
+	if !cond.Kind.valid() {
+		panic(fmt.Sprintf("fsm: encoding %v with undefined condition kind %d", t, cond.Kind))
+	}
+	b = append(b, CommandVersion, byte(t), byte(cond.Kind))
+	b = binary.AppendUvarint(b, cond.Revision)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	return append(b, key...)
+}
+
+// Decode parses a log entry. It never panics; an unknown version or type
+// or a malformed payload yields an error wrapping ErrUnknownVersion,
+// ErrUnknownCommand or ErrMalformed.
+func Decode(b []byte) (Command, error) {
+	if len(b) < 2 {
+		return Command{}, fmt.Errorf("%w: %d-byte entry", ErrMalformed, len(b))
+	}
+	if b[0] != CommandVersion {
+		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
+	}
+	c := Command{Type: CommandType(b[1])}
+	d := decoder{b: b[2:]}
+	switch c.Type {
+	case CommandPut, CommandDelete:
+	case CommandNoop:
+		if err := d.finish(); err != nil {
+			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)
+		}
+		return c, nil
+	default:
+		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
+	}
+	c.Cond.Kind = CondKind(d.byte())
+	c.Cond.Revision = d.uvarint()
+	c.Key = string(d.bytes())
+	if c.Type == CommandPut {
+		c.Value = d.bytes()
+	}
+	if err := d.finish(); err != nil {
+		return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
+	}
+	if !c.Cond.Kind.valid() {
+		return Command{}, fmt.Errorf("%w: condition kind %d", ErrMalformed, c.Cond.Kind)
+	}
+	return c, nil
+}
+
+// decoder reads fields from a byte slice. The first problem is remembered
+// and later reads return zero values, so callers check once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s at %d bytes from the end", msg, len(d.b))
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("short byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes reads a uvarint length and that many bytes. The result aliases the
+// input, so a corrupt length never causes an allocation.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("length past end")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// finish reports the first error, or trailing bytes.
+func (d *decoder) finish() error {
+	if d.err == nil && len(d.b) > 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}

@@ -1,0 +1,180 @@
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"github.com/tidwall/btree"
+)
+
+// Errors returned by this package. Match them with errors.Is.
+var (
+	// ErrPrecondition is Result.Err when a write's Condition does not hold.
+	// Nothing changed; Result.KV and Result.Found describe the current value.
+	ErrPrecondition = errors.New("fsm: precondition failed")
+
+	// ErrUnknownVersion reports a command envelope version this build does
+	// not know, usually an entry written by a newer binary.
+	ErrUnknownVersion = errors.New("fsm: unknown command version")
+
+	// ErrUnknownCommand reports a command type this build does not know.
+	ErrUnknownCommand = errors.New("fsm: unknown command type")
+
+	// ErrMalformed reports a command or snapshot record whose bytes do not
+	// parse.
+	ErrMalformed = errors.New("fsm: malformed encoding")
+
+	// ErrBadSnapshot reports a checkpoint that parses but cannot be this
+	// FSM's state: wrong kind or group, unsorted keys, impossible revisions.
+	ErrBadSnapshot = errors.New("fsm: invalid snapshot")
+)
+
+// KV is a key with its value and revisions. Revisions are raft log indexes
+// of the shard's group.
+type KV struct {
+	Key            string
+	Value          []byte
+	CreateRevision uint64 // index at which the key was (re)created
+	ModRevision    uint64 // index of the latest write
+	Version        uint64 // 1 on creation, +1 per write
+}
+
+// Result is what Apply returns, as *Result, for every LogCommand.
+//
+// Found reports whether the key existed when the command was applied,
+// before any change. KV is the key after a successful Put, the removed key
+// after a successful Delete, and the unchanged current key (if Found) when
+// Err is ErrPrecondition.
+type Result struct {
+	KV      KV
+	Found   bool
+	Deleted bool
+	Err     error
+}
+
+// FSM is the key/value state machine of one raft group (a shard). It
+// implements raft.BatchingFSM. Reads are safe concurrently with Apply.
+//
+// Every KV returned by FSM methods or carried in a Result holds its own
+// copy of the value; stored values are never handed out.
+type FSM struct {
+	group   string
+	applied appliedWatch
+
+	mu   sync.RWMutex         // guards tree and term; Apply holds it for a whole batch
+	tree *btree.BTreeG[entry] // ordered by key
+	term uint64               // term of the last processed entry
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// New returns an empty FSM for the named raft group. The group name is
+// written into snapshots and checked on Restore.
+func New(group string) *FSM {
+	return &FSM{group: group, tree: newTree()}
+}
+
+// Apply processes one committed log entry.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch processes committed entries in order. LogCommand entries
+// yield a *Result; other entries (configuration changes) only advance the
+// applied index and yield nil. The batch becomes visible to readers as a
+// whole, before AppliedIndex moves past it.
+//
+// An entry that does not decode panics: it was validated before it was
+// proposed, so failing here means version skew or a corrupt log, and
+// stopping the replica beats letting it diverge from the others.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	if len(logs) == 0 {
+		return out
+	}
+	f.applyAll(logs, out)
+	f.applied.set(logs[len(logs)-1].Index)
+	return out
+}
+
+func (f *FSM) applyAll(logs []*raft.Log, out []any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, l := range logs {
+		f.term = l.Term
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		c, err := Decode(l.Data)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: group %q: committed log entry index=%d term=%d cannot be decoded: %v; "+
+				"stopping this replica so it cannot diverge (version skew or log corruption)",
+				f.group, l.Index, l.Term, err))
+		}
+		out[i] = applyCommand(f.tree, l.Index, c)
+	}
+}
+
+// Get returns the key's current state.
+func (f *FSM) Get(key string) (KV, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	e, ok := f.tree.Get(entry{key: key})
+	if !ok {
+		return KV{}, false
+	}
+	return e.kv(), true
+}
+
+// List returns, in key order, up to limit keys that start with prefix and
+// sort strictly after `after` (when after is non-empty). more reports
+// whether further matching keys exist; pass the last returned key as after
+// to fetch the next page. A limit of zero or less means no limit.
+func (f *FSM) List(prefix, after string, limit int) (items []KV, more bool) {
+	pivot := prefix
+	if after > pivot {
+		pivot = after
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	f.tree.Ascend(entry{key: pivot}, func(e entry) bool {
+		if !strings.HasPrefix(e.key, prefix) {
+			return false
+		}
+		if e.key == after {
+			return true
+		}
+		if limit > 0 && len(items) == limit {
+			more = true
+			return false
+		}
+		items = append(items, e.kv())
+		return true
+	})
+	return items, more
+}
+
+// Len returns the number of keys.
+func (f *FSM) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tree.Len()
+}
+
+// AppliedIndex returns the index of the last log entry this FSM has
+// processed, or the index of the snapshot it was restored from.
+//
+// raft does not hand LogNoop or LogBarrier entries to the FSM, so this can
+// trail raft's own applied index while the newest entries are of those
+// kinds; wait for it only with indexes of entries the FSM receives.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.load() }
+
+// WaitApplied blocks until AppliedIndex() >= index or ctx is done, in which
+// case it returns ctx.Err().
+func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
+	return f.applied.wait(ctx, index)
+}

@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/registry"
+)
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.svc.Status())
+}
+
+type joinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
+	var req joinRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, MembershipTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	if err := s.svc.Join(ctx, registry.Node{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"joined": true, "id": req.ID})
+}
+
+type leaveRequest struct {
+	ID string `json:"id"`
+}
+
+func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
+	var req leaveRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.ID == "" {
+		writeError(w, fmt.Errorf("%w: id is required", cluster.ErrBadRequest))
+		return
+	}
+	ctx, cancel, err := withDeadline(r, MembershipTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	if err := s.svc.Leave(ctx, req.ID); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"left": true, "id": req.ID})
+}
+
+type transferRequest struct {
+	Group string `json:"group"`
+	To    string `json:"to"`
+}
+
+func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
+	var req transferRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Group == "" {
+		writeError(w, fmt.Errorf("%w: group is required, e.g. \"shard-1\" or \"meta\"", cluster.ErrBadRequest))
+		return
+	}
+	ctx, cancel, err := withDeadline(r, 2*DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	res, err := s.svc.TransferLeadership(ctx, req.Group, req.To)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if ok, why := s.svc.Ready(); !ok {
+		writeError(w, fmt.Errorf("%w: not ready: %s", cluster.ErrUnavailable, why))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/raftkv/raftkv/cluster"
+)
+
+const headerShard = "X-Raftkv-Shard"
+
+type putResponse struct {
+	Key      string `json:"key"`
+	Revision uint64 `json:"revision"`
+	Version  uint64 `json:"version"`
+	Shard    string `json:"shard"`
+}
+
+func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
+	cond, err := condition(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := cluster.ValidateKey(key); err != nil {
+		writeError(w, err)
+		return
+	}
+	value, err := readValue(w, r, s.svc.MaxValueBytes())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	res, err := s.svc.Put(ctx, key, value, cond)
+	setServed(w, res)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("ETag", etag(res.KV.ModRevision))
+	writeJSON(w, http.StatusOK, putResponse{Key: key, Revision: res.KV.ModRevision, Version: res.KV.Version, Shard: res.Shard})
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
+	c, err := consistency(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	res, err := s.svc.Get(ctx, key, c)
+	setServed(w, res)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", etag(res.KV.ModRevision))
+	h.Set("X-Raftkv-Version", strconv.FormatUint(res.KV.Version, 10))
+	h.Set("X-Raftkv-Create-Revision", strconv.FormatUint(res.KV.CreateRevision, 10))
+	h.Set("Content-Length", strconv.Itoa(len(res.KV.Value)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(res.KV.Value)
+	}
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string) {
+	cond, err := condition(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	res, err := s.svc.Delete(ctx, key, cond)
+	setServed(w, res)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"deleted": res.Deleted})
+}
+
+// setServed names the node that served a key request and the key's shard.
+func setServed(w http.ResponseWriter, res cluster.KVResult) {
+	if res.Node != "" {
+		w.Header().Set(cluster.HeaderNode, res.Node)
+	}
+	if res.Shard != "" {
+		w.Header().Set(headerShard, res.Shard)
+	}
+}
+
+type listItem struct {
+	Key            string  `json:"key"`
+	Value          *string `json:"value,omitempty"`
+	ValueBase64    string  `json:"value_base64,omitempty"`
+	Version        uint64  `json:"version"`
+	Revision       uint64  `json:"revision"`
+	CreateRevision uint64  `json:"create_revision"`
+}
+
+type listResponse struct {
+	Items []listItem `json:"items"`
+	More  bool       `json:"more"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := DefaultListLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			writeError(w, fmt.Errorf("%w: limit must be between 1 and %d", cluster.ErrBadRequest, MaxListLimit))
+			return
+		}
+		limit = n
+	}
+	c, err := consistency(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	res, err := s.svc.List(ctx, q.Get("prefix"), q.Get("after"), limit, c)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := listResponse{Items: make([]listItem, 0, len(res.Items)), More: res.More}
+	for _, kv := range res.Items {
+		it := listItem{Key: kv.Key, Version: kv.Version, Revision: kv.ModRevision, CreateRevision: kv.CreateRevision}
+		if utf8.Valid(kv.Value) {
+			v := string(kv.Value)
+			it.Value = &v
+		} else {
+			it.ValueBase64 = base64.StdEncoding.EncodeToString(kv.Value)
+		}
+		out.Items = append(out.Items, it)
+	}
+	writeJSON(w, http.StatusOK, out)
+}

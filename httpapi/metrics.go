@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics holds this node's Prometheus registry. Each Server has its own
+// registry (not the global one) so several nodes can live in one test
+// process.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(svc Service) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_http_requests_total",
+			Help: "HTTP requests served, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "raftkv_http_request_duration_seconds",
+			Help:    "HTTP request latency, by route and method.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+		}, []string{"route", "method"}),
+	}
+	m.reg.MustRegister(m.requests, m.latency, &raftCollector{svc: svc},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// raftCollector turns each group's raft state into gauges at scrape time.
+type raftCollector struct{ svc Service }
+
+var (
+	groupLabels    = []string{"group"}
+	descTerm       = prometheus.NewDesc("raftkv_raft_term", "Current raft term.", groupLabels, nil)
+	descCommit     = prometheus.NewDesc("raftkv_raft_commit_index", "Raft commit index.", groupLabels, nil)
+	descApplied    = prometheus.NewDesc("raftkv_raft_applied_index", "Index of the last entry applied to the state machine.", groupLabels, nil)
+	descLastLog    = prometheus.NewDesc("raftkv_raft_last_log_index", "Index of the last entry in the local log.", groupLabels, nil)
+	descSnapshot   = prometheus.NewDesc("raftkv_raft_last_snapshot_index", "Index covered by the newest checkpoint.", groupLabels, nil)
+	descLeader     = prometheus.NewDesc("raftkv_raft_is_leader", "1 if this node leads the group.", groupLabels, nil)
+	descHasLeader  = prometheus.NewDesc("raftkv_raft_has_leader", "1 if this node knows a leader for the group.", groupLabels, nil)
+	descVoters     = prometheus.NewDesc("raftkv_raft_voters", "Voters in the group's configuration.", groupLabels, nil)
+	descChanges    = prometheus.NewDesc("raftkv_raft_leader_changes_total", "Leader changes observed by this node.", groupLabels, nil)
+	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
+)
+
+func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descContactAge} {
+		ch <- d
+	}
+}
+
+func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.svc.Status()
+	for _, g := range st.Groups {
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, g.Name)
+		}
+		gauge(descTerm, float64(g.Term))
+		gauge(descCommit, float64(g.CommitIndex))
+		gauge(descApplied, float64(g.AppliedIndex))
+		gauge(descLastLog, float64(g.LastLogIndex))
+		gauge(descSnapshot, float64(g.LastSnapshotIndex))
+		gauge(descLeader, boolFloat(g.Leader == st.Node))
+		gauge(descHasLeader, boolFloat(g.Leader != ""))
+		gauge(descVoters, float64(len(g.Voters)))
+		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(g.LeaderChanges), g.Name)
+		if g.LastContactMs >= 0 {
+			gauge(descContactAge, float64(g.LastContactMs)/1000)
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/registry"
+)
+
+// Service is what the HTTP layer needs from a node.
+type Service interface {
+	ID() string
+	MaxValueBytes() int
+	Put(ctx context.Context, key string, value []byte, cond fsm.Condition) (cluster.KVResult, error)
+	Get(ctx context.Context, key string, c cluster.Consistency) (cluster.KVResult, error)
+	Delete(ctx context.Context, key string, cond fsm.Condition) (cluster.KVResult, error)
+	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
+	Status() cluster.Status
+	Ready() (bool, string)
+	Join(ctx context.Context, m registry.Node) error
+	Leave(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, group, to string) (cluster.TransferResult, error)
+	InternalHandler() http.Handler
+}
+
+var _ Service = (*cluster.Node)(nil)
+
+// Request deadlines: key operations default to 5 s; membership changes wait
+// for new members to catch up, so they get longer. ?timeout= overrides both.
+const (
+	DefaultTimeout   = 5 * time.Second
+	MembershipTimeout = 60 * time.Second
+	MaxTimeout       = 5 * time.Minute
+	DefaultListLimit = 1000
+	MaxListLimit     = 10000
+	// maxJSONBody bounds the JSON bodies of cluster operations.
+	maxJSONBody = 1 << 20
+)
+
+// Server is the HTTP handler of one node.
+type Server struct {
+	svc     Service
+	mux     *http.ServeMux
+	metrics *metrics
+}
+
+// New builds the handler for svc.
+func New(svc Service) *Server {
+	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc)}
+	s.mux.HandleFunc("GET /v1/kv", s.handleList)
+	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
+	s.mux.HandleFunc("POST /v1/cluster/join", s.handleJoin)
+	s.mux.HandleFunc("POST /v1/cluster/leave", s.handleLeave)
+	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.handleTransfer)
+	s.mux.HandleFunc("GET /livez", s.handleLivez)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.mux.Handle("/v1/internal/", svc.InternalHandler())
+	return s
+}
+
+// ServeHTTP routes key requests itself (keys may hold characters that
+// http.ServeMux would clean or redirect) and everything else through the mux.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rw.Header().Set(cluster.HeaderNode, s.svc.ID())
+	route := s.dispatch(rw, r)
+	s.metrics.observe(route, r.Method, rw.status, time.Since(start))
+}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
+	if escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/kv/"); ok {
+		key, err := url.PathUnescape(escaped)
+		if err != nil {
+			writeError(w, fmt.Errorf("%w: key is not a valid escaped path: %v", cluster.ErrBadRequest, err))
+			return "/v1/kv/{key}"
+		}
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			s.handleGet(w, r, key)
+		case http.MethodPut:
+			s.handlePut(w, r, key)
+		case http.MethodDelete:
+			s.handleDelete(w, r, key)
+		default:
+			w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+			writeError(w, fmt.Errorf("%w: %s on a key", errNoMethod, r.Method))
+		}
+		return "/v1/kv/{key}"
+	}
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// The mux found nothing: answer in our error format rather than
+		// its plain-text 404/405.
+		if allowed := s.allowedMethods(r); allowed != "" {
+			w.Header().Set("Allow", allowed)
+			writeError(w, fmt.Errorf("%w: %s %s", errNoMethod, r.Method, r.URL.Path))
+		} else {
+			writeError(w, fmt.Errorf("%w: %s", errNoRoute, r.URL.Path))
+		}
+		return "unknown"
+	}
+	h.ServeHTTP(w, r)
+	if strings.HasPrefix(pattern, "/v1/internal/") {
+		return "/v1/internal"
+	}
+	return pattern
+}
+
+// allowedMethods lists the methods that would match r's path.
+func (s *Server) allowedMethods(r *http.Request) string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := s.mux.Handler(probe); p != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	return strings.Join(allowed, ", ")
+}
+
+// statusRecorder remembers the status code for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

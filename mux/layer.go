@@ -1,0 +1,108 @@
+package mux
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+var _ raft.StreamLayer = (*Layer)(nil)
+
+// Layer is one group's view of the shared port: a net.Listener that yields
+// only that group's connections, and a dialer that tags outgoing ones.
+type Layer struct {
+	mux       *Mux
+	group     string
+	header    []byte
+	advertise tcpAddr
+
+	connCh    chan net.Conn // unbuffered; fed by Mux.route
+	closeCh   chan struct{}
+	closeOnce sync.Once
+}
+
+// Group returns the name this layer was registered under.
+func (l *Layer) Group() string { return l.group }
+
+// Accept waits for the next connection for this group. It returns
+// ErrLayerClosed once the layer or its mux is closed.
+func (l *Layer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.connCh:
+		// select picks at random among ready cases, so a connection can
+		// arrive together with the close; honour the close.
+		if l.isClosed() {
+			_ = c.Close()
+			return nil, ErrLayerClosed
+		}
+		return c, nil
+	case <-l.closeCh:
+		return nil, ErrLayerClosed
+	}
+}
+
+// Close stops this layer only and frees its group name, so the group can be
+// registered again (raft's NetworkTransport.Close calls this). Idempotent.
+func (l *Layer) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closeCh)
+		m := l.mux
+		m.mu.Lock()
+		// Only remove our own entry: a later layer may own the name by now.
+		if m.mu.layers[l.group] == l {
+			delete(m.mu.layers, l.group)
+		}
+		m.mu.Unlock()
+	})
+	return nil
+}
+
+// Addr returns the advertised address, which raft uses as this server's
+// address, so it must be what peers dial.
+func (l *Layer) Addr() net.Addr { return l.advertise }
+
+// Dial connects to the mux at address and writes this group's header, so
+// the connection reaches the peer's layer for the same group.
+func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if l.isClosed() {
+		return nil, ErrLayerClosed
+	}
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.Dial("tcp", string(address))
+	if err != nil {
+		return nil, err
+	}
+	// The header is tiny, but a peer with a full receive window could still
+	// stall the write; bound it by the same timeout raft gave for the dial.
+	if timeout > 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	if _, err := conn.Write(l.header); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("mux: writing header to %s: %w", address, err)
+	}
+	if err := conn.SetWriteDeadline(time.Time{}); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("mux: clearing deadline for %s: %w", address, err)
+	}
+	return conn, nil
+}
+
+func (l *Layer) isClosed() bool {
+	select {
+	case <-l.closeCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// tcpAddr is an advertised host:port kept as written. It is not resolved,
+// so a hostname stays a hostname in raft's configuration.
+type tcpAddr string
+
+func (a tcpAddr) Network() string { return "tcp" }
+func (a tcpAddr) String() string  { return string(a) }

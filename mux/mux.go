@@ -1,0 +1,315 @@
+package mux
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+const (
+	// headerMagic opens every connection so that a stray client (an HTTP
+	// probe, a port scanner, a peer of an older build) is rejected at once
+	// instead of being fed to raft's decoder.
+	headerMagic = "RKVM"
+	// headerVersion is bumped if the header layout ever changes.
+	headerVersion = 1
+	// MaxGroupLen is the longest group name the header can carry. Names are
+	// short ids like "shard-12"; the cap bounds what a client can make us read.
+	MaxGroupLen = 64
+
+	// defaultHeaderTimeout bounds how long a connection may take to send its
+	// header. A silent client only costs one goroutine for this long.
+	defaultHeaderTimeout = 5 * time.Second
+
+	// Backoff bounds for listener errors (e.g. EMFILE), so the loop neither
+	// spins nor stalls for long once the condition clears.
+	acceptBaseDelay = 5 * time.Millisecond
+	acceptMaxDelay  = time.Second
+)
+
+// Errors returned by this package. Callers match them with errors.Is.
+var (
+	// ErrMuxClosed is returned by Mux.Layer after Mux.Close.
+	ErrMuxClosed = errors.New("mux: closed")
+	// ErrLayerClosed is returned by Layer.Accept and Layer.Dial once the
+	// layer (or its mux) is closed.
+	ErrLayerClosed = errors.New("mux: layer closed")
+	// ErrGroupRegistered is returned by Mux.Layer for a group that already
+	// has an open layer.
+	ErrGroupRegistered = errors.New("mux: group already registered")
+	// ErrBadGroup is returned for a group name that the header cannot carry.
+	ErrBadGroup = errors.New("mux: invalid group name")
+	// ErrBadAdvertise is returned for an advertise address peers cannot dial.
+	ErrBadAdvertise = errors.New("mux: invalid advertise address")
+)
+
+// Mux owns one TCP listener and routes each accepted connection to the
+// Layer registered for the group named in its header.
+type Mux struct {
+	ln            net.Listener
+	logger        hclog.Logger
+	headerTimeout time.Duration
+
+	shutdownCh chan struct{} // closed by Close; every goroutine selects on it
+	closeOnce  sync.Once
+	wg         sync.WaitGroup // the accept loop and every header reader
+
+	mu struct {
+		sync.Mutex
+		closed bool
+		layers map[string]*Layer
+		// pending holds connections whose header is still being read, so
+		// Close can unblock their readers without waiting for the deadline.
+		pending map[net.Conn]struct{}
+	}
+}
+
+// Listen binds bindAddr and starts accepting connections. The accept loop
+// runs until Close. A nil logger discards log output.
+func Listen(bindAddr string, logger hclog.Logger) (*Mux, error) {
+	return listen(bindAddr, logger, defaultHeaderTimeout)
+}
+
+// listen is Listen with a configurable header timeout, so tests need not
+// wait five seconds to see a silent client dropped.
+func listen(bindAddr string, logger hclog.Logger, headerTimeout time.Duration) (*Mux, error) {
+	ln, err := net.Listen("tcp", bindAddr)
+	if err != nil {
+		return nil, fmt.Errorf("mux: listen %s: %w", bindAddr, err)
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	m := &Mux{
+		ln:            ln,
+		logger:        logger.Named("mux"),
+		headerTimeout: headerTimeout,
+		shutdownCh:    make(chan struct{}),
+	}
+	m.mu.layers = make(map[string]*Layer)
+	m.mu.pending = make(map[net.Conn]struct{})
+	m.wg.Add(1)
+	go m.acceptLoop()
+	return m, nil
+}
+
+// Addr returns the address the listener is bound to.
+func (m *Mux) Addr() net.Addr { return m.ln.Addr() }
+
+// Layer registers group and returns its stream layer. advertise is the
+// host:port peers dial to reach this mux; it becomes Layer.Addr and hence the
+// raft server address. An empty advertise uses the bound address, which must
+// then not be a wildcard such as 0.0.0.0.
+func (m *Mux) Layer(group string, advertise string) (*Layer, error) {
+	if err := validGroup(group); err != nil {
+		return nil, err
+	}
+	if advertise == "" {
+		advertise = m.ln.Addr().String()
+	}
+	host, _, err := net.SplitHostPort(advertise)
+	if err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrBadAdvertise, advertise, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return nil, fmt.Errorf("%w %q: peers cannot dial an unspecified host", ErrBadAdvertise, advertise)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return nil, ErrMuxClosed
+	}
+	if _, ok := m.mu.layers[group]; ok {
+		return nil, fmt.Errorf("%w: %q", ErrGroupRegistered, group)
+	}
+	l := &Layer{
+		mux:       m,
+		group:     group,
+		header:    encodeHeader(group),
+		advertise: tcpAddr(advertise),
+		connCh:    make(chan net.Conn),
+		closeCh:   make(chan struct{}),
+	}
+	m.mu.layers[group] = l
+	return l, nil
+}
+
+// Close stops the accept loop, closes the listener, every layer and every
+// connection still sending its header, and waits for the mux's goroutines
+// to end. Connections already handed to a layer belong to their acceptor and
+// are left alone. Close is idempotent; only the first call reports an error.
+func (m *Mux) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.shutdownCh)
+		err = m.ln.Close()
+
+		m.mu.Lock()
+		m.mu.closed = true
+		pending := m.mu.pending
+		m.mu.pending = nil
+		layers := make([]*Layer, 0, len(m.mu.layers))
+		for _, l := range m.mu.layers {
+			layers = append(layers, l)
+		}
+		m.mu.Unlock()
+
+		for c := range pending {
+			_ = c.Close()
+		}
+		// Layer.Close takes m.mu, so it runs after the unlock above.
+		for _, l := range layers {
+			_ = l.Close()
+		}
+	})
+	m.wg.Wait()
+	return err
+}
+
+func (m *Mux) acceptLoop() {
+	defer m.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.shutdownCh:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				m.logger.Error("listener closed unexpectedly, no longer accepting", "error", err)
+				return
+			}
+			// Anything else (out of file descriptors, aborted handshakes)
+			// is treated as transient, as net/http and raft do.
+			delay = min(max(2*delay, acceptBaseDelay), acceptMaxDelay)
+			m.logger.Warn("accept failed, retrying", "error", err, "backoff", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-m.shutdownCh:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		delay = 0
+
+		m.mu.Lock()
+		if m.mu.closed {
+			m.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		m.mu.pending[conn] = struct{}{}
+		// Add under m.mu: Close sets closed under the same lock before it
+		// waits, so no Add can race with Wait at a zero count.
+		m.wg.Add(1)
+		m.mu.Unlock()
+		go m.route(conn)
+	}
+}
+
+// route reads conn's header and hands conn to its group's layer. It runs in
+// its own goroutine so a slow or silent client never holds up the accept loop.
+func (m *Mux) route(conn net.Conn) {
+	defer m.wg.Done()
+	remote := conn.RemoteAddr().String()
+
+	_ = conn.SetReadDeadline(time.Now().Add(m.headerTimeout))
+	group, err := readHeader(conn)
+
+	m.mu.Lock()
+	closing := m.mu.closed
+	delete(m.mu.pending, conn)
+	var l *Layer
+	if err == nil {
+		l = m.mu.layers[group]
+	}
+	m.mu.Unlock()
+
+	switch {
+	case closing:
+		_ = conn.Close() // Close may already have closed it; closing twice is harmless
+		return
+	case err != nil:
+		m.logger.Warn("rejected connection: bad header", "remote", remote, "error", err)
+		_ = conn.Close()
+		return
+	case l == nil:
+		m.logger.Warn("rejected connection: unknown group", "remote", remote, "group", group)
+		_ = conn.Close()
+		return
+	}
+	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+		m.logger.Warn("rejected connection: clearing deadline", "remote", remote, "group", group, "error", err)
+		_ = conn.Close()
+		return
+	}
+
+	// The channel is unbuffered so that a connection is never stranded in a
+	// buffer: it is either taken by Accept or closed here.
+	select {
+	case l.connCh <- conn:
+	case <-l.closeCh:
+		_ = conn.Close()
+	case <-m.shutdownCh:
+		_ = conn.Close()
+	}
+}
+
+// encodeHeader returns the bytes a dialer writes for group.
+func encodeHeader(group string) []byte {
+	b := make([]byte, 0, len(headerMagic)+2+len(group))
+	b = append(b, headerMagic...)
+	b = append(b, headerVersion, byte(len(group)))
+	return append(b, group...)
+}
+
+// readHeader reads exactly the header and nothing more: whatever follows
+// belongs to raft, so no buffered reader may be used here.
+func readHeader(r io.Reader) (string, error) {
+	var fixed [len(headerMagic) + 2]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return "", fmt.Errorf("reading header: %w", err)
+	}
+	if string(fixed[:len(headerMagic)]) != headerMagic {
+		return "", fmt.Errorf("bad magic %q", fixed[:len(headerMagic)])
+	}
+	if v := fixed[len(headerMagic)]; v != headerVersion {
+		return "", fmt.Errorf("unsupported version %d", v)
+	}
+	n := int(fixed[len(headerMagic)+1])
+	if n < 1 || n > MaxGroupLen {
+		return "", fmt.Errorf("bad group length %d", n)
+	}
+	name := make([]byte, n)
+	if _, err := io.ReadFull(r, name); err != nil {
+		return "", fmt.Errorf("reading group name: %w", err)
+	}
+	if err := validGroup(string(name)); err != nil {
+		return "", err
+	}
+	return string(name), nil
+}
+
+// validGroup accepts 1..MaxGroupLen bytes of printable ASCII without spaces,
+// which keeps names safe to log and to use as directory names elsewhere.
+func validGroup(group string) error {
+	if len(group) < 1 || len(group) > MaxGroupLen {
+		return fmt.Errorf("%w: length %d not in 1..%d", ErrBadGroup, len(group), MaxGroupLen)
+	}
+	for i := 0; i < len(group); i++ {
+		if c := group[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("%w: byte 0x%02x at %d", ErrBadGroup, c, i)
+		}
+	}
+	return nil
+}

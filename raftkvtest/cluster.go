@@ -1,0 +1,266 @@
+// Package raftkvtest builds in-process raftkv clusters for tests: N nodes in
+// one process, every raft group over raft's in-memory transport (so tests can
+// cut links between nodes), and each node's real HTTP API on 127.0.0.1.
+package raftkvtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/httpapi"
+)
+
+// Cluster is a set of in-process nodes.
+type Cluster struct {
+	t      testing.TB
+	shards int
+	Nodes  []*Node
+	// trans[group][i] is node i's transport in that group.
+	trans map[string][]*raft.InmemTransport
+}
+
+// Node is one in-process node with its HTTP server.
+type Node struct {
+	ID       string
+	HTTPAddr string
+	*cluster.Node
+	srv     *http.Server
+	dataDir string
+	stopped bool
+	mu      sync.Mutex
+}
+
+// Groups lists the group names of a cluster with the given shard count.
+func Groups(shards int) []string {
+	names := []string{cluster.MetaGroup}
+	for i := 1; i <= shards; i++ {
+		names = append(names, fmt.Sprintf("shard-%d", i))
+	}
+	return names
+}
+
+// NewCluster starts n nodes: node1 bootstraps, the others join through it.
+// It returns once every node is a voter of every group and every group has
+// a leader. Everything is stopped by t.Cleanup.
+func NewCluster(t testing.TB, n, shards int) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, shards: shards, trans: map[string][]*raft.InmemTransport{}}
+	for _, g := range Groups(shards) {
+		for i := 0; i < n; i++ {
+			_, tr := raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+			c.trans[g] = append(c.trans[g], tr)
+		}
+	}
+	c.connectAll()
+	t.Cleanup(c.Close)
+	for i := 0; i < n; i++ {
+		var join []string
+		if i > 0 {
+			join = []string{c.Nodes[0].HTTPAddr}
+		}
+		c.Nodes = append(c.Nodes, c.startNode(i, t.TempDir(), "", join))
+	}
+	c.WaitReady()
+	return c
+}
+
+func nodeID(i int) string { return fmt.Sprintf("node%d", i+1) }
+
+// raftAddr is node i's address on the in-memory transports. It only has to
+// look like host:port; nothing listens on it.
+func raftAddr(i int) raft.ServerAddress { return raft.ServerAddress(nodeID(i) + ":7000") }
+
+func (c *Cluster) connectAll() {
+	for _, trs := range c.trans {
+		for _, a := range trs {
+			for _, b := range trs {
+				if a != b {
+					a.Connect(b.LocalAddr(), b)
+				}
+			}
+		}
+	}
+}
+
+// startNode starts node i on dataDir, reusing httpAddr when restarting.
+func (c *Cluster) startNode(i int, dataDir, httpAddr string, join []string) *Node {
+	c.t.Helper()
+	if httpAddr == "" {
+		httpAddr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", httpAddr)
+	if err != nil {
+		c.t.Fatalf("listen: %v", err)
+	}
+	cfg := cluster.DefaultConfig()
+	cfg.NodeID = nodeID(i)
+	cfg.DataDir = dataDir
+	cfg.HTTPAddr = ln.Addr().String()
+	cfg.RaftAddr = string(raftAddr(i))
+	cfg.Shards = c.shards
+	cfg.Join = join
+	cfg.HeartbeatTimeout = 100 * time.Millisecond
+	cfg.ElectionTimeout = 100 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	cfg.JoinTimeout = 30 * time.Second
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Output: testWriter{c.t}, Level: hclog.Info})
+	cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	node, err := cluster.New(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		c.t.Fatalf("start %s: %v", cfg.NodeID, err)
+	}
+	srv := &http.Server{Handler: httpapi.New(node), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return &Node{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Node: node, srv: srv, dataDir: dataDir}
+}
+
+// Stop shuts node i down (HTTP, then raft), keeping its data dir.
+func (c *Cluster) Stop(i int) {
+	nd := c.Nodes[i]
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	if nd.stopped {
+		return
+	}
+	nd.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = nd.srv.Shutdown(ctx)
+	if err := nd.Node.Close(); err != nil {
+		c.t.Logf("close %s: %v", nd.ID, err)
+	}
+}
+
+// Restart starts a stopped node again from its data dir on the same address.
+func (c *Cluster) Restart(i int) {
+	old := c.Nodes[i]
+	for _, trs := range c.trans {
+		// A closed in-memory transport cannot be reused: give the node a
+		// fresh one at the same address and reconnect everyone to it.
+		_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+	}
+	c.connectAll()
+	c.Nodes[i] = c.startNode(i, old.dataDir, old.HTTPAddr, nil)
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for i := range c.Nodes {
+		c.Stop(i)
+	}
+}
+
+// Running returns the nodes that are not stopped.
+func (c *Cluster) Running() []*Node {
+	var out []*Node
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		if !n.stopped {
+			out = append(out, n)
+		}
+		n.mu.Unlock()
+	}
+	return out
+}
+
+// Disconnect cuts every raft link between node i and the others, in every
+// group. HTTP still works, so forwarding to it fails only at the raft level.
+func (c *Cluster) Disconnect(i int) {
+	for _, trs := range c.trans {
+		for j, tr := range trs {
+			if j != i {
+				tr.Disconnect(trs[i].LocalAddr())
+				trs[i].Disconnect(tr.LocalAddr())
+			}
+		}
+	}
+}
+
+// Heal reconnects every raft link.
+func (c *Cluster) Heal() { c.connectAll() }
+
+// WaitReady polls until every running node reports ready.
+func (c *Cluster) WaitReady() {
+	c.t.Helper()
+	Eventually(c.t, 30*time.Second, func() error {
+		for _, n := range c.Running() {
+			if ok, why := n.Ready(); !ok {
+				return fmt.Errorf("%s: %s", n.ID, why)
+			}
+		}
+		return nil
+	})
+}
+
+// Leader returns the index of the node that leads group, waiting for one
+// that all running nodes agree on.
+func (c *Cluster) Leader(group string) int {
+	c.t.Helper()
+	leader := -1
+	Eventually(c.t, 10*time.Second, func() error {
+		leader = -1
+		var seen string
+		for _, n := range c.Running() {
+			st := groupStatus(n, group)
+			if st.Leader == "" || (seen != "" && st.Leader != seen) {
+				return fmt.Errorf("%s: no agreed leader of %s (%q vs %q)", n.ID, group, seen, st.Leader)
+			}
+			seen = st.Leader
+		}
+		for i, n := range c.Nodes {
+			if n.ID == seen {
+				leader = i
+			}
+		}
+		if leader < 0 || c.Nodes[leader].stopped {
+			return fmt.Errorf("leader %q of %s is not running", seen, group)
+		}
+		return nil
+	})
+	return leader
+}
+
+func groupStatus(n *Node, group string) cluster.GroupStatus {
+	for _, g := range n.Status().Groups {
+		if g.Name == group {
+			return g
+		}
+	}
+	return cluster.GroupStatus{}
+}
+
+// Eventually polls f every 20 ms until it returns nil or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// testWriter sends log lines to t.Log so they show only on failure.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

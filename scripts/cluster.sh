@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# cluster.sh runs a local raftkv cluster on 127.0.0.1 for trying things out:
+# start it, kill and restart nodes, watch failover, tear it down.
+#
+# Everything lives under one folder (RAFTKV_CLUSTER_DIR): the binary, and per
+# node a data dir, a log file and a pid file. The script only ever signals
+# the processes whose pids it recorded there.
+set -euo pipefail
+
+usage() {
+	cat <<EOF
+Usage: scripts/cluster.sh <command> [args]
+
+Commands:
+  up [N]        build raftkv and start an N-node cluster (default 3); node1
+                bootstraps, the others join it. Starts only nodes not running.
+  down [--wipe] stop every node (SIGTERM, SIGKILL after ${STOP_WAIT}s); --wipe also
+                deletes the cluster folder (data, logs, binary)
+  status        show which nodes run, then 'raftkv cluster status'
+  kill ID       SIGKILL a node (ID: node2 or 2), to watch failover
+  stop ID       SIGTERM a node and wait for it to exit
+  restart ID    start a stopped or killed node again with the same flags
+  logs ID [-f]  print the end of a node's log (-f: follow it)
+
+Environment:
+  RAFTKV_CLUSTER_DIR  folder for binary, data, logs, pids (default ./.raftkv-cluster)
+  RAFTKV_BASE_HTTP    HTTP port of node1; nodeK uses BASE+K-1 (default 8080)
+  RAFTKV_BASE_RAFT    raft port of node1; nodeK uses BASE+K-1 (default 7000)
+  RAFTKV_SHARDS       shards of a new cluster (default 4)
+
+Example:
+  scripts/cluster.sh up 3
+  scripts/cluster.sh kill node1 && scripts/cluster.sh status
+  scripts/cluster.sh restart node1
+  scripts/cluster.sh down --wipe
+EOF
+}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+BASE_HTTP=${RAFTKV_BASE_HTTP:-8080}
+BASE_RAFT=${RAFTKV_BASE_RAFT:-7000}
+SHARDS=${RAFTKV_SHARDS:-4}
+READY_WAIT=30 # seconds 'up' waits for every node's /readyz
+STOP_WAIT=15  # seconds a node gets to exit after SIGTERM
+
+# The cluster folder, made absolute so the script works from any directory.
+CLUSTER_DIR=${RAFTKV_CLUSTER_DIR:-./.raftkv-cluster}
+MARKER=.raftkv-cluster # marks a folder this script created (checked before --wipe)
+BIN=""
+
+die() {
+	echo "cluster.sh: $*" >&2
+	exit 1
+}
+
+init_dir() {
+	mkdir -p "$CLUSTER_DIR"
+	CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+	touch "$CLUSTER_DIR/$MARKER"
+	BIN="$CLUSTER_DIR/raftkv"
+}
+
+# resolve_dir makes CLUSTER_DIR absolute without creating it.
+resolve_dir() {
+	if [[ -d $CLUSTER_DIR ]]; then
+		CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
+	fi
+	BIN="$CLUSTER_DIR/raftkv"
+}
+
+build() {
+	echo "building raftkv -> $BIN"
+	(cd "$REPO_ROOT" && go build -o "$BIN" ./cmd/raftkv)
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+# node_index turns "node2" or "2" into 2.
+node_index() {
+	local i=${1#node}
+	if ! is_uint "$i" || ((10#$i < 1)); then
+		die "bad node id '$1' (use node1, node2, ... or 1, 2, ...)"
+	fi
+	echo "$((10#$i))"
+}
+
+http_addr() { echo "127.0.0.1:$((BASE_HTTP + $1 - 1))"; }
+raft_addr() { echo "127.0.0.1:$((BASE_RAFT + $1 - 1))"; }
+node_dir() { echo "$CLUSTER_DIR/node$1"; }
+pid_file() { echo "$(node_dir "$1")/raftkv.pid"; }
+log_file() { echo "$(node_dir "$1")/raftkv.log"; }
+
+# known_nodes prints the indexes of every node the folder has seen.
+known_nodes() {
+	local d
+	for d in "$CLUSTER_DIR"/node*; do
+		[[ -d $d ]] || continue
+		d=${d##*/node}
+		is_uint "$d" && echo "$d"
+	done | sort -n
+}
+
+# node_pid prints the pid of node $1 if that process is alive and is the
+# raftkv we started for it; otherwise it prints nothing and fails.
+node_pid() {
+	local f pid cmd
+	f=$(pid_file "$1")
+	[[ -f $f ]] || return 1
+	pid=$(<"$f")
+	is_uint "$pid" || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	# Guard against pid reuse: the process must be our binary for this node.
+	cmd=$(ps -ww -p "$pid" -o args= 2>/dev/null) || return 1
+	[[ $cmd == "$BIN serve --id node$1 "* ]] || return 1
+	echo "$pid"
+}
+
+# http_status prints the HTTP status code of GET http://$1$2 (000 if none).
+http_status() {
+	if command -v curl >/dev/null 2>&1; then
+		curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$1$2" || true
+		return
+	fi
+	local host=${1%:*} port=${1##*:} line=""
+	if exec 3<>"/dev/tcp/$host/$port" 2>/dev/null; then
+		printf 'GET %s HTTP/1.0\r\nHost: %s\r\n\r\n' "$2" "$1" >&3
+		read -r -t 1 line <&3 || true
+		exec 3>&-
+	fi
+	line=${line#HTTP/* }
+	echo "${line:0:3}" | grep -E '^[0-9]{3}$' || echo 000
+}
+
+start_node() {
+	local i=$1 pid dir
+	if pid=$(node_pid "$i"); then
+		echo "node$i already running (pid $pid)"
+		return
+	fi
+	dir=$(node_dir "$i")
+	mkdir -p "$dir/data"
+	local args=(serve --id "node$i" --data-dir "$dir/data"
+		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --shards "$SHARDS")
+	# A node with state ignores --join; node1 bootstraps when it has none.
+	if ((i > 1)); then
+		args+=(--join "$(http_addr 1)")
+	fi
+	echo "== $(date -u +%FT%TZ) starting: ${args[*]}" >>"$(log_file "$i")"
+	# setsid keeps the node out of this terminal's process group, so a
+	# Ctrl-C while this script waits does not reach it.
+	if command -v setsid >/dev/null 2>&1; then
+		setsid "$BIN" "${args[@]}" >>"$(log_file "$i")" 2>&1 </dev/null &
+	else
+		nohup "$BIN" "${args[@]}" >>"$(log_file "$i")" 2>&1 </dev/null &
+	fi
+	echo "$!" >"$(pid_file "$i")"
+	echo "node$i started (pid $!): http $(http_addr "$i"), raft $(raft_addr "$i"), log $(log_file "$i")"
+}
+
+# wait_ready waits until every listed node answers /readyz with 200.
+wait_ready() {
+	local deadline=$((SECONDS + READY_WAIT)) i pending
+	while :; do
+		pending=()
+		for i in "$@"; do
+			if ! node_pid "$i" >/dev/null; then
+				echo "node$i exited; last lines of its log:" >&2
+				tail -n 20 "$(log_file "$i")" >&2 || true
+				return 1
+			fi
+			[[ $(http_status "$(http_addr "$i")" /readyz) == 200 ]] || pending+=("node$i")
+		done
+		((${#pending[@]} == 0)) && return 0
+		if ((SECONDS >= deadline)); then
+			echo "not ready after ${READY_WAIT}s: ${pending[*]} (see '$0 logs ID')" >&2
+			return 1
+		fi
+		sleep 0.3
+	done
+}
+
+# signal_node sends $2 to node $1 and waits up to STOP_WAIT seconds for it
+# to exit, then kills it.
+signal_node() {
+	local i=$1 sig=$2 pid deadline
+	if ! pid=$(node_pid "$i"); then
+		echo "node$i is not running"
+		rm -f "$(pid_file "$i")"
+		return
+	fi
+	kill "-$sig" "$pid"
+	deadline=$((SECONDS + STOP_WAIT))
+	while kill -0 "$pid" 2>/dev/null; do
+		if ((SECONDS >= deadline)); then
+			echo "node$i (pid $pid) still running after ${STOP_WAIT}s; sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		sleep 0.2
+	done
+	rm -f "$(pid_file "$i")"
+	echo "node$i stopped (pid $pid, $sig)"
+}
+
+cmd_up() {
+	local n=${1:-3} i nodes=()
+	if ! is_uint "$n" || ((10#$n < 1)); then
+		die "up: N must be a positive number, got '$n'"
+	fi
+	n=$((10#$n))
+	init_dir
+	build
+	# A fresh node1 bootstraps the cluster alone: let it become ready before
+	# the others join it. A node1 with state is restarting and needs its
+	# peers for a quorum, so then every node starts at once.
+	local fresh=false
+	if [[ -z $(ls -A "$(node_dir 1)/data" 2>/dev/null) ]]; then
+		fresh=true
+	fi
+	for ((i = 1; i <= n; i++)); do
+		start_node "$i"
+		nodes+=("$i")
+		if ((i == 1)) && $fresh; then
+			wait_ready 1 || die "node1 did not become ready"
+		fi
+	done
+	echo "waiting for every node to be ready (up to ${READY_WAIT}s)..."
+	wait_ready "${nodes[@]}" || die "cluster did not become ready"
+	local eps=()
+	for i in "${nodes[@]}"; do eps+=("$(http_addr "$i")"); done
+	local ep_list
+	ep_list=$(
+		IFS=,
+		echo "${eps[*]}"
+	)
+	cat <<EOF
+
+Cluster of $n node(s) is ready. Data and logs: $CLUSTER_DIR
+HTTP endpoints: ${eps[*]}
+
+Try:
+  curl -X PUT --data-binary hello http://${eps[0]}/v1/kv/greeting
+  curl http://${eps[n - 1]}/v1/kv/greeting
+  curl -i -X PUT -H 'If-Match: "REV"' --data-binary bye http://${eps[0]}/v1/kv/greeting  # REV from the first put
+  curl 'http://${eps[0]}/v1/kv?prefix=gr'
+  curl http://${eps[0]}/v1/cluster
+  export RAFTKV_ENDPOINTS=$ep_list
+  $BIN put greeting hi && $BIN get greeting
+  $0 kill node1; $0 status     # watch another node take over
+EOF
+}
+
+cmd_down() {
+	local wipe=false i pids=() deadline
+	case ${1:-} in
+	"") ;;
+	--wipe) wipe=true ;;
+	*) die "down: unknown argument '$1' (only --wipe)" ;;
+	esac
+	resolve_dir
+	if [[ ! -d $CLUSTER_DIR ]]; then
+		echo "no cluster folder at $CLUSTER_DIR"
+		return
+	fi
+	for i in $(known_nodes); do
+		local pid
+		if pid=$(node_pid "$i"); then
+			kill -TERM "$pid"
+			pids+=("$i:$pid")
+		fi
+		rm -f "$(pid_file "$i")"
+	done
+	deadline=$((SECONDS + STOP_WAIT))
+	for entry in ${pids[@]+"${pids[@]}"}; do
+		local pid=${entry#*:}
+		while kill -0 "$pid" 2>/dev/null; do
+			if ((SECONDS >= deadline)); then
+				echo "node${entry%%:*} (pid $pid) did not stop in ${STOP_WAIT}s; sending SIGKILL" >&2
+				kill -KILL "$pid" 2>/dev/null || true
+			fi
+			sleep 0.2
+		done
+		echo "node${entry%%:*} stopped (pid $pid)"
+	done
+	if $wipe; then
+		[[ -f $CLUSTER_DIR/$MARKER ]] || die "$CLUSTER_DIR was not created by this script; not deleting it"
+		rm -rf -- "$CLUSTER_DIR"
+		echo "removed $CLUSTER_DIR"
+	else
+		echo "data kept in $CLUSTER_DIR ('$0 up' restarts it, 'down --wipe' deletes it)"
+	fi
+}
+
+cmd_status() {
+	local i pid live=()
+	resolve_dir
+	[[ -d $CLUSTER_DIR ]] || die "no cluster at $CLUSTER_DIR (run '$0 up')"
+	for i in $(known_nodes); do
+		if pid=$(node_pid "$i"); then
+			printf 'node%-3s running  pid %-8s http %s  raft %s\n' "$i" "$pid" "$(http_addr "$i")" "$(raft_addr "$i")"
+			live+=("$(http_addr "$i")")
+		else
+			printf 'node%-3s stopped  %-12s http %s  raft %s\n' "$i" "" "$(http_addr "$i")" "$(raft_addr "$i")"
+		fi
+	done
+	if ((${#live[@]} == 0)); then
+		echo "no node is running"
+		return
+	fi
+	echo
+	local eps
+	eps=$(
+		IFS=,
+		echo "${live[*]}"
+	)
+	"$BIN" cluster status --endpoints "$eps" --timeout 3s || echo "(cluster status failed)" >&2
+}
+
+cmd_restart() {
+	local i
+	i=$(node_index "$1")
+	resolve_dir
+	[[ -d $(node_dir "$i") ]] || die "node$i has never run in $CLUSTER_DIR (use '$0 up N')"
+	[[ -x $BIN ]] || build
+	if node_pid "$i" >/dev/null; then
+		signal_node "$i" TERM
+	fi
+	start_node "$i"
+	echo "waiting for node$i to be ready..."
+	wait_ready "$i" || die "node$i did not become ready"
+	echo "node$i is ready"
+}
+
+cmd_logs() {
+	local i follow=false
+	i=$(node_index "$1")
+	[[ ${2:-} == -f ]] && follow=true
+	resolve_dir
+	[[ -f $(log_file "$i") ]] || die "no log for node$i in $CLUSTER_DIR"
+	if $follow; then
+		exec tail -n 100 -f "$(log_file "$i")"
+	fi
+	tail -n 100 "$(log_file "$i")"
+}
+
+main() {
+	local cmd=${1:-}
+	[[ $# -gt 0 ]] && shift
+	case $cmd in
+	up) cmd_up "$@" ;;
+	down) cmd_down "$@" ;;
+	status) cmd_status ;;
+	kill | stop)
+		[[ $# -eq 1 ]] || die "usage: $0 $cmd ID"
+		local i
+		i=$(node_index "$1")
+		resolve_dir
+		if [[ $cmd == kill ]]; then
+			local pid
+			if pid=$(node_pid "$i"); then
+				kill -KILL "$pid"
+				echo "node$i killed (SIGKILL, pid $pid)"
+			else
+				echo "node$i is not running"
+			fi
+			rm -f "$(pid_file "$i")"
+		else
+			signal_node "$i" TERM
+		fi
+		;;
+	restart)
+		[[ $# -eq 1 ]] || die "usage: $0 restart ID"
+		cmd_restart "$1"
+		;;
+	logs)
+		[[ $# -ge 1 ]] || die "usage: $0 logs ID [-f]"
+		cmd_logs "$@"
+		;;
+	-h | --help | help)
+		usage
+		;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+}
+
+main "$@"
