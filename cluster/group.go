@@ -32,8 +32,8 @@ type group struct {
 	name   string
 	raft   *raft.Raft
 	fsm    stateMachine
-	kv     *fsm.FSM       // the data shards' state machine (nil for meta)
-	reg    *registry.FSM  // the meta group's state machine (nil for shards)
+	kv     *fsm.FSM      // the data shards' state machine (nil for meta)
+	reg    *registry.FSM // the meta group's state machine (nil for shards)
 	logs   *raftboltdb.BoltStore
 	snaps  *raft.FileSnapshotStore
 	trans  raft.Transport

@@ -18,8 +18,8 @@ type idempotency bool
 const (
 	idempotent    idempotency = true
 	nonIdempotent idempotency = false
-	retryWait             = 20 * time.Millisecond
-	retryMax              = 200 * time.Millisecond
+	retryWait                 = 20 * time.Millisecond
+	retryMax                  = 200 * time.Millisecond
 )
 
 // route runs op on the current leader of groupName: locally when this node

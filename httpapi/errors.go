@@ -11,8 +11,8 @@ import (
 
 // Errors raised by the HTTP layer itself, before the Service is called.
 var (
-	errNoRoute   = errors.New("no such endpoint")
-	errNoMethod  = errors.New("method not allowed")
+	errNoRoute  = errors.New("no such endpoint")
+	errNoMethod = errors.New("method not allowed")
 )
 
 // statusOf is the one table from typed errors to HTTP status and error code.

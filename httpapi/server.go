@@ -34,11 +34,11 @@ var _ Service = (*cluster.Node)(nil)
 // Request deadlines: key operations default to 5 s; membership changes wait
 // for new members to catch up, so they get longer. ?timeout= overrides both.
 const (
-	DefaultTimeout   = 5 * time.Second
+	DefaultTimeout    = 5 * time.Second
 	MembershipTimeout = 60 * time.Second
-	MaxTimeout       = 5 * time.Minute
-	DefaultListLimit = 1000
-	MaxListLimit     = 10000
+	MaxTimeout        = 5 * time.Minute
+	DefaultListLimit  = 1000
+	MaxListLimit      = 10000
 	// maxJSONBody bounds the JSON bodies of cluster operations.
 	maxJSONBody = 1 << 20
 )
