@@ -304,6 +304,18 @@ func (n *Node) Ready() (bool, string) {
 		if !g.isMember(n.cfg.NodeID, true) {
 			return false, "this node is not a voter of " + name
 		}
+		// A follower is ready once it has heard from the leader and applied
+		// everything the leader said was committed, so a restarted node is
+		// not called ready while it still serves old data to stale reads.
+		if !g.isLeader() {
+			commit := g.raft.CommitIndex()
+			if g.raft.LastContact().IsZero() || commit == 0 {
+				return false, name + ": no contact with the leader yet"
+			}
+			if applied := g.raft.AppliedIndex(); applied < commit {
+				return false, fmt.Sprintf("%s: catching up (applied %d of %d)", name, applied, commit)
+			}
+		}
 	}
 	return true, ""
 }
