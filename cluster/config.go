@@ -40,6 +40,15 @@ type Config struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 
+	// Checkpoints. raft takes one when SnapshotThreshold entries have been
+	// appended since the last, checking every SnapshotInterval (staggered),
+	// and then compacts the log, keeping TrailingLogs entries so a follower
+	// that is slightly behind catches up from the log instead of a full
+	// checkpoint.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+
 	// MaxValueBytes caps a value's size (bytes). Larger writes are refused
 	// before anything is proposed.
 	MaxValueBytes int
@@ -78,6 +87,9 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 125 * time.Millisecond,
 		MaxValueBytes:      DefaultMaxValueBytes,
 		JoinTimeout:        60 * time.Second,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   30 * time.Second,
+		TrailingLogs:       10240,
 	}
 }
 
@@ -102,6 +114,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("leader lease timeout (%s) must be positive and at most the heartbeat timeout (%s)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	case c.MaxValueBytes < 1:
 		return fmt.Errorf("max value bytes must be positive")
+	case c.SnapshotThreshold < 1 || c.SnapshotInterval < 5*time.Millisecond:
+		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:
 		return fmt.Errorf("join timeout must be positive")
 	}
@@ -116,6 +130,9 @@ func (c *Config) raftConfig(logger hclog.Logger) *raft.Config {
 	rc.ElectionTimeout = c.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
 	rc.Logger = logger
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
 	// A node removed from a group stops that group's raft; the process keeps
 	// serving what it still hosts until the operator stops it.
 	rc.ShutdownOnRemove = true

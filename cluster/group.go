@@ -48,6 +48,7 @@ type group struct {
 	observer      *raft.Observer
 	obsCh         chan raft.Observation
 	closeOnce     sync.Once
+	recovery      recovery
 	hasState      bool // raft state existed on disk when the group was opened
 }
 
@@ -73,10 +74,22 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		logs.Close()
 		return nil, false, fmt.Errorf("group %s: read state: %w", name, err)
 	}
+	var newest uint64
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		newest = metas[0].Index
+	}
+	logLast, err := logs.LastIndex()
+	if err != nil {
+		logs.Close()
+		return nil, false, fmt.Errorf("group %s: read log: %w", name, err)
+	}
+	started := time.Now()
+	// NewRaft loads the newest checkpoint that restores cleanly (falling
+	// back to older ones) before it returns.
 	r, err := raft.NewRaft(cfg.raftConfig(logger), sm, logs, logs, snaps, trans)
 	if err != nil {
 		logs.Close()
-		return nil, false, fmt.Errorf("group %s: start raft: %w", name, err)
+		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
 		obsCh: make(chan raft.Observation, 16)}
@@ -85,7 +98,19 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		return ok
 	})
 	r.RegisterObserver(g.observer)
+	g.kv, g.reg = kvOf(sm), regOf(sm)
+	g.noteRestored(started, newest, logLast)
 	return g, existing, nil
+}
+
+func kvOf(sm stateMachine) *fsm.FSM {
+	kv, _ := sm.(*fsm.FSM)
+	return kv
+}
+
+func regOf(sm stateMachine) *registry.FSM {
+	reg, _ := sm.(*registry.FSM)
+	return reg
 }
 
 // watchLeaders counts leader changes until stop closes. Owned by the node.

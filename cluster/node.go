@@ -212,7 +212,7 @@ func (n *Node) openGroups() error {
 			}
 			return err
 		}
-		g.kv, g.reg, g.hasState = kv, reg, existing
+		g.hasState = existing
 		n.groups[name] = g
 		n.order = append(n.order, name)
 	}
@@ -242,6 +242,7 @@ func (n *Node) start(mode startMode) error {
 	for _, name := range n.order {
 		g := n.groups[name]
 		n.goFunc(func() { g.watchLeaders(n.stop) })
+		n.goFunc(func() { g.watchReplay(n.stop) })
 	}
 	switch mode {
 	case modeBootstrap:

@@ -33,6 +33,7 @@ type GroupStatus struct {
 	LeaderChanges     uint64   `json:"leader_changes"`
 	Voters            []string `json:"voters"`
 	Nonvoters         []string `json:"nonvoters"`
+	RecoveryStatus
 }
 
 // Status reports every group's raft state as this node knows it. It never
@@ -64,6 +65,7 @@ func (g *group) status() GroupStatus {
 		LeaderChanges:     g.leaderChanges.Load(),
 		Voters:            []string{},
 		Nonvoters:         []string{},
+		RecoveryStatus:    g.recovery.status(),
 	}
 	if g.isLeader() {
 		s.LastContactMs = 0

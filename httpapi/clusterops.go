@@ -104,3 +104,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+func (s *Server) handleSnapshot(w http.ResponseWriter, r *http.Request) {
+	groups, err := s.svc.Checkpoint()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"groups": groups})
+}

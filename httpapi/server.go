@@ -27,6 +27,7 @@ type Service interface {
 	Leave(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, group, to string) (cluster.TransferResult, error)
 	InternalHandler() http.Handler
+	Checkpoint() ([]cluster.CheckpointInfo, error)
 }
 
 var _ Service = (*cluster.Node)(nil)
@@ -58,6 +59,7 @@ func New(svc Service) *Server {
 	s.mux.HandleFunc("POST /v1/cluster/join", s.handleJoin)
 	s.mux.HandleFunc("POST /v1/cluster/leave", s.handleLeave)
 	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.handleTransfer)
+	s.mux.HandleFunc("POST /v1/cluster/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())

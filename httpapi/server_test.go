@@ -57,6 +57,9 @@ func (f *fakeService) TransferLeadership(context.Context, string, string) (clust
 	return cluster.TransferResult{}, nil
 }
 func (f *fakeService) InternalHandler() http.Handler { return http.NotFoundHandler() }
+func (f *fakeService) Checkpoint() ([]cluster.CheckpointInfo, error) {
+	return nil, nil
+}
 
 func serve(t *testing.T, svc Service, method, target string, body []byte, header map[string]string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -23,6 +23,7 @@ import (
 type Cluster struct {
 	t      testing.TB
 	shards int
+	tune   func(*cluster.Config)
 	Nodes  []*Node
 	// trans[group][i] is node i's transport in that group.
 	trans map[string][]*raft.InmemTransport
@@ -53,7 +54,14 @@ func Groups(shards int) []string {
 // a leader. Everything is stopped by t.Cleanup.
 func NewCluster(t testing.TB, n, shards int) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, shards: shards, trans: map[string][]*raft.InmemTransport{}}
+	return NewClusterWith(t, n, shards, nil)
+}
+
+// NewClusterWith is NewCluster with a hook that adjusts every node's config
+// (for example smaller checkpoint thresholds).
+func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, shards: shards, tune: tune, trans: map[string][]*raft.InmemTransport{}}
 	for _, g := range Groups(shards) {
 		for i := 0; i < n; i++ {
 			_, tr := raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
@@ -114,6 +122,9 @@ func (c *Cluster) startNode(i int, dataDir, httpAddr string, join []string) *Nod
 	cfg.JoinTimeout = 30 * time.Second
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Output: testWriter{c.t}, Level: hclog.Info})
 	cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
+	if c.tune != nil {
+		c.tune(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	node, err := cluster.New(ctx, cfg)

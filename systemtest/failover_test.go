@@ -44,13 +44,10 @@ func TestFailoverKillLeader(t *testing.T) {
 	t.Logf("killing %s (pid %d), leader of %v", victim.ID, victim.PID(), led)
 
 	// Background writers through the survivors run across the kill.
-	load := startLoad("fo/load", 3, survivors)
+	load := startLoad(t, "fo/load", 3, survivors)
 	load.waitAcked(t, 30, 10*time.Second)
 	killed := time.Now()
-	if err := victim.Kill(); err != nil {
-		load.Stop()
-		t.Fatalf("%v", err)
-	}
+	mustOK(t, victim.Kill())
 
 	// Every attempt uses a fresh key, so an attempt with an unknown outcome
 	// never muddies what an acknowledged key must hold.

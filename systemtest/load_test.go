@@ -17,8 +17,9 @@ import (
 // attempt whose outcome is unknown never blurs what an acknowledged key must
 // hold.
 type writeLoad struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	mu       sync.Mutex
 	acked    map[string]string
@@ -27,14 +28,16 @@ type writeLoad struct {
 }
 
 // startLoad starts writers goroutines; writer w sends its i-th write to
-// nodes[(w+i) % len(nodes)].
-func startLoad(prefix string, writers int, nodes []*Node) *writeLoad {
+// nodes[(w+i) % len(nodes)]. They stop at Stop or, at the latest, when the
+// test ends.
+func startLoad(t *testing.T, prefix string, writers int, nodes []*Node) *writeLoad {
 	l := &writeLoad{
 		stop:     make(chan struct{}),
 		acked:    map[string]string{},
 		outcomes: map[string]int{},
 		samples:  map[string]string{},
 	}
+	t.Cleanup(func() { l.Stop() })
 	for w := range writers {
 		l.wg.Add(1)
 		go func() {
@@ -108,9 +111,10 @@ func (l *writeLoad) Outcomes() map[string]int {
 	return out
 }
 
-// Stop stops the writers and returns the acknowledged writes.
+// Stop stops the writers and returns the acknowledged writes. It may be
+// called more than once.
 func (l *writeLoad) Stop() map[string]string {
-	close(l.stop)
+	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -232,13 +236,10 @@ func TestStopUnderLoad(t *testing.T) {
 		}
 	}
 
-	load := startLoad("stop", 6, c.Nodes)
+	load := startLoad(t, "stop", 6, c.Nodes)
 	load.waitAcked(t, 100, 15*time.Second)
 	start := time.Now()
-	if err := victim.Stop(); err != nil {
-		load.Stop()
-		t.Fatalf("%v", err)
-	}
+	mustOK(t, victim.Stop())
 	t.Logf("%s exited 0 %v after SIGTERM under load", victim.ID, time.Since(start).Round(time.Millisecond))
 	load.waitAcked(t, 100, 15*time.Second)
 	acked := load.Stop()
