@@ -25,6 +25,9 @@ type NodeInfo struct {
 	ID       string `json:"id"`
 	HTTPAddr string `json:"http_addr"`
 	RaftAddr string `json:"raft_addr"`
+	// Reachable says whether the answering node could reach this node's
+	// /livez (nil if the server did not probe).
+	Reachable *bool `json:"reachable,omitempty"`
 }
 
 // GroupStatus is the state of one raft group on the answering node.
@@ -68,7 +71,7 @@ func (s *ClusterStatus) NodeByID(id string) (NodeInfo, bool) {
 
 // Cluster returns the cluster status as seen by the node that answers.
 func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/cluster"})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/cluster?probe=true"})
 	if err != nil {
 		return ClusterStatus{}, err
 	}

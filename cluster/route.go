@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // RetryAfter is the delay suggested to clients when no leader is reachable.
@@ -37,6 +39,11 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 	for {
 		if err := n.checkOpen(); err != nil {
 			return zero, "", err
+		}
+		if g.raft.State() == raft.Shutdown {
+			// raft stops a group on a node removed from it: waiting for a
+			// leader would only burn the deadline.
+			return zero, "", fmt.Errorf("%w: this node's replica of %s is stopped (was it removed from the cluster?)", ErrUnavailable, groupName)
 		}
 		res, served, err := routeOnce(ctx, n, g, op, args, local)
 		switch {

@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"context"
+	"fmt"
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,11 +15,20 @@ import (
 
 // Status is the cluster as this node sees it (GET /v1/cluster).
 type Status struct {
-	ClusterID string          `json:"cluster_id"`
-	Shards    int             `json:"shards"`
-	Node      string          `json:"node"`
-	Nodes     []registry.Node `json:"nodes"`
-	Groups    []GroupStatus   `json:"groups"`
+	ClusterID string        `json:"cluster_id"`
+	Shards    int           `json:"shards"`
+	Node      string        `json:"node"`
+	Nodes     []NodeStatus  `json:"nodes"`
+	Groups    []GroupStatus `json:"groups"`
+}
+
+// NodeStatus is a registry entry plus, when probed, whether this node could
+// reach it over HTTP.
+type NodeStatus struct {
+	registry.Node
+	// Reachable is nil unless the status was asked with probing.
+	Reachable *bool  `json:"reachable,omitempty"`
+	ProbeErr  string `json:"probe_error,omitempty"`
 }
 
 // GroupStatus describes one raft group on this node.
@@ -39,9 +52,9 @@ type GroupStatus struct {
 // Status reports every group's raft state as this node knows it. It never
 // waits for a leader, so it works on a node cut off from the others.
 func (n *Node) Status() Status {
-	st := Status{ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, Nodes: n.meta.reg.Nodes()}
-	if st.Nodes == nil {
-		st.Nodes = []registry.Node{}
+	st := Status{ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, Nodes: []NodeStatus{}}
+	for _, nd := range n.meta.reg.Nodes() {
+		st.Nodes = append(st.Nodes, NodeStatus{Node: nd})
 	}
 	for _, name := range n.order {
 		st.Groups = append(st.Groups, n.groups[name].status())
@@ -91,3 +104,46 @@ func parseUint(s string) uint64 {
 
 // Info returns the cluster id and shard count.
 func (n *Node) Info() ClusterInfo { return ClusterInfo{ClusterID: n.clusterID, Shards: n.shards} }
+
+// ProbedStatus is Status plus an HTTP liveness probe from this node to every
+// registered node, so an operator can locate an unreachable node with one
+// request to any survivor.
+func (n *Node) ProbedStatus(ctx context.Context) Status {
+	st := n.Status()
+	var wg sync.WaitGroup
+	for i := range st.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := n.probe(ctx, st.Nodes[i].HTTPAddr)
+			ok := err == nil
+			st.Nodes[i].Reachable = &ok
+			if err != nil {
+				st.Nodes[i].ProbeErr = err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	return st
+}
+
+// probeTimeout bounds each liveness probe of ProbedStatus.
+const probeTimeout = 500 * time.Millisecond
+
+func (n *Node) probe(ctx context.Context, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/livez", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := n.rpc.http.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("livez answered %s", resp.Status)
+	}
+	return nil
+}

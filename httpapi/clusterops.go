@@ -8,7 +8,13 @@ import (
 	"github.com/raftkv/raftkv/registry"
 )
 
+// handleStatus answers locally, without a quorum. ?probe=true also checks
+// from this node which nodes answer /livez.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("probe") == "true" {
+		writeJSON(w, http.StatusOK, s.svc.ProbedStatus(r.Context()))
+		return
+	}
 	writeJSON(w, http.StatusOK, s.svc.Status())
 }
 

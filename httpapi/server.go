@@ -22,6 +22,7 @@ type Service interface {
 	Delete(ctx context.Context, key string, cond fsm.Condition) (cluster.KVResult, error)
 	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
 	Status() cluster.Status
+	ProbedStatus(ctx context.Context) cluster.Status
 	Ready() (bool, string)
 	Join(ctx context.Context, m registry.Node) error
 	Leave(ctx context.Context, id string) error

@@ -43,8 +43,9 @@ func (f *fakeService) List(_ context.Context, prefix, after string, limit int, c
 	f.calls = append(f.calls, fmt.Sprintf("list %s %s %d", prefix, after, limit))
 	return cluster.ListResult{Items: []fsm.KV{{Key: "a", Value: []byte("text")}, {Key: "b", Value: []byte{0xff, 0x00}}}}, nil
 }
-func (f *fakeService) Status() cluster.Status { return cluster.Status{Node: "fake1"} }
-func (f *fakeService) Ready() (bool, string)  { return false, "meta has no leader" }
+func (f *fakeService) Status() cluster.Status                      { return cluster.Status{Node: "fake1"} }
+func (f *fakeService) ProbedStatus(context.Context) cluster.Status { return f.Status() }
+func (f *fakeService) Ready() (bool, string)                       { return false, "meta has no leader" }
 func (f *fakeService) Join(context.Context, registry.Node) error {
 	f.calls = append(f.calls, "join")
 	return nil

@@ -15,10 +15,29 @@ func TestLeave(t *testing.T) {
 	c := StartCluster(t, 3, 4)
 	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 
-	r := mustDo(t, n1, http.MethodPost, "/v1/cluster/leave", []byte(`{"id":"node3"}`))
+	// Make node3 lead a shard, so leave has to move leadership off it, and
+	// keep writing through the other two while it leaves.
+	r := mustDo(t, n1, http.MethodPost, "/v1/cluster/transfer-leadership", []byte(`{"group":"shard-1","to":"node3"}`))
+	if r.Status != http.StatusOK {
+		t.Fatalf("transfer shard-1 to node3: %s", r)
+	}
+	mustOK(t, WaitFor(10*time.Second, func() error {
+		if l, err := c.LeaderOf("shard-1"); err != nil || l != n3 {
+			return fmt.Errorf("shard-1 not led by node3 yet (%v)", err)
+		}
+		return nil
+	}))
+	load := startLoad(t, "leave/load", 3, []*Node{n1, n2})
+	load.waitAcked(t, 20, 10*time.Second)
+
+	r = mustDo(t, n1, http.MethodPost, "/v1/cluster/leave", []byte(`{"id":"node3"}`))
 	if r.Status != http.StatusOK {
 		t.Fatalf("leave node3: %s", r)
 	}
+	load.waitAcked(t, 20, 10*time.Second)
+	acked := load.Stop()
+	load.checkOutcomes(t, "200", "503", "504")
+	verifyAll(t, []*Node{n1, n2}, acked, "")
 	st, err := n1.Status()
 	mustOK(t, err)
 	for _, g := range st.Groups {

@@ -65,8 +65,8 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 var clusterStatusHelp = cmdHelpText{
 	usage: "raftkv cluster status [flags]",
 	description: `Shows the cluster as the first reachable endpoint sees it: every registered
-node with the result of a /livez probe sent from here (up or unreachable,
-1s each), and every raft group with its leader, term, commit and applied
+node and whether the answering node can reach it (its /livez probe; when
+the server does not report it, a probe sent from here, 1s each), and every raft group with its leader, term, commit and applied
 index, last snapshot, members and lag (commit index minus applied index on
 the answering node). -o json prints the server's answer unchanged.`,
 	examples: []string{
@@ -115,6 +115,10 @@ func probeNodes(ctx context.Context, c *client.Client, nodes []client.NodeInfo) 
 			defer wg.Done()
 			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 			defer cancel()
+			if n.Reachable != nil {
+				up[i] = *n.Reachable
+				return
+			}
 			up[i] = n.HTTPAddr != "" && c.At(n.HTTPAddr).Live(pctx) == nil
 		}()
 	}
