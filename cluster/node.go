@@ -341,6 +341,7 @@ func (n *Node) opTable() map[string]opHandler {
 		"add-member":    handle(n.addMemberLocal),
 		"remove-member": handle(n.removeMemberLocal),
 		"transfer":      handle(n.transferLocal),
+		"read-index":    handle(n.readIndexLocal),
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/registry"
@@ -29,6 +30,7 @@ type Service interface {
 	TransferLeadership(ctx context.Context, group, to string) (cluster.TransferResult, error)
 	InternalHandler() http.Handler
 	Checkpoint() ([]cluster.CheckpointInfo, error)
+	PrepareBackup(ctx context.Context) (*backup.Writer, error)
 }
 
 var _ Service = (*cluster.Node)(nil)
@@ -61,6 +63,7 @@ func New(svc Service) *Server {
 	s.mux.HandleFunc("POST /v1/cluster/leave", s.handleLeave)
 	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.handleTransfer)
 	s.mux.HandleFunc("POST /v1/cluster/snapshot", s.handleSnapshot)
+	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())

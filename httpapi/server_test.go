@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/registry"
@@ -58,6 +59,9 @@ func (f *fakeService) TransferLeadership(context.Context, string, string) (clust
 	return cluster.TransferResult{}, nil
 }
 func (f *fakeService) InternalHandler() http.Handler { return http.NotFoundHandler() }
+func (f *fakeService) PrepareBackup(context.Context) (*backup.Writer, error) {
+	return nil, cluster.ErrUnavailable
+}
 func (f *fakeService) Checkpoint() ([]cluster.CheckpointInfo, error) {
 	return nil, nil
 }

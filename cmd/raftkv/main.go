@@ -37,6 +37,7 @@ func init() {
 		{"del", "delete a key", cmdDel},
 		{"list", "list keys by prefix", cmdList},
 		{"cluster", "cluster status, join, leave, transfer-leadership", cmdCluster},
+		{"snapshot", "save, inspect and restore backups", cmdSnapshot},
 		{"version", "print the version", cmdVersion},
 		{"help", "show help for a command", cmdHelp},
 	}

@@ -1,0 +1,178 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/raftkv/raftkv/backup"
+	"github.com/raftkv/raftkv/registry"
+)
+
+// PrepareBackup takes a consistent checkpoint of every group and stages it
+// for an archive; the caller streams it with Finish and must Close it. Each
+// group's checkpoint is taken on this node's replica once it has applied
+// everything its leader had committed when the backup began (a read index),
+// so it holds every write acknowledged before the request.
+func (n *Node) PrepareBackup(ctx context.Context) (*backup.Writer, error) {
+	w, err := backup.NewWriter(os.TempDir(), backup.Manifest{
+		ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, CreatedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range n.order {
+		if err := n.backupGroup(ctx, w, n.groups[name]); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func (n *Node) backupGroup(ctx context.Context, w *backup.Writer, g *group) error {
+	idx, _, err := route(ctx, n, g.name, "read-index", struct{}{}, n.readIndexLocal, idempotent)
+	if err != nil {
+		return fmt.Errorf("backup of %s: %w", g.name, err)
+	}
+	if err := g.fsm.WaitApplied(ctx, idx); err != nil {
+		return fmt.Errorf("%w: backup of %s: this replica did not reach index %d", ErrTimeout, g.name, idx)
+	}
+	snap, err := g.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Release()
+	return w.AddGroup(g.name, g.fsm.AppliedIndex(), func(dst io.Writer) error {
+		return snap.Persist(&writerSink{Writer: dst, id: "backup-" + g.name})
+	})
+}
+
+// readIndexLocal runs on a group's leader: the index a replica must reach
+// to hold every write committed before the call.
+func (n *Node) readIndexLocal(ctx context.Context, g *group, _ struct{}) (uint64, error) {
+	if err := g.readBarrier(ctx); err != nil {
+		return 0, err
+	}
+	return g.fsm.AppliedIndex(), nil
+}
+
+// writerSink lets an FSM snapshot persist into any writer.
+type writerSink struct {
+	io.Writer
+	id string
+}
+
+func (s *writerSink) ID() string    { return s.id }
+func (s *writerSink) Cancel() error { return nil }
+func (s *writerSink) Close() error  { return nil }
+
+// RestoreConfig names the node a backup is restored into.
+type RestoreConfig struct {
+	DataDir  string
+	NodeID   string
+	RaftAddr string
+	HTTPAddr string
+	Logger   hclog.Logger
+}
+
+// RestoreDataDir builds, from a backup archive, the data dir of a new
+// single-node cluster holding the backup's data in every shard. `raftkv
+// serve` with the same id and addresses then starts it, and other nodes
+// join it as usual. The archive is verified completely before anything is
+// written; the data dir must be empty or absent.
+func RestoreDataDir(archive string, rc RestoreConfig) (backup.Report, error) {
+	rep, err := backup.Inspect(archive)
+	if err != nil {
+		return rep, fmt.Errorf("refusing to restore: %w", err)
+	}
+	if err := validateMember(registry.Node{ID: rc.NodeID, RaftAddr: rc.RaftAddr, HTTPAddr: rc.HTTPAddr}); err != nil {
+		return rep, err
+	}
+	if entries, err := os.ReadDir(rc.DataDir); err == nil && len(entries) > 0 {
+		return rep, fmt.Errorf("data dir %s is not empty: restore builds a new node and never overwrites one", rc.DataDir)
+	}
+	if rc.Logger == nil {
+		rc.Logger = hclog.NewNullLogger()
+	}
+	m := rep.Manifest
+	headers := map[string]backup.GroupReport{}
+	for _, g := range rep.Groups {
+		headers[g.Name] = g
+	}
+	self := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(rc.NodeID), Address: raft.ServerAddress(rc.RaftAddr)}}}
+	f, err := os.Open(archive)
+	if err != nil {
+		return rep, err
+	}
+	defer f.Close()
+	_, err = backup.Walk(f, func(rec backup.GroupRecord, body io.Reader) error {
+		if rec.Name == MetaGroup {
+			return nil // the registry is rebuilt for the new cluster below
+		}
+		h := headers[rec.Name]
+		return installCheckpoint(rc, rec.Name, max(h.Index, 1), max(h.Term, 1), self, func(sink raft.SnapshotSink) error {
+			if _, err := io.Copy(sink, body); err != nil {
+				sink.Cancel()
+				return err
+			}
+			return sink.Close()
+		})
+	})
+	if err != nil {
+		return rep, err
+	}
+	clusterID := newClusterID()
+	reg := registry.New(MetaGroup)
+	reg.Apply(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: registry.EncodeInit(clusterID, m.Shards)})
+	reg.Apply(&raft.Log{Index: 2, Term: 1, Type: raft.LogCommand, Data: registry.EncodeUpsertNode(registry.Node{ID: rc.NodeID, HTTPAddr: rc.HTTPAddr, RaftAddr: rc.RaftAddr})})
+	snap, err := reg.Snapshot()
+	if err != nil {
+		return rep, err
+	}
+	defer snap.Release()
+	if err := installCheckpoint(rc, MetaGroup, 2, 1, self, snap.Persist); err != nil {
+		return rep, err
+	}
+	st := nodeState{NodeID: rc.NodeID, ClusterID: clusterID, Shards: m.Shards}
+	return rep, writeFileAtomic(filepath.Join(rc.DataDir, "node.json"), st)
+}
+
+// installCheckpoint creates a group's storage holding one checkpoint whose
+// configuration makes this node the only voter.
+func installCheckpoint(rc RestoreConfig, name string, index, term uint64, conf raft.Configuration, write func(raft.SnapshotSink) error) error {
+	dir := filepath.Join(rc.DataDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	// raft's election term must not fall below the checkpoint's.
+	if err := store.SetUint64([]byte("CurrentTerm"), term); err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotRetain, rc.Logger)
+	if err != nil {
+		return err
+	}
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(rc.RaftAddr))
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, index, term, conf, index, trans)
+	if err != nil {
+		return err
+	}
+	if err := write(sink); err != nil {
+		return fmt.Errorf("write checkpoint of %s: %w", name, err)
+	}
+	return nil
+}
