@@ -3,6 +3,10 @@ package cluster_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +101,89 @@ func TestRestartLoadsTheCheckpointAndReplaysTheLogAfterIt(t *testing.T) {
 		if got := raftkvtest.Get(c.Nodes[0].HTTPAddr, fmt.Sprintf("after-%d", i)); string(got.Body) != "y" {
 			t.Fatalf("after-%d: %d %q", i, got.Status, got.Body)
 		}
+	}
+}
+
+// snapshotFiles returns the state files of a group's checkpoints, newest
+// first.
+func snapshotFiles(t *testing.T, dataDir, group string) []string {
+	t.Helper()
+	dirs, err := filepath.Glob(filepath.Join(dataDir, group, "snapshots", "*", "state.bin"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no checkpoints of %s in %s: %v", group, dataDir, err)
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(dirs))) // names start with term-index-time
+	return dirs
+}
+
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x01
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkpointNow(t *testing.T, addr string) {
+	t.Helper()
+	if r := raftkvtest.Do(http.MethodPost, addr, "/v1/cluster/snapshot", nil, nil); r.Status != http.StatusOK {
+		t.Fatalf("snapshot: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestCorruptNewestCheckpointFallsBackToTheOlderOneAndReplaysMoreLog(t *testing.T) {
+	c := raftkvtest.NewClusterWith(t, 1, 1, func(cfg *cluster.Config) {
+		cfg.SnapshotThreshold, cfg.SnapshotInterval = 1<<30, time.Hour
+	})
+	addr := c.Nodes[0].HTTPAddr
+	for i := 0; i < 10; i++ {
+		raftkvtest.Put(addr, fmt.Sprintf("a%d", i), "1")
+	}
+	checkpointNow(t, addr)
+	older := groupOf(c.Nodes[0].Status(), "shard-1").LastSnapshotIndex
+	for i := 0; i < 10; i++ {
+		raftkvtest.Put(addr, fmt.Sprintf("b%d", i), "2")
+	}
+	checkpointNow(t, addr)
+	dataDir := c.Nodes[0].DataDir()
+	c.Stop(0)
+	flipByte(t, snapshotFiles(t, dataDir, "shard-1")[0])
+	c.Restart(0)
+	c.WaitReady()
+	st := groupOf(c.Nodes[0].Status(), "shard-1")
+	if st.RestoredFromSnapshotIndex != older {
+		t.Fatalf("restored from %d, want the older checkpoint %d", st.RestoredFromSnapshotIndex, older)
+	}
+	for i := 0; i < 10; i++ {
+		if got := raftkvtest.Get(c.Nodes[0].HTTPAddr, fmt.Sprintf("b%d", i)); string(got.Body) != "2" {
+			t.Fatalf("b%d after fallback: %d %q", i, got.Status, got.Body)
+		}
+	}
+}
+
+func TestNoValidCheckpointAndACompactedLogRefusesToStart(t *testing.T) {
+	c := raftkvtest.NewClusterWith(t, 1, 1, smallLogs)
+	addr := c.Nodes[0].HTTPAddr
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 20; i++ {
+			raftkvtest.Put(addr, fmt.Sprintf("r%d-%d", round, i), "x")
+		}
+		checkpointNow(t, addr)
+	}
+	dataDir := c.Nodes[0].DataDir()
+	c.Stop(0)
+	for _, f := range snapshotFiles(t, dataDir, "shard-1") {
+		flipByte(t, f)
+	}
+	err := c.TryRestart(0)
+	if err == nil {
+		t.Fatalf("a node whose checkpoints are all corrupt and whose log is compacted started anyway")
+	}
+	if !strings.Contains(err.Error(), "shard-1") {
+		t.Fatalf("the error does not name the group: %v", err)
 	}
 }

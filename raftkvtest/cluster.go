@@ -102,12 +102,20 @@ func (c *Cluster) connectAll() {
 // startNode starts node i on dataDir, reusing httpAddr when restarting.
 func (c *Cluster) startNode(i int, dataDir, httpAddr string, join []string) *Node {
 	c.t.Helper()
+	n, err := c.tryStartNode(i, dataDir, httpAddr, join)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", nodeID(i), err)
+	}
+	return n
+}
+
+func (c *Cluster) tryStartNode(i int, dataDir, httpAddr string, join []string) (*Node, error) {
 	if httpAddr == "" {
 		httpAddr = "127.0.0.1:0"
 	}
 	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
-		c.t.Fatalf("listen: %v", err)
+		return nil, err
 	}
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID = nodeID(i)
@@ -130,12 +138,15 @@ func (c *Cluster) startNode(i int, dataDir, httpAddr string, join []string) *Nod
 	node, err := cluster.New(ctx, cfg)
 	if err != nil {
 		ln.Close()
-		c.t.Fatalf("start %s: %v", cfg.NodeID, err)
+		return nil, err
 	}
 	srv := &http.Server{Handler: httpapi.New(node), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	return &Node{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Node: node, srv: srv, dataDir: dataDir}
+	return &Node{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Node: node, srv: srv, dataDir: dataDir}, nil
 }
+
+// DataDir returns the node's data dir.
+func (n *Node) DataDir() string { return n.dataDir }
 
 // Stop shuts node i down (HTTP, then raft), keeping its data dir.
 func (c *Cluster) Stop(i int) {
@@ -156,6 +167,14 @@ func (c *Cluster) Stop(i int) {
 
 // Restart starts a stopped node again from its data dir on the same address.
 func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	if err := c.TryRestart(i); err != nil {
+		c.t.Fatalf("restart %s: %v", c.Nodes[i].ID, err)
+	}
+}
+
+// TryRestart is Restart that returns the start error instead of failing.
+func (c *Cluster) TryRestart(i int) error {
 	old := c.Nodes[i]
 	for _, trs := range c.trans {
 		// A closed in-memory transport cannot be reused: give the node a
@@ -163,7 +182,12 @@ func (c *Cluster) Restart(i int) {
 		_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
 	}
 	c.connectAll()
-	c.Nodes[i] = c.startNode(i, old.dataDir, old.HTTPAddr, nil)
+	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, nil)
+	if err != nil {
+		return err
+	}
+	c.Nodes[i] = n
+	return nil
 }
 
 // Close stops every node.
