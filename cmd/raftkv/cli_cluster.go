@@ -23,43 +23,19 @@ const probeTimeout = time.Second
 // every group (leave), which can take longer than a key operation.
 const membershipTimeout = 60 * time.Second
 
-var clusterSubcommands = []struct {
-	name, summary string
-	run           commandFunc
-}{
-	{"status", "show nodes, their liveness and every raft group", cmdClusterStatus},
-	{"join", "add a node to the cluster", cmdClusterJoin},
-	{"leave", "remove a node from the cluster", cmdClusterLeave},
-	{"transfer-leadership", "move a group's leadership to another node", cmdClusterTransfer},
-}
-
-func printClusterUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: raftkv cluster <subcommand> [arguments] [flags]\n\nSubcommands:")
-	for _, s := range clusterSubcommands {
-		fmt.Fprintf(w, "  %-20s %s\n", s.name, s.summary)
-	}
-	fmt.Fprintln(w, "\nRun 'raftkv cluster <subcommand> --help' for details.")
+// clusterCommands are the subcommands of "raftkv cluster".
+var clusterCommands = subcommands{
+	group: "cluster",
+	list: []commandEntry{
+		{"status", "show nodes, their liveness and every raft group", cmdClusterStatus},
+		{"join", "add a node to the cluster", cmdClusterJoin},
+		{"leave", "remove a node from the cluster", cmdClusterLeave},
+		{"transfer-leadership", "move a group's leadership to another node", cmdClusterTransfer},
+	},
 }
 
 func cmdCluster(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Error: missing subcommand")
-		printClusterUsage(stderr)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		printClusterUsage(stdout)
-		return 0
-	}
-	for _, s := range clusterSubcommands {
-		if s.name == args[0] {
-			return s.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "Error: unknown subcommand %q\n", args[0])
-	printClusterUsage(stderr)
-	return 2
+	return clusterCommands.run(args, stdout, stderr)
 }
 
 var clusterStatusHelp = cmdHelpText{

@@ -209,3 +209,40 @@ func isTerminal(v any) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
+
+// subcommands is a command made of subcommands ("raftkv cluster status").
+type subcommands struct {
+	group string
+	list  []commandEntry
+}
+
+func (sc subcommands) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: raftkv %s <subcommand> [arguments] [flags]\n\nSubcommands:\n", sc.group)
+	for _, s := range sc.list {
+		fmt.Fprintf(w, "  %-20s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'raftkv %s <subcommand> --help' for details.\n", sc.group)
+}
+
+// run dispatches args to a subcommand; a missing or unknown one is a usage
+// error (exit 2).
+func (sc subcommands) run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "Error: missing subcommand")
+		sc.usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		sc.usage(stdout)
+		return 0
+	}
+	for _, s := range sc.list {
+		if s.name == args[0] {
+			return s.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "Error: unknown subcommand %q\n", args[0])
+	sc.usage(stderr)
+	return 2
+}

@@ -15,42 +15,18 @@ import (
 	"github.com/raftkv/raftkv/cluster"
 )
 
-var snapshotSubcommands = []struct {
-	name, summary string
-	run           commandFunc
-}{
-	{"save", "save a consistent backup of the whole cluster to a file", cmdSnapshotSave},
-	{"inspect", "check a backup file offline and describe it", cmdSnapshotInspect},
-	{"restore", "build a new node's data dir from a backup file", cmdSnapshotRestore},
-}
-
-func printSnapshotUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: raftkv snapshot <subcommand> [arguments] [flags]\n\nSubcommands:")
-	for _, s := range snapshotSubcommands {
-		fmt.Fprintf(w, "  %-9s %s\n", s.name, s.summary)
-	}
-	fmt.Fprintln(w, "\nRun 'raftkv snapshot <subcommand> --help' for details.")
+// snapshotCommands are the subcommands of "raftkv snapshot".
+var snapshotCommands = subcommands{
+	group: "snapshot",
+	list: []commandEntry{
+		{"save", "save a consistent backup of the whole cluster to a file", cmdSnapshotSave},
+		{"inspect", "check a backup file offline and describe it", cmdSnapshotInspect},
+		{"restore", "build a new node's data dir from a backup file", cmdSnapshotRestore},
+	},
 }
 
 func cmdSnapshot(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "Error: missing subcommand")
-		printSnapshotUsage(stderr)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		printSnapshotUsage(stdout)
-		return 0
-	}
-	for _, s := range snapshotSubcommands {
-		if s.name == args[0] {
-			return s.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "Error: unknown subcommand %q\n", args[0])
-	printSnapshotUsage(stderr)
-	return 2
+	return snapshotCommands.run(args, stdout, stderr)
 }
 
 var snapshotSaveHelp = cmdHelpText{
