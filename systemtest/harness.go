@@ -486,6 +486,9 @@ func (n *Node) launch() error {
 	args := n.args()
 	fmt.Fprintf(logf, "==== systemtest: %s start %s %s\n", time.Now().Format(time.RFC3339Nano), n.c.bin, strings.Join(args, " "))
 	cmd := exec.Command(n.c.bin, args...)
+	// If the test process dies without running its cleanups (a panic, a
+	// go test timeout), the kernel ends the nodes it started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = cleanEnv()
