@@ -27,11 +27,7 @@ type joinRequest struct {
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	var req joinRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, err)
-		return
-	}
-	ctx, cancel, err := withDeadline(r, MembershipTimeout)
+	ctx, cancel, err := decodeWithDeadline(w, r, &req, MembershipTimeout)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -50,15 +46,11 @@ type leaveRequest struct {
 
 func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 	var req leaveRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, err)
-		return
+	ctx, cancel, err := decodeWithDeadline(w, r, &req, MembershipTimeout)
+	if err == nil && req.ID == "" {
+		cancel()
+		err = fmt.Errorf("%w: id is required", cluster.ErrBadRequest)
 	}
-	if req.ID == "" {
-		writeError(w, fmt.Errorf("%w: id is required", cluster.ErrBadRequest))
-		return
-	}
-	ctx, cancel, err := withDeadline(r, MembershipTimeout)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -78,15 +70,11 @@ type transferRequest struct {
 
 func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	var req transferRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, err)
-		return
+	ctx, cancel, err := decodeWithDeadline(w, r, &req, 2*DefaultTimeout)
+	if err == nil && req.Group == "" {
+		cancel()
+		err = fmt.Errorf("%w: group is required, e.g. \"shard-1\" or \"meta\"", cluster.ErrBadRequest)
 	}
-	if req.Group == "" {
-		writeError(w, fmt.Errorf("%w: group is required, e.g. \"shard-1\" or \"meta\"", cluster.ErrBadRequest))
-		return
-	}
-	ctx, cancel, err := withDeadline(r, 2*DefaultTimeout)
 	if err != nil {
 		writeError(w, err)
 		return

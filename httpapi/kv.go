@@ -20,27 +20,21 @@ type putResponse struct {
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
-	cond, err := condition(r)
+	kr, err := parseKeyRequest(r, true)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := cluster.ValidateKey(key); err != nil {
-		writeError(w, err)
-		return
+	defer kr.cancel()
+	var value []byte
+	if err = cluster.ValidateKey(key); err == nil {
+		value, err = readValue(w, r, s.svc.MaxValueBytes())
 	}
-	value, err := readValue(w, r, s.svc.MaxValueBytes())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel, err := withDeadline(r, DefaultTimeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer cancel()
-	res, err := s.svc.Put(ctx, key, value, cond)
+	res, err := s.svc.Put(kr.ctx, key, value, kr.cond)
 	setServed(w, res)
 	if err != nil {
 		writeError(w, err)
@@ -51,18 +45,13 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
-	c, err := consistency(r)
+	kr, err := parseKeyRequest(r, false)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel, err := withDeadline(r, DefaultTimeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer cancel()
-	res, err := s.svc.Get(ctx, key, c)
+	defer kr.cancel()
+	res, err := s.svc.Get(kr.ctx, key, kr.consistency)
 	setServed(w, res)
 	if err != nil {
 		writeError(w, err)
@@ -81,18 +70,13 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string) {
-	cond, err := condition(r)
+	kr, err := parseKeyRequest(r, true)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel, err := withDeadline(r, DefaultTimeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer cancel()
-	res, err := s.svc.Delete(ctx, key, cond)
+	defer kr.cancel()
+	res, err := s.svc.Delete(kr.ctx, key, kr.cond)
 	setServed(w, res)
 	if err != nil {
 		writeError(w, err)
@@ -136,18 +120,13 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	c, err := consistency(r)
+	kr, err := parseKeyRequest(r, false)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	ctx, cancel, err := withDeadline(r, DefaultTimeout)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	defer cancel()
-	res, err := s.svc.List(ctx, q.Get("prefix"), q.Get("after"), limit, c)
+	defer kr.cancel()
+	res, err := s.svc.List(kr.ctx, q.Get("prefix"), q.Get("after"), limit, kr.consistency)
 	if err != nil {
 		writeError(w, err)
 		return

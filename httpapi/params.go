@@ -15,6 +15,40 @@ import (
 	"github.com/raftkv/raftkv/fsm"
 )
 
+// keyRequest holds the options every key request may carry.
+type keyRequest struct {
+	ctx         context.Context
+	cancel      context.CancelFunc
+	cond        fsm.Condition       // writes: If-Match / If-None-Match
+	consistency cluster.Consistency // reads: ?consistency=
+}
+
+// parseKeyRequest reads a key request's conditions (writes) or consistency
+// (reads) and its deadline. On success the caller must call cancel.
+func parseKeyRequest(r *http.Request, write bool) (keyRequest, error) {
+	var kr keyRequest
+	var err error
+	if write {
+		kr.cond, err = condition(r)
+	} else {
+		kr.consistency, err = consistency(r)
+	}
+	if err != nil {
+		return kr, err
+	}
+	kr.ctx, kr.cancel, err = withDeadline(r, DefaultTimeout)
+	return kr, err
+}
+
+// decodeWithDeadline decodes a cluster operation's JSON body and applies its
+// deadline. On success the caller must call cancel.
+func decodeWithDeadline(w http.ResponseWriter, r *http.Request, v any, def time.Duration) (context.Context, context.CancelFunc, error) {
+	if err := decodeJSON(w, r, v); err != nil {
+		return nil, nil, err
+	}
+	return withDeadline(r, def)
+}
+
 // withDeadline applies ?timeout= (a Go duration such as 2s or 500ms) or def.
 func withDeadline(r *http.Request, def time.Duration) (context.Context, context.CancelFunc, error) {
 	d := def
