@@ -38,6 +38,7 @@ func init() {
 		{"list", "list keys by prefix", cmdList},
 		{"cluster", "cluster status, join, leave, transfer-leadership", cmdCluster},
 		{"snapshot", "save, inspect and restore backups", cmdSnapshot},
+		{"bench", "measure throughput and latency against a cluster", cmdBench},
 		{"version", "print the version", cmdVersion},
 		{"help", "show help for a command", cmdHelp},
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,6 +46,7 @@ type serveFlags struct {
 	advertiseHTTP, advertiseRaft string
 	join                         string
 	logLevel                     string
+	pprof                        bool
 }
 
 func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
@@ -72,6 +74,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a checkpoint, so slightly lagging followers catch up from the log")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -160,8 +163,12 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		ln.Close()
 		return err
 	}
+	var handler http.Handler = httpapi.New(node)
+	if sf.pprof {
+		handler = withPprof(handler)
+	}
 	srv := &http.Server{
-		Handler:           httpapi.New(node),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -188,4 +195,17 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		return nil
 	}
 	return err
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ and everything else
+// through h.
+func withPprof(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
