@@ -45,11 +45,15 @@ type group struct {
 	readyMu   sync.Mutex // serialises the barrier per term
 
 	leaderChanges atomic.Uint64
-	observer      *raft.Observer
-	obsCh         chan raft.Observation
-	closeOnce     sync.Once
-	recovery      recovery
-	hasState      bool // raft state existed on disk when the group was opened
+	// leaderMu guards leaderCh, which is closed (and replaced) whenever this
+	// node sees the group's leader change, waking requests waiting on one.
+	leaderMu  sync.Mutex
+	leaderCh  chan struct{}
+	observer  *raft.Observer
+	obsCh     chan raft.Observation
+	closeOnce sync.Once
+	recovery  recovery
+	hasState  bool // raft state existed on disk when the group was opened
 }
 
 // snapshotRetain keeps two checkpoints so a corrupt newest one can fall back.
@@ -92,7 +96,7 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
-		obsCh: make(chan raft.Observation, 16)}
+		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
@@ -122,10 +126,22 @@ func (g *group) watchLeaders(stop <-chan struct{}) {
 		case o := <-g.obsCh:
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
 				g.leaderChanges.Add(1)
+				g.leaderMu.Lock()
+				close(g.leaderCh)
+				g.leaderCh = make(chan struct{})
+				g.leaderMu.Unlock()
 				g.logger.Info("leader changed", "leader", lo.LeaderID)
 			}
 		}
 	}
+}
+
+// leaderChanged returns a channel closed at the next leader change this
+// node observes.
+func (g *group) leaderChanged() <-chan struct{} {
+	g.leaderMu.Lock()
+	defer g.leaderMu.Unlock()
+	return g.leaderCh
 }
 
 // bootstrap makes this node the only voter of a brand-new group.

@@ -45,6 +45,7 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 			// leader would only burn the deadline.
 			return zero, "", fmt.Errorf("%w: this node's replica of %s is stopped (was it removed from the cluster?)", ErrUnavailable, groupName)
 		}
+		changed := g.leaderChanged()
 		res, served, err := routeOnce(ctx, n, g, op, args, local)
 		switch {
 		case err == nil:
@@ -61,6 +62,9 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 			return zero, "", fmt.Errorf("%w: no leader of %s reachable before the deadline (last: %v)", ErrUnavailable, groupName, lastErr)
 		case <-n.stop:
 			return zero, "", fmt.Errorf("%w: node is shutting down", ErrUnavailable)
+		case <-changed:
+			// A new leader is known: try it at once rather than after the
+			// backoff, so a failover costs the election and no more.
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, retryMax)
@@ -83,7 +87,32 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 	if addr == "" {
 		return zero, "", fmt.Errorf("%w: address of %s not yet known", errNoLeaderKnown, leader)
 	}
+	// If this node sees another leader while the forwarded request is in
+	// flight, the old leader was deposed (perhaps cut off by a partition):
+	// stop waiting for it. A write's outcome is then unknown.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changed := g.leaderChanged()
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-changed:
+				if now := g.leaderID(); now != leader {
+					cancel()
+					return
+				}
+				changed = g.leaderChanged()
+			}
+		}
+	}()
 	var out R
-	served, err := n.rpc.call(ctx, addr, g.name, op, args, &out)
+	served, err := n.rpc.call(fctx, addr, g.name, op, args, &out)
+	if err != nil && fctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, errDialFailed) {
+		err = fmt.Errorf("%w: %s stopped leading %s while the request was in flight", ErrIndeterminate, leader, g.name)
+	}
 	return out, served, err
 }
