@@ -34,8 +34,9 @@ type Config struct {
 	// that hears nothing for HeartbeatTimeout (randomised up to 2x) starts a
 	// pre-vote; a leader that cannot reach a quorum for LeaderLeaseTimeout
 	// steps down. raft's own 1 s defaults cost about 2 s of write downtime
-	// when a leader dies; 250 ms keeps that under a second while a busy
-	// 2-core machine still sees no needless elections.
+	// when a leader dies; 150 ms keeps the median under half a second
+	// (docs/fault-tolerance.md has the measurements) while 64 busy clients
+	// on a 2-core machine still cause no needless elections.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -82,9 +83,9 @@ func DefaultConfig() Config {
 		HTTPAddr:           "127.0.0.1:8080",
 		RaftAddr:           "127.0.0.1:7000",
 		Shards:             DefaultShards,
-		HeartbeatTimeout:   250 * time.Millisecond,
-		ElectionTimeout:    250 * time.Millisecond,
-		LeaderLeaseTimeout: 125 * time.Millisecond,
+		HeartbeatTimeout:   150 * time.Millisecond,
+		ElectionTimeout:    150 * time.Millisecond,
+		LeaderLeaseTimeout: 75 * time.Millisecond,
 		MaxValueBytes:      DefaultMaxValueBytes,
 		JoinTimeout:        60 * time.Second,
 		SnapshotThreshold:  8192,

@@ -37,6 +37,7 @@ func init() {
 		{"del", "delete a key", cmdDel},
 		{"list", "list keys by prefix", cmdList},
 		{"cluster", "cluster status, join, leave, transfer-leadership", cmdCluster},
+		{"chaos", "fault injection: checked workloads under nemeses, failover measurement", cmdChaos},
 		{"snapshot", "save, inspect and restore backups", cmdSnapshot},
 		{"bench", "measure throughput and latency against a cluster", cmdBench},
 		{"version", "print the version", cmdVersion},
