@@ -1,9 +1,11 @@
 package mux
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -70,8 +72,7 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	if l.isClosed() {
 		return nil, ErrLayerClosed
 	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.Dial("tcp", string(address))
+	conn, err := l.dialPatiently(string(address), timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -89,6 +90,38 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 		return nil, fmt.Errorf("mux: clearing deadline for %s: %w", address, err)
 	}
 	return conn, nil
+}
+
+// While a peer's port refuses connections (the process is down or
+// restarting), Dial keeps trying for up to refusedPatience before it gives
+// up. raft backs off exponentially after every failed heartbeat (10 ms
+// doubling to about 10 s) and its wait cannot be interrupted, so failing in
+// a microsecond would pile up failures while a peer restarts and leave the
+// restarted node unheard from for seconds. Failing at most about once a
+// second keeps that backoff short, so a restarted node is contacted within
+// refusedRetry of listening again.
+const (
+	refusedPatience = time.Second
+	refusedRetry    = 20 * time.Millisecond
+)
+
+func (l *Layer) dialPatiently(address string, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	deadline := time.Now().Add(refusedPatience)
+	if timeout > 0 && timeout < refusedPatience {
+		deadline = time.Now().Add(timeout)
+	}
+	for {
+		conn, err := d.Dial("tcp", address)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().Add(refusedRetry).After(deadline) {
+			return conn, err
+		}
+		select {
+		case <-l.closeCh:
+			return nil, ErrLayerClosed
+		case <-time.After(refusedRetry):
+		}
+	}
 }
 
 func (l *Layer) isClosed() bool {
