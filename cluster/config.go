@@ -50,6 +50,9 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 
+	// Txn tunes transactions (limits, recovery of abandoned ones).
+	Txn TxnConfig
+
 	// MaxValueBytes caps a value's size (bytes). Larger writes are refused
 	// before anything is proposed.
 	MaxValueBytes int
@@ -88,6 +91,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 75 * time.Millisecond,
 		MaxValueBytes:      DefaultMaxValueBytes,
 		JoinTimeout:        60 * time.Second,
+		Txn:                DefaultTxnConfig(),
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,
@@ -119,6 +123,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:
 		return fmt.Errorf("join timeout must be positive")
+	}
+	if c.Txn != (TxnConfig{}) {
+		return c.Txn.Validate()
 	}
 	return nil
 }

@@ -173,7 +173,7 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 }
 
 func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
-	resp, err := g.apply(ctx, fsm.EncodePut(a.Key, a.Value, a.Cond))
+	resp, err := n.applyUnlocked(ctx, g, fsm.EncodePut(a.Key, a.Value, a.Cond))
 	if err != nil {
 		return KVResult{}, err
 	}
@@ -181,7 +181,7 @@ func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, err
 }
 
 func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
-	resp, err := g.apply(ctx, fsm.EncodeDelete(a.Key, a.Cond))
+	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeDelete(a.Key, a.Cond))
 	if err != nil {
 		return KVResult{}, err
 	}
@@ -204,6 +204,9 @@ func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, err
 	if err := g.readBarrier(ctx); err != nil {
 		return KVResult{}, err
 	}
+	if err := n.settleForRead(ctx, g, a.Key); err != nil {
+		return KVResult{}, err
+	}
 	return n.getFrom(g, a.Key)
 }
 
@@ -214,6 +217,9 @@ func (n *Node) getFrom(g *group, key string) (KVResult, error) {
 
 func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {
 	if err := g.readBarrier(ctx); err != nil {
+		return listReply{}, err
+	}
+	if err := n.settleShardForRead(ctx, g); err != nil {
 		return listReply{}, err
 	}
 	return n.listFrom(g, a)

@@ -38,9 +38,12 @@ type Node struct {
 	meta   *group
 	rpc    *rpcClient
 	ops    map[string]opHandler
+	txn    txnState // transaction settings and test hook (txn_config.go)
 
 	stop      chan struct{} // closed by Close; every goroutine below watches it
 	wg        sync.WaitGroup
+	goMu      sync.Mutex // orders goFunc's wg.Add before Close's wg.Wait
+	closing   bool       // set under goMu when Close begins
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -75,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	logger = logger.With("node", cfg.NodeID)
 	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, rpc: newRPCClient(), stop: make(chan struct{})}
 	n.ops = n.opTable()
+	n.txn.cfg = cfg.Txn
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
@@ -244,6 +248,7 @@ func (n *Node) start(mode startMode) error {
 		n.goFunc(func() { g.watchLeaders(n.stop) })
 		n.goFunc(func() { g.watchReplay(n.stop) })
 	}
+	n.goFunc(n.txnRecoveryLoop)
 	switch mode {
 	case modeBootstrap:
 		n.logger.Info("bootstrapping a new cluster", "shards", n.shards, "cluster_id", n.clusterID)
@@ -263,8 +268,14 @@ func (n *Node) start(mode startMode) error {
 	return nil
 }
 
-// goFunc runs f in a goroutine that Close waits for.
+// goFunc runs f in a goroutine that Close waits for. Once Close has begun
+// it starts nothing (f would race with the stores being closed).
 func (n *Node) goFunc(f func()) {
+	n.goMu.Lock()
+	defer n.goMu.Unlock()
+	if n.closing {
+		return
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -300,7 +311,10 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // (shards first, meta last), then the raft port. It is idempotent.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		n.goMu.Lock()
+		n.closing = true
 		close(n.stop)
+		n.goMu.Unlock()
 		n.wg.Wait()
 		for i := len(n.order) - 1; i >= 0; i-- {
 			if err := n.groups[n.order[i]].close(); err != nil && n.closeErr == nil {
@@ -342,6 +356,12 @@ func (n *Node) opTable() map[string]opHandler {
 		"remove-member": handle(n.removeMemberLocal),
 		"transfer":      handle(n.transferLocal),
 		"read-index":    handle(n.readIndexLocal),
+		"txn":           handle(n.txnLocal),
+		"txn-prepare":   handle(n.prepareLocal),
+		"txn-decide":    handle(n.decideLocal),
+		"txn-resolve":   handle(n.resolveLocal),
+		"txn-resolved":  handle(n.markResolvedLocal),
+		"txn-record":    handle(n.recordLocal),
 	}
 }
 

@@ -31,18 +31,36 @@ func (e entry) kv() KV {
 }
 
 // applyCommand applies one decoded command, committed at log index idx, to
-// t. It is the whole deterministic core of the state machine: it reads only
+// s. It is the whole deterministic core of the state machine: it reads only
 // its arguments (no clock, no randomness, no map order), so every replica
 // that applies the same entries ends in the same state. Recovery and
 // inspection tools can replay a log through it without a raft instance.
-func applyCommand(t *btree.BTreeG[entry], idx uint64, c Command) *Result {
+func applyCommand(s *state, idx uint64, c Command) *Result {
 	switch c.Type {
 	case CommandPut:
-		return applyPut(t, idx, c)
+		if r := lockedResult(s, c.Key); r != nil {
+			return r
+		}
+		return applyPut(s.kv, idx, c)
 	case CommandDelete:
-		return applyDelete(t, c)
+		if r := lockedResult(s, c.Key); r != nil {
+			return r
+		}
+		return applyDelete(s.kv, c)
 	case CommandNoop:
 		return &Result{}
+	case CommandTxn:
+		return applyTxn(s, idx, c.Txn)
+	case CommandTxnPrepare:
+		return applyPrepare(s, c.Txn)
+	case CommandTxnDecide:
+		return applyDecide(s, idx, c.Txn)
+	case CommandTxnResolve:
+		return applyResolve(s, idx, c.Txn)
+	case CommandTxnResolved:
+		return applyMarkResolved(s, c.Txn)
+	case CommandTxnGC:
+		return applyGC(s, c.Txn)
 	}
 	// Decode only returns known types; reaching here is a programming error.
 	panic("fsm: applyCommand: unhandled " + c.Type.String())

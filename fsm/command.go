@@ -14,8 +14,8 @@ const CommandVersion = 1
 // persisted in the raft log, so they are never reused or renumbered.
 type CommandType uint8
 
-// Command types. Numbers from 4 up are free for the transaction commands
-// (prepare, commit, abort) and later additions.
+// Command types. The transaction commands (4..9) share one payload layout,
+// TxnCmd; numbers from 10 up are free.
 const (
 	CommandPut    CommandType = 1
 	CommandDelete CommandType = 2
@@ -24,6 +24,24 @@ const (
 	// reach the FSM; a new leader proposes this instead so that read-index
 	// waits have an index the FSM will actually report.
 	CommandNoop CommandType = 3
+	// CommandTxn is a whole transaction inside one shard (TxnCmd.Body),
+	// checked and applied atomically.
+	CommandTxn CommandType = 4
+	// CommandTxnPrepare locks the keys of this shard's part of a cross-shard
+	// transaction (ID, Primary, Participants, Now, Deadline, Body) and
+	// stages both branches; on the primary it also creates the record.
+	CommandTxnPrepare CommandType = 5
+	// CommandTxnDecide moves the record pending → committed|aborted (ID,
+	// Outcome, Now, Participants) and resolves the primary's own part.
+	CommandTxnDecide CommandType = 6
+	// CommandTxnResolve applies or drops a participant's staged part and
+	// releases its locks (ID, Outcome, Now).
+	CommandTxnResolve CommandType = 7
+	// CommandTxnResolved marks a decided record as resolved everywhere (ID).
+	CommandTxnResolved CommandType = 8
+	// CommandTxnGC forgets resolved records and finished-transaction
+	// markers older than Before (Now, Before).
+	CommandTxnGC CommandType = 9
 )
 
 func (t CommandType) String() string {
@@ -34,6 +52,18 @@ func (t CommandType) String() string {
 		return "delete"
 	case CommandNoop:
 		return "noop"
+	case CommandTxn:
+		return "txn"
+	case CommandTxnPrepare:
+		return "txn-prepare"
+	case CommandTxnDecide:
+		return "txn-decide"
+	case CommandTxnResolve:
+		return "txn-resolve"
+	case CommandTxnResolved:
+		return "txn-resolved"
+	case CommandTxnGC:
+		return "txn-gc"
 	default:
 		return fmt.Sprintf("CommandType(%d)", uint8(t))
 	}
@@ -67,7 +97,10 @@ type Command struct {
 	Key   string
 	Value []byte // Put only; aliases the buffer given to Decode
 	Cond  Condition
+	Txn   *TxnCmd // transaction commands only; slices alias the buffer given to Decode
 }
+
+func (t CommandType) isTxn() bool { return t >= CommandTxn && t <= CommandTxnGC }
 
 // Envelope layout, version 1:
 //
@@ -111,6 +144,9 @@ func Encode(c Command) ([]byte, error) {
 	case CommandDelete:
 		return EncodeDelete(c.Key, c.Cond), nil
 	}
+	if c.Type.isTxn() && c.Txn != nil {
+		return EncodeTxn(c.Type, *c.Txn), nil
+	}
 	return nil, fmt.Errorf("%w: %v", ErrUnknownCommand, c.Type)
 }
 
@@ -136,9 +172,16 @@ func Decode(b []byte) (Command, error) {
 	}
 	c := Command{Type: CommandType(b[1])}
 	d := decoder{b: b[2:]}
-	switch c.Type {
-	case CommandPut, CommandDelete:
-	case CommandNoop:
+	switch {
+	case c.Type.isTxn():
+		t, err := decodeTxn(&d)
+		if err != nil {
+			return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
+		}
+		c.Txn = t
+		return c, nil
+	case c.Type == CommandPut, c.Type == CommandDelete:
+	case c.Type == CommandNoop:
 		if err := d.finish(); err != nil {
 			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
-	"github.com/tidwall/btree"
 )
 
 // Errors returned by this package. Match them with errors.Is.
@@ -48,12 +47,15 @@ type KV struct {
 // Found reports whether the key existed when the command was applied,
 // before any change. KV is the key after a successful Put, the removed key
 // after a successful Delete, and the unchanged current key (if Found) when
-// Err is ErrPrecondition.
+// Err is ErrPrecondition. When Err is ErrLocked, LockedBy names the
+// transaction holding the lock. Transaction commands fill Txn.
 type Result struct {
-	KV      KV
-	Found   bool
-	Deleted bool
-	Err     error
+	KV       KV
+	Found    bool
+	Deleted  bool
+	Err      error
+	LockedBy string
+	Txn      *TxnResult
 }
 
 // FSM is the key/value state machine of one raft group (a shard). It
@@ -65,9 +67,9 @@ type FSM struct {
 	group   string
 	applied appliedWatch
 
-	mu   sync.RWMutex         // guards tree and term; Apply holds it for a whole batch
-	tree *btree.BTreeG[entry] // ordered by key
-	term uint64               // term of the last processed entry
+	mu   sync.RWMutex // guards st and term; Apply holds it for a whole batch
+	st   state
+	term uint64 // term of the last processed entry
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -75,7 +77,7 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 // New returns an empty FSM for the named raft group. The group name is
 // written into snapshots and checked on Restore.
 func New(group string) *FSM {
-	return &FSM{group: group, tree: newTree()}
+	return &FSM{group: group, st: newState(group)}
 }
 
 // Apply processes one committed log entry.
@@ -115,7 +117,7 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 				"stopping this replica so it cannot diverge (version skew or log corruption)",
 				f.group, l.Index, l.Term, err))
 		}
-		out[i] = applyCommand(f.tree, l.Index, c)
+		out[i] = applyCommand(&f.st, l.Index, c)
 	}
 }
 
@@ -123,7 +125,7 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 func (f *FSM) Get(key string) (KV, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	e, ok := f.tree.Get(entry{key: key})
+	e, ok := f.st.kv.Get(entry{key: key})
 	if !ok {
 		return KV{}, false
 	}
@@ -141,7 +143,7 @@ func (f *FSM) List(prefix, after string, limit int) (items []KV, more bool) {
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	f.tree.Ascend(entry{key: pivot}, func(e entry) bool {
+	f.st.kv.Ascend(entry{key: pivot}, func(e entry) bool {
 		if !strings.HasPrefix(e.key, prefix) {
 			return false
 		}
@@ -162,7 +164,7 @@ func (f *FSM) List(prefix, after string, limit int) (items []KV, more bool) {
 func (f *FSM) Len() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.tree.Len()
+	return f.st.kv.Len()
 }
 
 // AppliedIndex returns the index of the last log entry this FSM has

@@ -8,17 +8,26 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/snapshot"
-	"github.com/tidwall/btree"
 )
 
-// SnapshotKind is the snapshot.Header kind of a KV checkpoint.
-const SnapshotKind = "kv"
+// Snapshot kinds. The kind doubles as the content version: Persist writes
+// SnapshotKindV2; Restore reads both.
+const (
+	// SnapshotKind is the first content version: one untagged record per
+	// key, nothing else.
+	SnapshotKind = "kv"
+	// SnapshotKindV2 adds transaction state. Every record starts with a tag
+	// byte (see snapshot_txn.go): keys, then staged parts, records and
+	// finished markers. Locks are not written; they are rebuilt from the
+	// staged parts.
+	SnapshotKindV2 = "kv.2"
+)
 
 // fsmSnapshot is a point-in-time view of the state: a copy-on-write clone
-// of the tree, which later Apply calls never modify.
+// of the trees, which later Apply calls never modify.
 type fsmSnapshot struct {
-	tree *btree.BTreeG[entry]
-	hdr  snapshot.Header
+	st  state
+	hdr snapshot.Header
 }
 
 var _ raft.FSMSnapshot = (*fsmSnapshot)(nil)
@@ -31,8 +40,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return &fsmSnapshot{
-		tree: f.tree.Copy(),
-		hdr:  snapshot.Header{Kind: SnapshotKind, Group: f.group, Index: f.applied.load(), Term: f.term},
+		st:  f.st.copy(),
+		hdr: snapshot.Header{Kind: SnapshotKindV2, Group: f.group, Index: f.applied.load(), Term: f.term},
 	}, nil
 }
 
@@ -52,13 +61,7 @@ func (s *fsmSnapshot) write(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var buf []byte
-	s.tree.Scan(func(e entry) bool {
-		buf = appendRecord(buf[:0], e)
-		err = w.WriteRecord(buf)
-		return err == nil
-	})
-	if err != nil {
+	if err := writeState(w, &s.st); err != nil {
 		return err
 	}
 	return w.Close()
@@ -72,46 +75,45 @@ func (s *fsmSnapshot) Release() {}
 // the trailer checks out, so a damaged checkpoint leaves it untouched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	tree, hdr, err := f.load(rc)
+	st, hdr, err := f.load(rc)
 	if err != nil {
 		return fmt.Errorf("fsm: restore %s: %w", f.group, err)
 	}
 	f.mu.Lock()
-	f.tree, f.term = tree, hdr.Term
+	f.st, f.term = st, hdr.Term
 	f.mu.Unlock()
 	f.applied.set(hdr.Index)
 	return nil
 }
 
-func (f *FSM) load(r io.Reader) (*btree.BTreeG[entry], snapshot.Header, error) {
+func (f *FSM) load(r io.Reader) (state, snapshot.Header, error) {
 	sr, err := snapshot.NewReader(r)
 	if err != nil {
-		return nil, snapshot.Header{}, err
+		return state{}, snapshot.Header{}, err
 	}
 	hdr := sr.Header()
-	if hdr.Kind != SnapshotKind || hdr.Group != f.group {
-		return nil, hdr, fmt.Errorf("%w: kind %q group %q, want %q %q",
-			ErrBadSnapshot, hdr.Kind, hdr.Group, SnapshotKind, f.group)
+	if (hdr.Kind != SnapshotKind && hdr.Kind != SnapshotKindV2) || hdr.Group != f.group {
+		return state{}, hdr, fmt.Errorf("%w: kind %q group %q, want %q or %q, %q",
+			ErrBadSnapshot, hdr.Kind, hdr.Group, SnapshotKind, SnapshotKindV2, f.group)
 	}
-	tree := newTree()
-	var prev string
+	st := newState(f.group)
+	var ld loader
 	for n := 0; ; n++ {
 		p, err := sr.Next()
 		if errors.Is(err, io.EOF) {
-			return tree, hdr, nil
+			return st, hdr, ld.finish(&st)
 		}
 		if err != nil {
-			return nil, hdr, err
+			return state{}, hdr, err
 		}
-		e, err := decodeRecord(p)
-		if err == nil {
-			err = checkRecord(e, prev, n, hdr.Index)
+		if hdr.Kind == SnapshotKind {
+			err = ld.keyRecord(&st, p, n, hdr.Index)
+		} else {
+			err = ld.taggedRecord(&st, p, n, hdr.Index)
 		}
 		if err != nil {
-			return nil, hdr, fmt.Errorf("record %d: %w", n, err)
+			return state{}, hdr, fmt.Errorf("record %d: %w", n, err)
 		}
-		prev = e.key
-		tree.Load(e) // keys arrive sorted, so Load appends cheaply
 	}
 }
 

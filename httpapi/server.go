@@ -31,6 +31,8 @@ type Service interface {
 	InternalHandler() http.Handler
 	Checkpoint() ([]cluster.CheckpointInfo, error)
 	PrepareBackup(ctx context.Context) (*backup.Writer, error)
+	Txn(ctx context.Context, req cluster.TxnRequest) (cluster.TxnResponse, error)
+	TxnRecord(ctx context.Context, id string) (fsm.Record, error)
 }
 
 var _ Service = (*cluster.Node)(nil)
@@ -64,6 +66,8 @@ func New(svc Service) *Server {
 	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.handleTransfer)
 	s.mux.HandleFunc("POST /v1/cluster/snapshot", s.handleSnapshot)
 	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
+	s.mux.HandleFunc("POST /v1/txn", s.handleTxn)
+	s.mux.HandleFunc("GET /v1/txn/{id}", s.handleTxnRecord)
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())

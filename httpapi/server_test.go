@@ -65,6 +65,12 @@ func (f *fakeService) PrepareBackup(context.Context) (*backup.Writer, error) {
 func (f *fakeService) Checkpoint() ([]cluster.CheckpointInfo, error) {
 	return nil, nil
 }
+func (f *fakeService) Txn(_ context.Context, req cluster.TxnRequest) (cluster.TxnResponse, error) {
+	return fakeTxn(f, req)
+}
+func (f *fakeService) TxnRecord(_ context.Context, id string) (fsm.Record, error) {
+	return fakeTxnRecord(f, id)
+}
 
 func serve(t *testing.T, svc Service, method, target string, body []byte, header map[string]string) *httptest.ResponseRecorder {
 	t.Helper()

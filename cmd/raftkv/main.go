@@ -36,6 +36,7 @@ func init() {
 		{"get", "print a key's value", cmdGet},
 		{"del", "delete a key", cmdDel},
 		{"list", "list keys by prefix", cmdList},
+		{"txn", "run a transaction from a JSON file or stdin", cmdTxn},
 		{"cluster", "cluster status, join, leave, transfer-leadership", cmdCluster},
 		{"chaos", "fault injection: checked workloads under nemeses, failover measurement", cmdChaos},
 		{"snapshot", "save, inspect and restore backups", cmdSnapshot},

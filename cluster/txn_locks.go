@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// What a request does when it meets a key locked by a cross-shard
+// transaction T:
+//
+//   - Reads ask T's record on its primary. Decided: resolve T on this shard
+//     first, then read (never the old value after the commit point).
+//     Pending or absent: T has not committed, so the last decided value is
+//     still the current one and is returned at once.
+//   - Writes (PUT, DELETE, single-shard transactions) ask the same. Decided:
+//     resolve, retry. Pending and older than the recovery timeout: abort T
+//     through its record, resolve, retry. Otherwise back off and retry, and
+//     answer ErrConflict after TxnConfig.Attempts tries or at the deadline.
+
+// applyUnlocked proposes cmd on g (whose leader this node is) and, while
+// the FSM refuses it with ErrLocked, settles the lock or backs off and
+// tries again. A refused entry changed nothing, so retrying is safe.
+func (n *Node) applyUnlocked(ctx context.Context, g *group, cmd []byte) (any, error) {
+	cfg := n.txnConfig()
+	wait := 5 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		resp, err := g.apply(ctx, cmd)
+		if err != nil {
+			return nil, err
+		}
+		r, ok := resp.(*fsm.Result)
+		if !ok || !errors.Is(r.Err, fsm.ErrLocked) {
+			return resp, nil
+		}
+		settled, err := n.settleLock(ctx, g, r.LockedBy)
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: key locked by transaction %s until the deadline", ErrConflict, r.LockedBy)
+		}
+		if attempt >= cfg.Attempts {
+			return nil, fmt.Errorf("%w: key locked by transaction %s", ErrConflict, r.LockedBy)
+		}
+		if settled {
+			continue
+		}
+		if !n.backoff(ctx, wait) {
+			return nil, fmt.Errorf("%w: key locked by transaction %s until the deadline", ErrConflict, r.LockedBy)
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// backoff waits d; false if ctx ended or the node is stopping first.
+func (n *Node) backoff(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-n.stop:
+	}
+	return false
+}
+
+// settleLock tries to finish transaction id, which holds a lock in g. It
+// reports true when the transaction is no longer staged in g (or was just
+// resolved there), false when it is pending and not yet stale.
+func (n *Node) settleLock(ctx context.Context, g *group, id string) (bool, error) {
+	st, ok := g.kv.Staged(id)
+	if !ok {
+		return true, nil
+	}
+	rec, err := n.recordOn(ctx, st.Primary, id)
+	if err != nil {
+		return false, err
+	}
+	if !rec.Found || rec.Record.State == fsm.StatePending {
+		if time.Since(time.Unix(0, st.PreparedAt)) < n.txnConfig().RecoveryTimeout {
+			return false, nil
+		}
+		r, err := n.finishTxn(ctx, st.Primary, id, st.Participants)
+		if err != nil {
+			return false, err
+		}
+		rec = recordReply{Found: true, Record: r}
+	}
+	if err := n.resolveOn(ctx, g.name, id, rec.Record.Outcome()); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// finishTxn returns the decided record of id, aborting it first if it is
+// still pending or has no record (the primary never prepared). The decide
+// entry is conditional, so if the coordinator committed first, the commit
+// stands and is returned.
+func (n *Node) finishTxn(ctx context.Context, primary, id string, participants []string) (fsm.Record, error) {
+	rec, err := n.recordOn(ctx, primary, id)
+	if err != nil {
+		return fsm.Record{}, err
+	}
+	if rec.Found && rec.Record.State != fsm.StatePending {
+		return rec.Record, nil
+	}
+	return n.decideOn(ctx, primary, id, fsm.OutcomeAborted, participants)
+}
+
+// settleForRead makes a linearizable read of key in g safe: if a decided
+// transaction still locks the key here, it is resolved first. Called on
+// g's leader after its read barrier.
+func (n *Node) settleForRead(ctx context.Context, g *group, key string) error {
+	id, ok := g.kv.Lock(key)
+	if !ok {
+		return nil
+	}
+	st, ok := g.kv.Staged(id)
+	if !ok {
+		return nil
+	}
+	rec, err := n.recordOn(ctx, st.Primary, id)
+	if err != nil {
+		return err
+	}
+	if !rec.Found || rec.Record.State == fsm.StatePending {
+		return nil // not committed: the last decided value is current
+	}
+	if err := n.resolveOn(ctx, g.name, id, rec.Record.Outcome()); err != nil {
+		return err
+	}
+	return g.readBarrier(ctx)
+}
+
+// settleShardForRead is settleForRead for a whole shard, for listings: any
+// transaction prepared here whose record is already decided is resolved
+// first, so a listing never shows the old value (or lacks the new key) of a
+// committed transaction. Pending ones leave the last decided state current.
+func (n *Node) settleShardForRead(ctx context.Context, g *group) error {
+	settled := false
+	for _, st := range g.kv.Transactions().Staged {
+		rec, err := n.recordOn(ctx, st.Primary, st.ID)
+		if err != nil {
+			return err
+		}
+		if !rec.Found || rec.Record.State == fsm.StatePending {
+			continue
+		}
+		if err := n.resolveOn(ctx, g.name, st.ID, rec.Record.Outcome()); err != nil {
+			return err
+		}
+		settled = true
+	}
+	if settled {
+		return g.readBarrier(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// The transaction operations a group's leader runs (locally, or for another
+// node through /v1/internal/op). Each proposes one entry, stamped with this
+// leader's clock: the FSM never reads a clock itself.
+
+type txnArgs struct {
+	Body fsm.Txn `json:"body"`
+}
+
+type txnReply struct {
+	Succeeded bool           `json:"succeeded"`
+	Results   []fsm.OpResult `json:"results"`
+}
+
+type prepareArgs struct {
+	Cmd fsm.TxnCmd `json:"cmd"`
+}
+
+// prepareReply is a participant's vote. Vote is "yes", "locked" (LockedBy
+// holds the key another transaction locked) or "finished" (too late, or
+// already aborted by recovery).
+type prepareReply struct {
+	Vote      string         `json:"vote"`
+	LockedBy  string         `json:"locked_by,omitempty"`
+	Succeeded bool           `json:"succeeded"`
+	Results   []fsm.OpResult `json:"results"`
+}
+
+type decideArgs struct {
+	ID           string      `json:"id"`
+	Outcome      fsm.Outcome `json:"outcome"`
+	Participants []string    `json:"participants"`
+}
+
+type recordReply struct {
+	Found  bool       `json:"found"`
+	Record fsm.Record `json:"record"`
+}
+
+// txnResult unwraps a transaction command's response.
+func txnResult(resp any) (*fsm.Result, error) {
+	r, ok := resp.(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("unexpected apply response %T", resp)
+	}
+	return r, nil
+}
+
+func leaderNow() int64 { return time.Now().UnixNano() }
+
+// txnLocal runs a single-shard transaction, settling or waiting out locks
+// held by cross-shard transactions (see applyUnlocked).
+func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, error) {
+	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeTxn(fsm.CommandTxn, fsm.TxnCmd{Body: a.Body}))
+	if err != nil {
+		return txnReply{}, err
+	}
+	r, err := txnResult(resp)
+	if err != nil {
+		return txnReply{}, err
+	}
+	if r.Txn == nil {
+		return txnReply{}, fmt.Errorf("transaction entry returned no result: %v", r.Err)
+	}
+	return txnReply{Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
+}
+
+func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepareReply, error) {
+	a.Cmd.Now = leaderNow()
+	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, a.Cmd))
+	if err != nil {
+		return prepareReply{}, err
+	}
+	r, err := txnResult(resp)
+	if err != nil {
+		return prepareReply{}, err
+	}
+	switch {
+	case errors.Is(r.Err, fsm.ErrLocked):
+		return prepareReply{Vote: "locked", LockedBy: r.LockedBy}, nil
+	case errors.Is(r.Err, fsm.ErrTxnFinished):
+		return prepareReply{Vote: "finished"}, nil
+	case r.Err != nil || r.Txn == nil:
+		return prepareReply{}, fmt.Errorf("prepare: %v", r.Err)
+	}
+	return prepareReply{Vote: "yes", Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
+}
+
+func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Record, error) {
+	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
+		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: leaderNow()}))
+	if err != nil {
+		return fsm.Record{}, err
+	}
+	r, err := txnResult(resp)
+	if err != nil {
+		return fsm.Record{}, err
+	}
+	if r.Err != nil || r.Txn == nil || r.Txn.Record == nil {
+		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, a.ID, r.Err)
+	}
+	return *r.Txn.Record, nil
+}
+
+func (n *Node) resolveLocal(ctx context.Context, g *group, a decideArgs) (struct{}, error) {
+	_, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: leaderNow()}))
+	return struct{}{}, err
+}
+
+func (n *Node) markResolvedLocal(ctx context.Context, g *group, a idArgs) (struct{}, error) {
+	_, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: leaderNow()}))
+	return struct{}{}, err
+}
+
+// recordLocal reads a transaction record linearizably.
+func (n *Node) recordLocal(ctx context.Context, g *group, a idArgs) (recordReply, error) {
+	if err := g.readBarrier(ctx); err != nil {
+		return recordReply{}, err
+	}
+	rec, ok := g.kv.Record(a.ID)
+	return recordReply{Found: ok, Record: rec}, nil
+}
+
+// Remote forms: run the operation on the group's current leader.
+
+func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd) (prepareReply, error) {
+	r, _, err := route(ctx, n, shard, "txn-prepare", prepareArgs{cmd}, n.prepareLocal, idempotent)
+	return r, err
+}
+
+func (n *Node) decideOn(ctx context.Context, primary, id string, o fsm.Outcome, participants []string) (fsm.Record, error) {
+	r, _, err := route(ctx, n, primary, "txn-decide", decideArgs{ID: id, Outcome: o, Participants: participants}, n.decideLocal, idempotent)
+	return r, err
+}
+
+func (n *Node) resolveOn(ctx context.Context, shard, id string, o fsm.Outcome) error {
+	_, _, err := route(ctx, n, shard, "txn-resolve", decideArgs{ID: id, Outcome: o}, n.resolveLocal, idempotent)
+	return err
+}
+
+func (n *Node) markResolvedOn(ctx context.Context, primary, id string) error {
+	_, _, err := route(ctx, n, primary, "txn-resolved", idArgs{id}, n.markResolvedLocal, idempotent)
+	return err
+}
+
+func (n *Node) recordOn(ctx context.Context, primary, id string) (recordReply, error) {
+	r, _, err := route(ctx, n, primary, "txn-record", idArgs{id}, n.recordLocal, idempotent)
+	return r, err
+}

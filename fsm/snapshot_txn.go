@@ -1,0 +1,178 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/raftkv/raftkv/snapshot"
+)
+
+// Record tags of a SnapshotKindV2 checkpoint, written in this order; within
+// a tag, records are in key or id order.
+const (
+	tagKey    = 1 // tag, then the v1 key record
+	tagStaged = 2 // tag, id, primary, participants, prepared-at, body (as in a log entry)
+	tagRecord = 3 // tag, id, state, succeeded, participants, started-at, decided-at, resolved
+	tagDone   = 4 // tag, id, at
+)
+
+// writeState writes every part of st as tagged records.
+func writeState(w *snapshot.Writer, st *state) error {
+	var buf []byte
+	var err error
+	put := func(b []byte) bool {
+		buf = b
+		err = w.WriteRecord(buf)
+		return err == nil
+	}
+	st.kv.Scan(func(e entry) bool { return put(appendRecord(append(buf[:0], tagKey), e)) })
+	if err == nil {
+		st.staged.Scan(func(s Staged) bool { return put(appendStaged(append(buf[:0], tagStaged), s)) })
+	}
+	if err == nil {
+		st.records.Scan(func(r Record) bool { return put(appendTxnRecord(append(buf[:0], tagRecord), r)) })
+	}
+	if err == nil {
+		st.done.Scan(func(d doneEntry) bool {
+			b := appendString(append(buf[:0], tagDone), d.id)
+			return put(binary.AppendUvarint(b, uint64(max(d.at, 0))))
+		})
+	}
+	return err
+}
+
+func appendStaged(b []byte, s Staged) []byte {
+	b = appendString(b, s.ID)
+	b = appendString(b, s.Primary)
+	b = appendStrings(b, s.Participants)
+	b = binary.AppendUvarint(b, uint64(max(s.PreparedAt, 0)))
+	return appendTxnBody(b, &s.Part)
+}
+
+func appendTxnRecord(b []byte, r Record) []byte {
+	b = appendString(b, r.ID)
+	b = append(b, byte(r.State), boolByte(r.Succeeded))
+	b = appendStrings(b, r.Participants)
+	b = binary.AppendUvarint(b, uint64(max(r.StartedAt, 0)))
+	b = binary.AppendUvarint(b, uint64(max(r.DecidedAt, 0)))
+	return append(b, boolByte(r.Resolved))
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+func (d *decoder) strings() []string {
+	n := d.count(1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = string(d.bytes())
+	}
+	return out
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// loader rebuilds a state from checkpoint records and checks their order.
+type loader struct {
+	tag     byte
+	prevKey string
+	prevID  string
+	keys    int
+}
+
+// keyRecord loads one record of a version-1 checkpoint.
+func (ld *loader) keyRecord(st *state, p []byte, n int, index uint64) error {
+	e, err := decodeRecord(p)
+	if err == nil {
+		err = checkRecord(e, ld.prevKey, ld.keys, index)
+	}
+	if err != nil {
+		return err
+	}
+	ld.prevKey = e.key
+	ld.keys++
+	st.kv.Load(e) // keys arrive sorted, so Load appends cheaply
+	return nil
+}
+
+// taggedRecord loads one record of a version-2 checkpoint.
+func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
+	if len(p) == 0 {
+		return fmt.Errorf("%w: empty record", ErrMalformed)
+	}
+	tag := p[0]
+	if tag < ld.tag || tag < tagKey || tag > tagDone {
+		return fmt.Errorf("%w: record tag %d after %d", ErrBadSnapshot, tag, ld.tag)
+	}
+	if tag != ld.tag {
+		ld.tag, ld.prevID = tag, ""
+	}
+	if tag == tagKey {
+		return ld.keyRecord(st, p[1:], n, index)
+	}
+	d := decoder{b: p[1:]}
+	id := string(d.bytes())
+	switch tag {
+	case tagStaged:
+		s := Staged{ID: id, Primary: string(d.bytes()), Participants: d.strings(), PreparedAt: d.int64()}
+		decodeTxnBody(&d, &s.Part)
+		if err := d.finish(); err != nil {
+			return fmt.Errorf("%w: staged %q: %v", ErrMalformed, id, err)
+		}
+		if err := validTxn(&s.Part); err != nil {
+			return fmt.Errorf("%w: staged %q: %v", ErrBadSnapshot, id, err)
+		}
+		st.staged.Load(s.clone()) // detach from the reader's buffer
+	case tagRecord:
+		r := Record{ID: id, State: TxnState(d.byte()), Succeeded: d.byte() == 1, Participants: d.strings(),
+			StartedAt: d.int64(), DecidedAt: d.int64(), Resolved: d.byte() == 1}
+		if err := d.finish(); err != nil {
+			return fmt.Errorf("%w: record %q: %v", ErrMalformed, id, err)
+		}
+		if r.State < StatePending || r.State > StateAborted {
+			return fmt.Errorf("%w: record %q state %d", ErrBadSnapshot, id, r.State)
+		}
+		st.records.Load(r)
+	case tagDone:
+		at := d.int64()
+		if err := d.finish(); err != nil {
+			return fmt.Errorf("%w: finished %q: %v", ErrMalformed, id, err)
+		}
+		st.done.Load(doneEntry{id: id, at: at})
+	}
+	if id == "" || (ld.prevID != "" && id <= ld.prevID) {
+		return fmt.Errorf("%w: transaction id %q not after %q", ErrBadSnapshot, id, ld.prevID)
+	}
+	ld.prevID = id
+	return nil
+}
+
+// finish rebuilds the lock table from the staged parts; two parts locking
+// the same key cannot come from any log.
+func (ld *loader) finish(st *state) error {
+	var err error
+	st.staged.Scan(func(s Staged) bool {
+		for _, k := range s.Part.Keys() {
+			if other, ok := st.lock(k); ok {
+				err = fmt.Errorf("%w: key %q locked by both %q and %q", ErrBadSnapshot, k, other, s.ID)
+				return false
+			}
+			st.locks.Set(lockEntry{key: k, txn: s.ID})
+		}
+		return true
+	})
+	return err
+}
