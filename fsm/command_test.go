@@ -78,6 +78,14 @@ func FuzzDecode(f *testing.F) {
 	f.Add(EncodeDelete("key", Condition{Kind: CondAbsent}))
 	f.Add(EncodeNoop())
 	f.Add([]byte{})
+	body := Txn{
+		Compares: []Compare{{Key: "a", Target: TargetValue, Op: OpEqual, Value: []byte("10")}},
+		Success:  []Op{{Kind: OpPut, Key: "a", Value: []byte("5")}, {Kind: OpDelete, Key: "b"}},
+		Failure:  []Op{{Kind: OpGet, Key: "a"}},
+	}
+	for _, t := range []CommandType{CommandTxn, CommandTxnPrepare, CommandTxnDecide, CommandTxnResolve, CommandTxnResolved, CommandTxnGC} {
+		f.Add(EncodeTxn(t, TxnCmd{ID: "shard-1.ab", Primary: "shard-1", Participants: []string{"shard-1", "shard-2"}, Now: 7, Deadline: 9, Before: 3, Body: body}))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {
