@@ -43,15 +43,19 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-// writeError sends {"error":{"code","message"}} with the mapped status.
-func writeError(w http.ResponseWriter, err error) {
-	status, code := http.StatusInternalServerError, "internal"
+// errorStatus maps err to its error code and HTTP status.
+func errorStatus(err error) (code string, status int) {
 	for _, e := range statusOf {
 		if errors.Is(err, e.err) {
-			status, code = e.status, e.code
-			break
+			return e.code, e.status
 		}
 	}
+	return "internal", http.StatusInternalServerError
+}
+
+// writeError sends {"error":{"code","message"}} with the mapped status.
+func writeError(w http.ResponseWriter, err error) {
+	code, status := errorStatus(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", strconv.Itoa(int(cluster.RetryAfter.Seconds())))
 	}

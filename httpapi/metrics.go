@@ -17,6 +17,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	txns     *prometheus.CounterVec
 }
 
 func newMetrics(svc Service) *metrics {
@@ -32,7 +33,11 @@ func newMetrics(svc Service) *metrics {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 		}, []string{"route", "method"}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, &raftCollector{svc: svc},
+	m.txns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftkv_txn_total",
+		Help: "Transactions coordinated by this node, by mode (single, 2pc) and outcome (succeeded, failed_compare, or the error code).",
+	}, []string{"mode", "outcome"})
+	m.reg.MustRegister(m.requests, m.latency, m.txns, &raftCollector{svc: svc},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -40,6 +45,21 @@ func newMetrics(svc Service) *metrics {
 func (m *metrics) observe(route, method string, status int, d time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// observeTxn counts one transaction's outcome.
+func (m *metrics) observeTxn(mode string, succeeded bool, err error) {
+	outcome := "succeeded"
+	switch {
+	case err != nil:
+		outcome, _ = errorStatus(err)
+	case !succeeded:
+		outcome = "failed_compare"
+	}
+	if mode == "" {
+		mode = "unknown"
+	}
+	m.txns.WithLabelValues(mode, outcome).Inc()
 }
 
 func (m *metrics) handler() http.Handler {

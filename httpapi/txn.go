@@ -100,6 +100,7 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cancel()
 	res, err := s.svc.Txn(ctx, req)
+	s.metrics.observeTxn(res.Mode, res.Succeeded, err)
 	if err != nil {
 		writeError(w, err)
 		return

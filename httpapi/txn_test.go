@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -100,5 +101,24 @@ func TestTxnRecordHandler(t *testing.T) {
 	}
 	if rec := serve(t, f, http.MethodGet, "/v1/txn/nope", nil, nil); rec.Code != http.StatusNotFound {
 		t.Fatalf("unknown id: status %d", rec.Code)
+	}
+}
+
+func TestTxnOutcomesAreCounted(t *testing.T) {
+	s := New(&fakeService{})
+	ok := `{"success":[{"op":"put","key":"a","value":"1"}]}`
+	conflict := `{"compare":[{"key":"locked","target":"version","op":">","version":0}],"success":[{"op":"get","key":"locked"}]}`
+	for _, body := range []string{ok, ok, conflict} {
+		s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/v1/txn", strings.NewReader(body)))
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`raftkv_txn_total{mode="2pc",outcome="succeeded"} 2`,
+		`raftkv_txn_total{mode="unknown",outcome="conflict"} 1`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
 	}
 }
