@@ -291,3 +291,52 @@ func TestTxnPrimaryLeaderCrash(t *testing.T) {
 	c.WaitReady()
 	noTxnState(t, c, 2)
 }
+
+// TestTxnLeaderChangesAfterTheDecision: the coordinator decides a transfer
+// (primary shard-1, participant shard-2) and dies before resolving; then the
+// leader of the primary, or of the participant, dies too. The decision is in
+// raft, so the new leaders finish the transaction: no read ever returns the
+// old balances, and no lock remains.
+func TestTxnLeaderChangesAfterTheDecision(t *testing.T) {
+	for _, victimShard := range []string{"shard-1", "shard-2"} {
+		t.Run("leader of "+victimShard+" dies", func(t *testing.T) {
+			c := raftkvtest.NewCluster(t, 3, 2)
+			fastTxn(t, c)
+			a := keyOnShard(t, "acct-a", "shard-1", 2)
+			b := keyOnShard(t, "acct-b", "shard-2", 2)
+			mustPut(t, c.Nodes[0], a, "100")
+			mustPut(t, c.Nodes[0], b, "0")
+			victim := c.Leader(victimShard)
+			coord := (victim + 1) % 3
+			c.Nodes[coord].SetTxnHook(func(step cluster.TxnStep, _, _ string) error {
+				if step == cluster.StepResolve {
+					return errors.New("coordinator dies before resolving")
+				}
+				return nil
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := c.Nodes[coord].Txn(ctx, transfer(a, b, 30, 100, 0))
+			if err == nil && !res.Succeeded {
+				t.Fatalf("transfer took the failure branch: %+v", res)
+			}
+			c.Nodes[coord].SetTxnHook(nil)
+			c.Stop(victim)
+			survivor := c.Nodes[(victim+2)%3]
+			if got := mustGet(t, survivor, b); got != "30" {
+				t.Fatalf("%s after the decision = %q, want 30", b, got)
+			}
+			if got := mustGet(t, survivor, a); got != "70" {
+				t.Fatalf("%s after the decision = %q, want 70", a, got)
+			}
+			noTxnState(t, c, 2)
+			c.Restart(victim)
+			fastTxn(t, c)
+			c.WaitReady()
+			noTxnState(t, c, 2)
+			if got := mustGet(t, c.Nodes[victim], b); got != "30" {
+				t.Fatalf("%s via the restarted node = %q, want 30", b, got)
+			}
+		})
+	}
+}
