@@ -9,10 +9,11 @@ import (
 	"github.com/raftkv/raftkv/systemtest"
 )
 
-// TestChaos is the bounded run CI does on every change: both workloads
+// TestChaos is the bounded run CI does on every change: every workload
 // against real processes, under every nemesis that can run here (partition
-// needs root; without it the run says so and skips that nemesis). About two
-// and a half minutes; skipped with -short. Clients pause between operations
+// needs root; without it the run says so and skips that nemesis). The bank
+// workload (cross-shard transfers) runs under kill and pause. About two and
+// a half minutes; skipped with -short. Clients pause between operations
 // so the test process (built with -race in CI) stays light on CPU.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
@@ -25,6 +26,7 @@ func TestChaos(t *testing.T) {
 	runs := []Config{
 		{Workload: "register", Nemeses: NemesisNames, Duration: 65 * time.Second, Clients: 4, Keys: 4},
 		{Workload: "set", Nemeses: []string{"kill", "partition", "pause", "leave-join"}, Duration: 40 * time.Second, Clients: 4},
+		{Workload: "bank", Nemeses: []string{"kill", "pause"}, Duration: 25 * time.Second, Clients: 4},
 	}
 	for _, cfg := range runs {
 		t.Run(cfg.Workload, func(t *testing.T) {

@@ -27,7 +27,7 @@ type Config struct {
 	// ExtraArgs are added to every started node's command line.
 	ExtraArgs []string
 
-	// Workload is "register" or "set".
+	// Workload is "register", "set" or "bank".
 	Workload string
 	// Nemeses to rotate through ("kill", "pause", "leader-transfer",
 	// "leave-join", "partition"); empty = none.
@@ -156,8 +156,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wl = newRegisterWorkload(runID, cfg.Keys, cfg.Clients)
 	case "set":
 		wl = newSetWorkload(runID)
+	case "bank":
+		wl = newBankWorkload(runID)
 	default:
-		return nil, fmt.Errorf("unknown workload %q (have register, set)", cfg.Workload)
+		return nil, fmt.Errorf("unknown workload %q (have register, set, bank)", cfg.Workload)
 	}
 
 	c, err := openCluster(ctx, &cfg, res)
@@ -179,6 +181,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		nems = append(nems, n)
+	}
+
+	if s, ok := wl.(interface {
+		Setup(context.Context, *Cluster) error
+	}); ok {
+		if err := s.Setup(ctx, c); err != nil {
+			return nil, fmt.Errorf("%s workload setup: %w", wl.Name(), err)
+		}
 	}
 
 	h := NewHistory()

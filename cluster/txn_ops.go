@@ -76,14 +76,27 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 }
 
 func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepareReply, error) {
-	a.Cmd.Now = leaderNow()
-	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, a.Cmd))
-	if err != nil {
-		return prepareReply{}, err
-	}
-	r, err := txnResult(resp)
-	if err != nil {
-		return prepareReply{}, err
+	var r *fsm.Result
+	// A key held by a transaction that is already decided, but not yet
+	// resolved here (its resolve runs in the background), is settled at once
+	// and the prepare tried again, rather than voting no and making the
+	// coordinator back off. A locked prepare changes nothing, so the retry
+	// is safe.
+	for try := 0; try < 2; try++ {
+		a.Cmd.Now = leaderNow()
+		resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, a.Cmd))
+		if err != nil {
+			return prepareReply{}, err
+		}
+		if r, err = txnResult(resp); err != nil {
+			return prepareReply{}, err
+		}
+		if !errors.Is(r.Err, fsm.ErrLocked) {
+			break
+		}
+		if settled, err := n.settleLock(ctx, g, r.LockedBy); err != nil || !settled {
+			break
+		}
 	}
 	switch {
 	case errors.Is(r.Err, fsm.ErrLocked):

@@ -22,7 +22,8 @@ Fault injection against real raftkv processes that this command starts (on
 as root) and stops again.
 
   run       a workload (register: linearizability with porcupine; set: no lost
-            acknowledged adds) under nemeses (kill, pause, leader-transfer,
+            acknowledged adds; bank: cross-shard transfers keep the total)
+            under nemeses (kill, pause, leader-transfer,
             leave-join, partition, or all); exits 1 on any violation
   failover  SIGKILL (or --fault partition: isolate) the leader of a shard under
             steady write load, round after round; prints time to a new leader,
@@ -33,6 +34,7 @@ as root) and stops again.
 Examples:
   raftkv chaos run --workload register --nemesis all --duration 60s
   raftkv chaos run --workload set --nemesis kill,pause --duration 2m --out /tmp/chaos
+  raftkv chaos run --workload bank --nemesis kill,pause --duration 60s
   raftkv chaos failover --rounds 10 --svg failover.svg
   raftkv chaos steady --duration 60s --clients 64
 
@@ -127,7 +129,7 @@ func chaosRun(args []string, stdout, stderr io.Writer) int {
 	f := newChaosFlags("run", stderr)
 	var cfg chaos.Config
 	var nemeses, attach string
-	f.fs.StringVar(&cfg.Workload, "workload", "register", "register or set")
+	f.fs.StringVar(&cfg.Workload, "workload", "register", "register, set or bank")
 	f.fs.StringVar(&nemeses, "nemesis", "kill", "comma-separated nemeses: kill, pause, leader-transfer, leave-join, partition, all, none")
 	f.fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long the workload runs")
 	f.fs.IntVar(&cfg.MaxOps, "max-ops", 0, "stop after this many operations (0 = no limit)")

@@ -1,0 +1,484 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/cluster"
+)
+
+// Bank workload parameters: at least bankAccounts accounts (one per shard
+// when there are more shards), each starting with bankInitial.
+const (
+	bankAccounts  = 8
+	bankInitial   = 100
+	bankMaxAmount = 30
+	// bankReadShare is the share of steps (out of 10) that read every
+	// account; the rest are transfers.
+	bankReadShare = 2
+)
+
+// bankWorkload moves money between accounts spread over every shard. A
+// transfer is one transaction: it compares both accounts' revisions with
+// the ones just read and writes both new balances. A read-all is a
+// transaction of gets on every account. The checker needs only totals: a
+// transfer is atomic, so the sum of all balances must stay the initial
+// total in every read-all that succeeds and at the end, whatever happened
+// to indeterminate transfers; no balance may ever be negative.
+type bankWorkload struct {
+	prefix   string
+	accounts []string // set by Setup, read-only afterwards
+	shardOf  map[string]string
+	total    int64
+}
+
+func newBankWorkload(runID string) *bankWorkload {
+	return &bankWorkload{prefix: "chaos/" + runID + "/bank/", shardOf: map[string]string{}}
+}
+
+func (w *bankWorkload) Name() string { return "bank" }
+
+// Setup picks the account keys so that they cover every shard round robin
+// and writes the initial balances (plain PUTs, retried; the same value
+// every time, so a retry after an unknown outcome is harmless). It then
+// checks the total with a read-all.
+func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
+	shards := c.Shards
+	if shards <= 0 {
+		err := waitFor(ctx, 20*time.Second, func() error {
+			for _, p := range c.Up() {
+				st, err := getStatus(ctx, p.HTTPAddr)
+				if err == nil && st.Shards > 0 {
+					shards = st.Shards
+					return nil
+				}
+			}
+			return errors.New("no node reported its shard count")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	n := max(bankAccounts, shards)
+	for i := range n {
+		want := fmt.Sprintf("shard-%d", 1+i%shards)
+		for j := 0; ; j++ {
+			k := fmt.Sprintf("%sacct%02d-%d", w.prefix, i, j)
+			if cluster.ShardFor(k, shards) == want {
+				w.accounts = append(w.accounts, k)
+				w.shardOf[k] = want
+				break
+			}
+		}
+	}
+	w.total = int64(n) * bankInitial
+	initial := []byte(strconv.Itoa(bankInitial))
+	for _, k := range w.accounts {
+		err := waitFor(ctx, 30*time.Second, func() error {
+			var last string
+			for _, p := range c.Up() {
+				r := kvRequest(ctx, p.HTTPAddr, http.MethodPut, k, initial, nil)
+				if r.Outcome == OK {
+					return nil
+				}
+				last = fmt.Sprintf("%s: %d %s", p.ID, r.Status, r.Err)
+			}
+			return fmt.Errorf("initial balance of %s: %s", k, last)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return waitFor(ctx, 30*time.Second, func() error {
+		for _, p := range c.Up() {
+			bal, _, err := w.readAll(ctx, p.HTTPAddr)
+			if err != nil {
+				continue
+			}
+			if sum := sumOf(bal); sum != w.total {
+				return fmt.Errorf("total after setup is %d, want %d", sum, w.total)
+			}
+			return nil
+		}
+		return errors.New("no node answered the read-all after setup")
+	})
+}
+
+func (w *bankWorkload) Step(ctx context.Context, cl *client, _ int) {
+	if cl.rng.IntN(10) < bankReadShare {
+		w.stepReadAll(ctx, cl)
+		return
+	}
+	w.stepTransfer(ctx, cl)
+}
+
+// stepReadAll reads every account in one transaction and records the
+// balances (comma separated, in account order) and their total.
+func (w *bankWorkload) stepReadAll(ctx context.Context, cl *client) {
+	ops := make([]txnOp, len(w.accounts))
+	for i, k := range w.accounts {
+		ops[i] = txnOp{Op: "get", Key: k}
+	}
+	w.record(ctx, cl, Op{F: "read-all"}, txnBody{Success: ops}, false, func(op *Op, a txnAnswer) {
+		bal, err := balances(w.accounts, a.Results)
+		if err != nil {
+			op.Err = err.Error()
+			return
+		}
+		op.Result = joinBalances(bal)
+		op.Value = strconv.FormatInt(sumOf(bal), 10)
+	})
+}
+
+// stepTransfer reads two distinct accounts, then moves a random amount
+// from the richer-enough one to the other, conditional on both revisions
+// being unchanged.
+func (w *bankWorkload) stepTransfer(ctx context.Context, cl *client) {
+	i := cl.rng.IntN(len(w.accounts))
+	j := cl.rng.IntN(len(w.accounts) - 1)
+	if j >= i {
+		j++
+	}
+	from, to := w.accounts[i], w.accounts[j]
+	p := cl.addr()
+	a := txnRequest(ctx, p.HTTPAddr, txnBody{Success: []txnOp{{Op: "get", Key: from}, {Op: "get", Key: to}}}, false)
+	if a.Outcome != OK || !a.Succeeded || len(a.Results) != 2 {
+		// Reads change nothing; just try elsewhere if the node is gone.
+		if a.Status == 0 || a.Status == http.StatusServiceUnavailable {
+			cl.node++
+		}
+		return
+	}
+	bal, err := balances([]string{from, to}, a.Results)
+	if err != nil {
+		return
+	}
+	if bal[0] <= 0 {
+		from, to = to, from
+		bal[0], bal[1] = bal[1], bal[0]
+		a.Results[0], a.Results[1] = a.Results[1], a.Results[0]
+	}
+	if bal[0] <= 0 {
+		return
+	}
+	amt := 1 + cl.rng.Int64N(min(bal[0], bankMaxAmount))
+	rf, rt := a.Results[0].Revision, a.Results[1].Revision
+	body := txnBody{
+		Compare: []txnCompare{
+			{Key: from, Target: "revision", Op: "==", Revision: &rf},
+			{Key: to, Target: "revision", Op: "==", Revision: &rt},
+		},
+		Success: []txnOp{
+			{Op: "put", Key: from, Value: strPtr(strconv.FormatInt(bal[0]-amt, 10))},
+			{Op: "put", Key: to, Value: strPtr(strconv.FormatInt(bal[1]+amt, 10))},
+		},
+	}
+	op := Op{F: "transfer", Key: from + " -> " + to, Value: strconv.FormatInt(amt, 10)}
+	w.record(ctx, cl, op, body, true, func(op *Op, a txnAnswer) {
+		if !a.Succeeded {
+			// The compare failed: a concurrent transfer got there first.
+			// Nothing was written; a definite failure, like a CAS's 412.
+			op.Outcome, op.Err = Fail, "compare failed"
+			return
+		}
+		op.Result = a.Txn.Mode
+	})
+}
+
+// record sends one transaction through the client's node and adds it to
+// the history; ok refines a 200 answer.
+func (w *bankWorkload) record(ctx context.Context, cl *client, op Op, body txnBody, write bool, ok func(*Op, txnAnswer)) {
+	p := cl.addr()
+	op.Process, op.Node = cl.process, p.ID
+	op.Invoke = cl.h.Now()
+	a := txnRequest(ctx, p.HTTPAddr, body, write)
+	op.Complete = cl.h.Now()
+	op.Outcome, op.Status, op.Err = a.Outcome, a.Status, a.Err
+	if a.Outcome == OK {
+		ok(&op, a)
+	}
+	if ctx.Err() != nil && a.Outcome != OK {
+		op.Err = "run ended: " + op.Err
+	}
+	cl.h.Add(op)
+	if a.Outcome == Info {
+		cl.process += cl.procs
+	}
+	if a.Outcome != OK && (a.Status == 0 || a.Status == http.StatusServiceUnavailable) {
+		cl.node++
+	}
+}
+
+// Check reads every account once more after the cluster healed and checks
+// every read-all of the run and the final one.
+func (w *bankWorkload) Check(ctx context.Context, c *Cluster, h *History, _ string, timeout time.Duration) CheckResult {
+	cr := CheckResult{Checker: "bank (total constant, no negative balance)", Valid: "yes"}
+	counts := map[string]int{}
+	reads, badReads := 0, 0
+	for _, op := range h.Ops() {
+		switch op.F {
+		case "transfer":
+			switch {
+			case op.Outcome == OK:
+				counts["committed"]++
+				if op.Result == "2pc" {
+					counts["committed_2pc"]++
+				}
+			case op.Outcome == Info:
+				counts["indeterminate"]++
+			case op.Status == http.StatusOK:
+				counts["aborted"]++ // compare failed
+			case op.Status == http.StatusConflict:
+				counts["conflicted"]++
+			default:
+				counts["failed"]++ // 503, 4xx, never sent: nothing applied
+			}
+		case "read-all":
+			if op.Outcome != OK {
+				counts["read_failed"]++
+				continue
+			}
+			reads++
+			if msg := w.badRead(op.Value, op.Result, op.Err); msg != "" {
+				badReads++
+				if badReads <= 5 {
+					cr.Problems = append(cr.Problems, fmt.Sprintf("read-all by process %d via %s at %.3fs: %s",
+						op.Process, op.Node, float64(op.Complete)/1e9, msg))
+				}
+			}
+		}
+	}
+	if badReads > 0 {
+		cr.Valid = "no"
+	}
+
+	var final []int64
+	var via string
+	err := waitFor(ctx, timeout, func() error {
+		var last error
+		for _, p := range c.Up() {
+			bal, _, err := w.readAll(ctx, p.HTTPAddr)
+			if err == nil {
+				final, via = bal, p.ID
+				return nil
+			}
+			last = fmt.Errorf("%s: %w", p.ID, err)
+		}
+		if last == nil {
+			last = errors.New("no node up")
+		}
+		return last
+	})
+	cr.Details = map[string]any{
+		"accounts": len(w.accounts), "shards_covered": w.shardsCovered(), "expected_total": w.total,
+		"committed": counts["committed"], "committed_2pc": counts["committed_2pc"], "aborted": counts["aborted"], "conflicted": counts["conflicted"],
+		"failed": counts["failed"], "indeterminate": counts["indeterminate"],
+		"reads_ok": reads, "reads_failed": counts["read_failed"], "reads_wrong": badReads,
+	}
+	if err != nil {
+		if cr.Valid == "yes" {
+			cr.Valid = "unknown"
+		}
+		cr.Problems = append(cr.Problems, "final read-all failed: "+err.Error())
+		return cr
+	}
+	sum := sumOf(final)
+	cr.Details["final_total"] = sum
+	cr.Details["final_balances"] = joinBalances(final)
+	if msg := w.badRead(strconv.FormatInt(sum, 10), joinBalances(final), ""); msg != "" {
+		cr.Valid = "no"
+		cr.Problems = append(cr.Problems, fmt.Sprintf("final read-all via %s: %s", via, msg))
+	}
+	if counts["committed"] == 0 {
+		cr.Valid = "no"
+		cr.Problems = append(cr.Problems, "no transfer committed: the workload did not exercise anything")
+	}
+	return cr
+}
+
+func (w *bankWorkload) shardsCovered() int {
+	seen := map[string]bool{}
+	for _, s := range w.shardOf {
+		seen[s] = true
+	}
+	return len(seen)
+}
+
+// badRead says what is wrong with one read-all (total and balances as
+// recorded), or "" when nothing is.
+func (w *bankWorkload) badRead(total, bals, parseErr string) string {
+	if parseErr != "" {
+		return parseErr
+	}
+	var neg []string
+	for i, s := range strings.Split(bals, ",") {
+		if v, err := strconv.ParseInt(s, 10, 64); err != nil || v < 0 {
+			neg = append(neg, fmt.Sprintf("%s=%s", w.accounts[i], s))
+		}
+	}
+	switch {
+	case total != strconv.FormatInt(w.total, 10):
+		return fmt.Sprintf("total %s, want %d (balances %s)", total, w.total, bals)
+	case len(neg) > 0:
+		return fmt.Sprintf("negative or unreadable balances %v (balances %s)", neg, bals)
+	}
+	return ""
+}
+
+// readAll reads every account in one transaction through addr.
+func (w *bankWorkload) readAll(ctx context.Context, addr string) ([]int64, txnAnswer, error) {
+	ops := make([]txnOp, len(w.accounts))
+	for i, k := range w.accounts {
+		ops[i] = txnOp{Op: "get", Key: k}
+	}
+	a := txnRequest(ctx, addr, txnBody{Success: ops}, false)
+	if a.Outcome != OK {
+		return nil, a, fmt.Errorf("read-all: %d %s", a.Status, a.Err)
+	}
+	bal, err := balances(w.accounts, a.Results)
+	return bal, a, err
+}
+
+// balances parses the get results of the given accounts, in order.
+func balances(accounts []string, res []txnResult) ([]int64, error) {
+	if len(res) != len(accounts) {
+		return nil, fmt.Errorf("%d results for %d accounts", len(res), len(accounts))
+	}
+	out := make([]int64, len(accounts))
+	for i, r := range res {
+		if r.Key != accounts[i] || !r.Found || r.Value == nil {
+			return nil, fmt.Errorf("account %s missing from the answer", accounts[i])
+		}
+		v, err := strconv.ParseInt(*r.Value, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("account %s holds %q", accounts[i], *r.Value)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func sumOf(xs []int64) int64 {
+	var s int64
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+func joinBalances(xs []int64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.FormatInt(x, 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+func strPtr(s string) *string { return &s }
+
+// The JSON of POST /v1/txn, as docs/transactions.md describes it.
+type (
+	txnCompare struct {
+		Key      string  `json:"key"`
+		Target   string  `json:"target"`
+		Op       string  `json:"op"`
+		Revision *uint64 `json:"revision,omitempty"`
+	}
+	txnOp struct {
+		Op    string  `json:"op"`
+		Key   string  `json:"key"`
+		Value *string `json:"value,omitempty"`
+	}
+	txnBody struct {
+		Compare []txnCompare `json:"compare,omitempty"`
+		Success []txnOp      `json:"success"`
+		Failure []txnOp      `json:"failure,omitempty"`
+	}
+	txnResult struct {
+		Op       string  `json:"op"`
+		Key      string  `json:"key"`
+		Found    bool    `json:"found"`
+		Value    *string `json:"value"`
+		Revision uint64  `json:"revision"`
+	}
+)
+
+// txnAnswer is one transaction request's answer, classified like
+// kvRequest's: 200 ok; 409 (conflict), 503, other 4xx and requests that
+// never left are definite failures (nothing applied); 504, other 5xx,
+// timeouts and broken connections are indeterminate for a transaction that
+// writes and plain failures for a read-only one.
+type txnAnswer struct {
+	Outcome   Outcome
+	Status    int
+	Err       string
+	Succeeded bool
+	Results   []txnResult
+	Txn       struct {
+		ID   string `json:"id"`
+		Mode string `json:"mode"`
+	}
+}
+
+func txnRequest(ctx context.Context, addr string, body txnBody, write bool) txnAnswer {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return txnAnswer{Outcome: Fail, Err: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout+time.Second)
+	defer cancel()
+	u := "http://" + addr + "/v1/txn?timeout=" + opTimeout.String()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
+	if err != nil {
+		return txnAnswer{Outcome: Fail, Err: err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	unknown := Info
+	if !write {
+		unknown = Fail
+	}
+	resp, err := opClient.Do(req)
+	if err != nil {
+		if neverSent(err) {
+			return txnAnswer{Outcome: Fail, Err: shortErr(err)}
+		}
+		return txnAnswer{Outcome: unknown, Err: shortErr(err)}
+	}
+	defer resp.Body.Close()
+	rb, rerr := io.ReadAll(resp.Body)
+	a := txnAnswer{Status: resp.StatusCode}
+	switch {
+	case rerr != nil:
+		a.Outcome, a.Err = unknown, shortErr(rerr)
+	case resp.StatusCode == http.StatusOK:
+		var out struct {
+			Succeeded bool        `json:"succeeded"`
+			Results   []txnResult `json:"results"`
+			Txn       struct {
+				ID   string `json:"id"`
+				Mode string `json:"mode"`
+			} `json:"txn"`
+		}
+		if err := json.Unmarshal(rb, &out); err != nil {
+			// The server answered 200, so it happened; we just cannot
+			// read the answer.
+			a.Outcome, a.Err = unknown, "bad answer: "+err.Error()
+			return a
+		}
+		a.Outcome, a.Succeeded, a.Results = OK, out.Succeeded, out.Results
+		a.Txn.ID, a.Txn.Mode = out.Txn.ID, out.Txn.Mode
+	case resp.StatusCode == http.StatusServiceUnavailable || (resp.StatusCode >= 400 && resp.StatusCode < 500):
+		a.Outcome, a.Err = Fail, errCode(rb)
+	default:
+		a.Outcome, a.Err = unknown, errCode(rb)
+	}
+	return a
+}
