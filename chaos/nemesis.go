@@ -168,7 +168,21 @@ func (n *leaveJoinNemesis) Start(ctx context.Context, rng *rand.Rand) (string, e
 		}
 	}
 	desc := fmt.Sprintf("leave %s (asked %s), stop it, wipe its data dir", p.ID, via.ID)
-	code, body, err := postJSON(ctx, via.HTTPAddr, "/v1/cluster/leave", map[string]string{"id": p.ID}, 65*time.Second)
+	// A membership change is an operator's action: it runs to the end even
+	// when the workload stops meanwhile (a leave cut off halfway would leave
+	// the node out of some groups and in others). Leave is idempotent, so a
+	// failed attempt is simply repeated.
+	var code int
+	var body []byte
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		lctx, cancel := context.WithTimeout(context.Background(), 70*time.Second)
+		code, body, err = postJSON(lctx, via.HTTPAddr, "/v1/cluster/leave", map[string]string{"id": p.ID}, 65*time.Second)
+		cancel()
+		if err == nil && code == http.StatusOK {
+			break
+		}
+	}
 	if err != nil {
 		return desc, err
 	}

@@ -282,6 +282,13 @@ func (g *group) configuration() (raft.Configuration, uint64, error) {
 	return f.Configuration(), f.Index(), nil
 }
 
+// hasConfiguration reports whether this replica knows any membership yet (a
+// node that is still joining knows none).
+func (g *group) hasConfiguration() bool {
+	conf, _, err := g.configuration()
+	return err == nil && len(conf.Servers) > 0
+}
+
 // isMember reports whether id is a voter (voter=true) or any member.
 func (g *group) isMember(id string, voter bool) bool {
 	conf, _, err := g.configuration()

@@ -167,10 +167,13 @@ func (n *Node) addMemberLocal(ctx context.Context, g *group, m registry.Node) (b
 		if s.ID != id {
 			continue
 		}
+		wiped := false
 		if s.Address == addr && s.Suffrage == raft.Voter {
-			return false, nil
+			if wiped = n.lostItsState(ctx, g, m); !wiped {
+				return false, nil
+			}
 		}
-		if s.Address != addr {
+		if s.Address != addr || wiped {
 			if id == raft.ServerID(n.cfg.NodeID) {
 				return false, fmt.Errorf("%w: cannot move the leader %s to a new address; transfer leadership first", ErrConflict, id)
 			}
@@ -194,6 +197,24 @@ func (n *Node) addMemberLocal(ctx context.Context, g *group, m registry.Node) (b
 	}
 	g.logger.Info("member promoted to voter", "id", m.ID, "raft_addr", m.RaftAddr)
 	return true, nil
+}
+
+// lostItsState reports whether a node listed as a voter asks to join with an
+// empty replica of the group (its data dir was wiped before it left). Such a
+// voter must not keep counting towards a quorum as if it still held the
+// entries it acknowledged, so it is removed and added again from scratch. A
+// voter that joined normally has applied the log before its promotion, so its
+// applied index is never 0.
+func (n *Node) lostItsState(ctx context.Context, g *group, m registry.Node) bool {
+	if g.fsm.AppliedIndex() == 0 {
+		return false
+	}
+	applied, err := n.rpc.fetchApplied(ctx, m.HTTPAddr, g.name)
+	if err == nil && applied == 0 {
+		g.logger.Warn("member rejoins with an empty replica; removing its old membership first", "id", m.ID)
+		return true
+	}
+	return false
 }
 
 // waitCaughtUp polls the new member until its state machine has applied the

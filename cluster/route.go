@@ -81,6 +81,11 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 	}
 	leader := g.leaderID()
 	if leader == "" || leader == n.cfg.NodeID {
+		if !g.isMember(n.cfg.NodeID, false) && g.hasConfiguration() {
+			// A node removed from the group hears from no leader again:
+			// waiting would only burn the deadline.
+			return zero, "", fmt.Errorf("%w: this node is not a member of %s (it was removed from the cluster)", ErrUnavailable, g.name)
+		}
 		return zero, "", errNoLeaderKnown
 	}
 	addr := n.httpAddrOf(leader)
