@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -175,14 +176,35 @@ func (c *Cluster) Restart(i int) {
 
 // TryRestart is Restart that returns the start error instead of failing.
 func (c *Cluster) TryRestart(i int) error {
+	return c.restart(i, false)
+}
+
+// RestartWiped starts a stopped node again on the same addresses with an
+// empty data dir and --join node (the first other node): a node whose disk
+// was replaced without leaving the cluster first.
+func (c *Cluster) RestartWiped(i int) {
+	c.t.Helper()
+	if err := c.restart(i, true); err != nil {
+		c.t.Fatalf("restart %s wiped: %v", c.Nodes[i].ID, err)
+	}
+}
+
+func (c *Cluster) restart(i int, wipe bool) error {
 	old := c.Nodes[i]
+	var join []string
+	if wipe {
+		if err := os.RemoveAll(old.dataDir); err != nil {
+			return err
+		}
+		join = []string{c.Nodes[(i+1)%len(c.Nodes)].HTTPAddr}
+	}
 	for _, trs := range c.trans {
 		// A closed in-memory transport cannot be reused: give the node a
 		// fresh one at the same address and reconnect everyone to it.
 		_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
 	}
 	c.connectAll()
-	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, nil)
+	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, join)
 	if err != nil {
 		return err
 	}
