@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/applied"
 )
 
 // Errors returned by this package. Match them with errors.Is.
@@ -65,7 +67,7 @@ type Result struct {
 // copy of the value; stored values are never handed out.
 type FSM struct {
 	group   string
-	applied appliedWatch
+	applied applied.Watch
 
 	mu   sync.RWMutex // guards st and term; Apply holds it for a whole batch
 	st   state
@@ -99,7 +101,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	f.applyAll(logs, out)
-	f.applied.set(logs[len(logs)-1].Index)
+	f.applied.Set(logs[len(logs)-1].Index)
 	return out
 }
 
@@ -173,10 +175,10 @@ func (f *FSM) Len() int {
 // raft does not hand LogNoop or LogBarrier entries to the FSM, so this can
 // trail raft's own applied index while the newest entries are of those
 // kinds; wait for it only with indexes of entries the FSM receives.
-func (f *FSM) AppliedIndex() uint64 { return f.applied.load() }
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // WaitApplied blocks until AppliedIndex() >= index or ctx is done, in which
 // case it returns ctx.Err().
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
-	return f.applied.wait(ctx, index)
+	return f.applied.Wait(ctx, index)
 }

@@ -41,7 +41,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.Unlock()
 	return &fsmSnapshot{
 		st:  f.st.copy(),
-		hdr: snapshot.Header{Kind: SnapshotKindV2, Group: f.group, Index: f.applied.load(), Term: f.term},
+		hdr: snapshot.Header{Kind: SnapshotKindV2, Group: f.group, Index: f.applied.Load(), Term: f.term},
 	}, nil
 }
 
@@ -82,7 +82,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.st, f.term = st, hdr.Term
 	f.mu.Unlock()
-	f.applied.set(hdr.Index)
+	f.applied.Set(hdr.Index)
 	return nil
 }
 

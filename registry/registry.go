@@ -9,6 +9,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/applied"
 )
 
 // MaxShards bounds the shard count accepted by Init. Every node runs one
@@ -70,7 +72,7 @@ type state struct {
 // reads are safe concurrently with Apply.
 type FSM struct {
 	group   string
-	applied appliedWatch
+	applied applied.Watch
 
 	mu   sync.RWMutex // guards st and term
 	st   state
@@ -98,7 +100,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	f.applyAll(logs, out)
-	f.applied.set(logs[len(logs)-1].Index)
+	f.applied.Set(logs[len(logs)-1].Index)
 	return out
 }
 
@@ -211,10 +213,10 @@ func (f *FSM) Node(id string) (Node, bool) {
 // AppliedIndex returns the index of the last log entry processed, or of
 // the snapshot restored. Like fsm.FSM, it does not see raft's LogNoop and
 // LogBarrier entries.
-func (f *FSM) AppliedIndex() uint64 { return f.applied.load() }
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // WaitApplied blocks until AppliedIndex() >= index or ctx is done, in which
 // case it returns ctx.Err().
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
-	return f.applied.wait(ctx, index)
+	return f.applied.Wait(ctx, index)
 }

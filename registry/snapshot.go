@@ -36,7 +36,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return &regSnapshot{
-		hdr:       snapshot.Header{Kind: SnapshotKind, Group: f.group, Index: f.applied.load(), Term: f.term},
+		hdr:       snapshot.Header{Kind: SnapshotKind, Group: f.group, Index: f.applied.Load(), Term: f.term},
 		clusterID: f.st.clusterID,
 		shards:    f.st.shards,
 		nodes:     f.st.sortedNodes(),
@@ -87,7 +87,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.st, f.term = st, hdr.Term
 	f.mu.Unlock()
-	f.applied.set(hdr.Index)
+	f.applied.Set(hdr.Index)
 	return nil
 }
 
