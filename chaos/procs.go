@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/raftkv/raftkv/systemtest"
 )
 
 // Timeouts for process management. Generous: the machines are small and
@@ -117,8 +119,8 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (*Cluster, error) {
 			p.RaftAddr = net.JoinHostPort(p.IP, "7000")
 		} else {
 			var err error
-			if p.HTTPAddr, err = freeAddr(); err == nil {
-				p.RaftAddr, err = freeAddr()
+			if p.HTTPAddr, err = systemtest.FreeAddr(); err == nil {
+				p.RaftAddr, err = systemtest.FreeAddr()
 			}
 			if err != nil {
 				c.Close()
@@ -488,32 +490,6 @@ func (p *Proc) Resume() error {
 	p.paused = false
 	p.mu.Unlock()
 	return nil
-}
-
-// Ports handed out by freeAddr in this process, so no two nodes share one.
-var (
-	portMu    sync.Mutex
-	usedPorts = map[int]bool{}
-)
-
-// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		portMu.Lock()
-		fresh := !usedPorts[port]
-		usedPorts[port] = true
-		portMu.Unlock()
-		if fresh {
-			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
-		}
-	}
-	return "", errors.New("no unused port found")
 }
 
 // waitFor calls cond every 50 ms until it returns nil, ctx ends or timeout

@@ -87,10 +87,10 @@ func TestBackupRestoreIntoANewCluster(t *testing.T) {
 	}
 
 	restored := &Node{ID: "restored1", DataDir: filepath.Join(dir, "restored1"), LogPath: filepath.Join(dir, "restored1.log"), c: c}
-	if restored.HTTPAddr, err = freeAddr(); err != nil {
+	if restored.HTTPAddr, err = FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
-	if restored.RaftAddr, err = freeAddr(); err != nil {
+	if restored.RaftAddr, err = FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
 	c.Nodes = append(c.Nodes, restored)

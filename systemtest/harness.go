@@ -110,15 +110,15 @@ var httpClient = &http.Client{
 	},
 }
 
-// Ports handed out in this process, so two nodes never get the same one.
+// Ports handed out by FreeAddr in this process, so two nodes never get the same one.
 var (
 	portMu    sync.Mutex
 	usedPorts = map[int]bool{}
 )
 
-// freeAddr returns a 127.0.0.1 address whose port was free a moment ago.
+// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago.
 // Something else may still take it before the node binds; starts retry.
-func freeAddr() (string, error) {
+func FreeAddr() (string, error) {
 	for range 100 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -439,10 +439,10 @@ func (n *Node) args() []string {
 func (n *Node) StartFresh() error {
 	var err error
 	for range startAttempts {
-		if n.HTTPAddr, err = freeAddr(); err != nil {
+		if n.HTTPAddr, err = FreeAddr(); err != nil {
 			return err
 		}
-		if n.RaftAddr, err = freeAddr(); err != nil {
+		if n.RaftAddr, err = FreeAddr(); err != nil {
 			return err
 		}
 		if err = os.RemoveAll(n.DataDir); err != nil {
