@@ -271,3 +271,43 @@ func TestAVoterWhoseDiskWasWipedRejoinsAfresh(t *testing.T) {
 		}
 	}
 }
+
+// leaderCounts returns how many groups each node leads, as node1 sees it.
+func leaderCounts(c *raftkvtest.Cluster) map[string]int {
+	counts := map[string]int{}
+	for _, n := range c.Nodes {
+		counts[n.ID] = 0
+	}
+	for _, g := range c.Nodes[0].Status().Groups {
+		counts[g.Leader]++
+	}
+	return counts
+}
+
+// TestLeadershipSpreadsOverTheNodes: the bootstrapping node starts out
+// leading every group; balancing hands groups over until no node leads two
+// more than another, and then leaves them alone.
+func TestLeadershipSpreadsOverTheNodes(t *testing.T) {
+	c := raftkvtest.NewClusterWith(t, 3, 4, func(cfg *cluster.Config) { cfg.BalanceInterval = 100 * time.Millisecond })
+	raftkvtest.Eventually(t, 20*time.Second, func() error {
+		counts := leaderCounts(c)
+		lo, hi := 99, 0
+		for _, k := range counts {
+			lo, hi = min(lo, k), max(hi, k)
+		}
+		if hi-lo > 1 {
+			return fmt.Errorf("leaders per node %v", counts)
+		}
+		return nil
+	})
+	settled := leaderCounts(c)
+	// Writes keep working on every shard, and nothing moves any more.
+	for i := 0; i < 20; i++ {
+		if r := raftkvtest.Put(c.Nodes[i%3].HTTPAddr, fmt.Sprintf("b%d", i), "x"); r.Status != http.StatusOK {
+			t.Fatalf("put: %d %s", r.Status, r.Body)
+		}
+	}
+	if now := leaderCounts(c); fmt.Sprint(now) != fmt.Sprint(settled) {
+		t.Fatalf("leadership kept moving: %v then %v", settled, now)
+	}
+}

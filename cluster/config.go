@@ -50,6 +50,11 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 
+	// BalanceInterval is how often this node checks whether it leads two or
+	// more groups more than another ready voter, and if so hands one over.
+	// 0 turns leader balancing off.
+	BalanceInterval time.Duration
+
 	// Txn tunes transactions (limits, recovery of abandoned ones).
 	Txn TxnConfig
 
@@ -92,6 +97,7 @@ func DefaultConfig() Config {
 		MaxValueBytes:      DefaultMaxValueBytes,
 		JoinTimeout:        60 * time.Second,
 		Txn:                DefaultTxnConfig(),
+		BalanceInterval:    10 * time.Second,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   30 * time.Second,
 		TrailingLogs:       10240,

@@ -249,6 +249,7 @@ func (n *Node) start(mode startMode) error {
 		n.goFunc(func() { g.watchReplay(n.stop) })
 	}
 	n.goFunc(n.txnRecoveryLoop)
+	n.goFunc(n.balanceLoop)
 	switch mode {
 	case modeBootstrap:
 		n.logger.Info("bootstrapping a new cluster", "shards", n.shards, "cluster_id", n.clusterID)

@@ -129,6 +129,9 @@ func (c *Cluster) tryStartNode(i int, dataDir, httpAddr string, join []string) (
 	cfg.ElectionTimeout = 100 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 50 * time.Millisecond
 	cfg.JoinTimeout = 30 * time.Second
+	// Tests that check who leads what would race with the balancer; the
+	// balancing test turns it on through the tune hook.
+	cfg.BalanceInterval = 0
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Output: testWriter{c.t}, Level: hclog.Info})
 	cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
 	if c.tune != nil {
