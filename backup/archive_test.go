@@ -136,3 +136,40 @@ func TestInspectNamesTheDamagedGroup(t *testing.T) {
 		t.Fatalf("report does not mark shard-2: %+v", rep.Groups)
 	}
 }
+
+// FuzzInspect feeds arbitrary bytes to Inspect: it must answer with an
+// error or a report, never panic, and never call damaged input OK.
+func FuzzInspect(f *testing.F) {
+	dir := f.TempDir()
+	w, err := NewWriter(dir, Manifest{ClusterID: "c", Shards: 1, Node: "n"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	_ = w.AddGroup("shard-1", 3, func(dst io.Writer) error {
+		sw, err := snapshot.NewWriter(dst, snapshot.Header{Kind: "kv", Group: "shard-1", Index: 3})
+		if err != nil {
+			return err
+		}
+		if err := sw.WriteRecord([]byte("k")); err != nil {
+			return err
+		}
+		return sw.Close()
+	})
+	var good bytes.Buffer
+	if err := w.Finish(&good); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good.Bytes())
+	f.Add([]byte{})
+	f.Add([]byte("not a tar file"))
+	path := filepath.Join(dir, "fuzz.tar")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Inspect(path)
+		if err == nil && !rep.OK {
+			t.Fatalf("no error but not OK: %+v", rep)
+		}
+	})
+}
