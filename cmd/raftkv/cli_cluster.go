@@ -110,11 +110,11 @@ func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
 	fmt.Fprintf(w, "Cluster %s, %d shards, as seen by %s\n\n", st.ClusterID, st.Shards, seenBy)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tHTTP\tRAFT\tLIVEZ")
+	fmt.Fprintf(tw, "NODE\tHTTP\tRAFT\tREACHABLE FROM %s\n", seenBy)
 	for i, n := range st.Nodes {
-		state := "unreachable"
+		state := "no"
 		if live[i] {
-			state = "up"
+			state = "yes"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, n.RaftAddr, state)
 	}

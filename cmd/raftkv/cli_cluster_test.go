@@ -23,9 +23,9 @@ func TestClusterStatus(t *testing.T) {
 	}
 	for _, re := range []string{
 		`Cluster c-1, 1 shards, as seen by node1`,
-		`(?m)^NODE\s+HTTP\s+RAFT\s+LIVEZ$`,
-		`(?m)^node1\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7000\s+up$`,
-		`(?m)^node2\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7001\s+unreachable$`,
+		`(?m)^NODE\s+HTTP\s+RAFT\s+REACHABLE FROM \S+$`,
+		`(?m)^node1\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7000\s+yes$`,
+		`(?m)^node2\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7001\s+no$`,
 		`(?m)^GROUP\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+SNAPSHOT\s+VOTERS\s+NONVOTERS\s+LAG$`,
 		`(?m)^meta\s+node1\s+2\s+20\s+20\s+0\s+node1,node2\s+-\s+0$`,
 		`(?m)^shard-1\s+-\s+5\s+40\s+33\s+16\s+node1\s+node2\s+7$`,
