@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // CommandVersion is the envelope version written by the Encode functions.
@@ -171,10 +173,10 @@ func Decode(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	}
 	c := Command{Type: CommandType(b[1])}
-	d := decoder{b: b[2:]}
+	d := wire.NewDecoder(b[2:])
 	switch {
 	case c.Type.isTxn():
-		t, err := decodeTxn(&d)
+		t, err := decodeTxn(d)
 		if err != nil {
 			return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
 		}
@@ -182,82 +184,24 @@ func Decode(b []byte) (Command, error) {
 		return c, nil
 	case c.Type == CommandPut, c.Type == CommandDelete:
 	case c.Type == CommandNoop:
-		if err := d.finish(); err != nil {
+		if err := d.Finish(); err != nil {
 			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)
 		}
 		return c, nil
 	default:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
 	}
-	c.Cond.Kind = CondKind(d.byte())
-	c.Cond.Revision = d.uvarint()
-	c.Key = string(d.bytes())
+	c.Cond.Kind = CondKind(d.Byte())
+	c.Cond.Revision = d.Uvarint()
+	c.Key = string(d.Bytes())
 	if c.Type == CommandPut {
-		c.Value = d.bytes()
+		c.Value = d.Bytes()
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
 	}
 	if !c.Cond.Kind.valid() {
 		return Command{}, fmt.Errorf("%w: condition kind %d", ErrMalformed, c.Cond.Kind)
 	}
 	return c, nil
-}
-
-// decoder reads fields from a byte slice. The first problem is remembered
-// and later reads return zero values, so callers check once at the end.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(msg string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%s at %d bytes from the end", msg, len(d.b))
-	}
-	d.b = nil
-}
-
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
-		d.fail("short byte")
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// bytes reads a uvarint length and that many bytes. The result aliases the
-// input, so a corrupt length never causes an allocation.
-func (d *decoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length past end")
-		return nil
-	}
-	v := d.b[:n:n]
-	d.b = d.b[n:]
-	return v
-}
-
-// finish reports the first error, or trailing bytes.
-func (d *decoder) finish() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
-	}
-	return d.err
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/snapshot"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // Snapshot kinds. The kind doubles as the content version: Persist writes
@@ -132,13 +134,13 @@ func appendRecord(b []byte, e entry) []byte {
 // decodeRecord parses a record. The value aliases p, which the snapshot
 // reader allocated for this record alone.
 func decodeRecord(p []byte) (entry, error) {
-	d := decoder{b: p}
-	e := entry{key: string(d.bytes())}
-	e.create = d.uvarint()
-	e.mod = d.uvarint()
-	e.version = d.uvarint()
-	e.value = d.bytes()
-	if err := d.finish(); err != nil {
+	d := wire.NewDecoder(p)
+	e := entry{key: string(d.Bytes())}
+	e.create = d.Uvarint()
+	e.mod = d.Uvarint()
+	e.version = d.Uvarint()
+	e.value = d.Bytes()
+	if err := d.Finish(); err != nil {
 		return entry{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return e, nil

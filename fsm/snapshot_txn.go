@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/snapshot"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // Record tags of a SnapshotKindV2 checkpoint, written in this order; within
@@ -66,14 +68,14 @@ func appendStrings(b []byte, ss []string) []byte {
 	return b
 }
 
-func (d *decoder) strings() []string {
-	n := d.count(1)
+func readStrings(d *wire.Decoder) []string {
+	n := d.Count(1)
 	if n == 0 {
 		return nil
 	}
 	out := make([]string, n)
 	for i := range out {
-		out[i] = string(d.bytes())
+		out[i] = string(d.Bytes())
 	}
 	return out
 }
@@ -123,13 +125,13 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 	if tag == tagKey {
 		return ld.keyRecord(st, p[1:], n, index)
 	}
-	d := decoder{b: p[1:]}
-	id := string(d.bytes())
+	d := wire.NewDecoder(p[1:])
+	id := string(d.Bytes())
 	switch tag {
 	case tagStaged:
-		s := Staged{ID: id, Primary: string(d.bytes()), Participants: d.strings(), PreparedAt: d.int64()}
-		decodeTxnBody(&d, &s.Part)
-		if err := d.finish(); err != nil {
+		s := Staged{ID: id, Primary: string(d.Bytes()), Participants: readStrings(d), PreparedAt: readInt64(d)}
+		decodeTxnBody(d, &s.Part)
+		if err := d.Finish(); err != nil {
 			return fmt.Errorf("%w: staged %q: %v", ErrMalformed, id, err)
 		}
 		if err := validTxn(&s.Part); err != nil {
@@ -137,9 +139,9 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 		}
 		st.staged.Load(s.clone()) // detach from the reader's buffer
 	case tagRecord:
-		r := Record{ID: id, State: TxnState(d.byte()), Succeeded: d.byte() == 1, Participants: d.strings(),
-			StartedAt: d.int64(), DecidedAt: d.int64(), Resolved: d.byte() == 1}
-		if err := d.finish(); err != nil {
+		r := Record{ID: id, State: TxnState(d.Byte()), Succeeded: d.Byte() == 1, Participants: readStrings(d),
+			StartedAt: readInt64(d), DecidedAt: readInt64(d), Resolved: d.Byte() == 1}
+		if err := d.Finish(); err != nil {
 			return fmt.Errorf("%w: record %q: %v", ErrMalformed, id, err)
 		}
 		if r.State < StatePending || r.State > StateAborted {
@@ -147,8 +149,8 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 		}
 		st.records.Load(r)
 	case tagDone:
-		at := d.int64()
-		if err := d.finish(); err != nil {
+		at := readInt64(d)
+		if err := d.Finish(); err != nil {
 			return fmt.Errorf("%w: finished %q: %v", ErrMalformed, id, err)
 		}
 		st.done.Load(doneEntry{id: id, at: at})

@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // Transaction payload layout (envelope version 1, types 4..9):
@@ -74,20 +76,20 @@ func appendBytes(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-func decodeTxn(d *decoder) (*TxnCmd, error) {
-	c := &TxnCmd{ID: string(d.bytes()), Primary: string(d.bytes())}
-	if n := d.count(1); n > 0 {
+func decodeTxn(d *wire.Decoder) (*TxnCmd, error) {
+	c := &TxnCmd{ID: string(d.Bytes()), Primary: string(d.Bytes())}
+	if n := d.Count(1); n > 0 {
 		c.Participants = make([]string, n)
 		for i := range c.Participants {
-			c.Participants[i] = string(d.bytes())
+			c.Participants[i] = string(d.Bytes())
 		}
 	}
-	c.Now = d.int64()
-	c.Deadline = d.int64()
-	c.Before = d.int64()
-	c.Outcome = Outcome(d.byte())
+	c.Now = readInt64(d)
+	c.Deadline = readInt64(d)
+	c.Before = readInt64(d)
+	c.Outcome = Outcome(d.Byte())
 	decodeTxnBody(d, &c.Body)
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return nil, err
 	}
 	if c.Outcome != 0 && !c.Outcome.valid() {
@@ -99,51 +101,38 @@ func decodeTxn(d *decoder) (*TxnCmd, error) {
 	return c, nil
 }
 
-func decodeTxnBody(d *decoder, t *Txn) {
+func decodeTxnBody(d *wire.Decoder, t *Txn) {
 	// Each compare takes at least 5 bytes and each op at least 3, which
 	// bounds what a corrupt count can make us allocate.
-	if n := d.count(5); n > 0 {
+	if n := d.Count(5); n > 0 {
 		t.Compares = make([]Compare, n)
 		for i := range t.Compares {
 			c := &t.Compares[i]
-			c.Key = string(d.bytes())
-			c.Target = CompareTarget(d.byte())
-			c.Op = CompareOp(d.byte())
-			c.Value = d.bytes()
-			c.Number = d.uvarint()
+			c.Key = string(d.Bytes())
+			c.Target = CompareTarget(d.Byte())
+			c.Op = CompareOp(d.Byte())
+			c.Value = d.Bytes()
+			c.Number = d.Uvarint()
 		}
 	}
 	for _, ops := range []*[]Op{&t.Success, &t.Failure} {
-		if n := d.count(3); n > 0 {
+		if n := d.Count(3); n > 0 {
 			*ops = make([]Op, n)
 			for i := range *ops {
 				o := &(*ops)[i]
-				o.Kind = OpKind(d.byte())
-				o.Key = string(d.bytes())
-				o.Value = d.bytes()
+				o.Kind = OpKind(d.Byte())
+				o.Key = string(d.Bytes())
+				o.Value = d.Bytes()
 			}
 		}
 	}
 }
 
-// count reads an element count and refuses one that could not fit in the
-// remaining bytes when each element takes at least minSize bytes.
-func (d *decoder) count(minSize int) int {
-	n := d.uvarint()
-	if d.err != nil {
-		return 0
-	}
-	if n > uint64(len(d.b)/minSize) {
-		d.fail("count past end")
-		return 0
-	}
-	return int(n)
-}
-
-func (d *decoder) int64() int64 {
-	v := d.uvarint()
+// readInt64 reads a non-negative int64 stored as a uvarint.
+func readInt64(d *wire.Decoder) int64 {
+	v := d.Uvarint()
 	if v > 1<<63-1 {
-		d.fail("time out of range")
+		d.Fail("time out of range")
 		return 0
 	}
 	return int64(v)

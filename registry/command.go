@@ -3,6 +3,8 @@ package registry
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // CommandVersion is the envelope version written by the Encode functions.
@@ -93,76 +95,21 @@ func Decode(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	}
 	c := Command{Type: CommandType(b[1])}
-	d := decoder{b: b[2:]}
+	d := wire.NewDecoder(b[2:])
 	switch c.Type {
 	case CommandInit:
-		c.ClusterID = d.string()
-		c.Shards = d.varint()
+		c.ClusterID = d.Text()
+		c.Shards = d.Varint()
 	case CommandUpsertNode:
-		c.Node = Node{ID: d.string(), HTTPAddr: d.string(), RaftAddr: d.string()}
+		c.Node = Node{ID: d.Text(), HTTPAddr: d.Text(), RaftAddr: d.Text()}
 	case CommandRemoveNode:
-		c.Node.ID = d.string()
+		c.Node.ID = d.Text()
 	case CommandNoop:
 	default:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
 	}
-	if err := d.finish(); err != nil {
+	if err := d.Finish(); err != nil {
 		return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
 	}
 	return c, nil
-}
-
-// decoder reads fields from a byte slice, remembering the first problem so
-// callers check once at the end.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(msg string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%s at %d bytes from the end", msg, len(d.b))
-	}
-	d.b = nil
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("bad uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("bad varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) string() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("length past end")
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) finish() error {
-	if d.err == nil && len(d.b) > 0 {
-		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
-	}
-	return d.err
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/snapshot"
+
+	"github.com/raftkv/raftkv/internal/wire"
 )
 
 // SnapshotKind is the snapshot.Header kind of a registry checkpoint.
@@ -129,10 +131,10 @@ func (s *state) loadSettings(p []byte) error {
 	if len(p) == 0 || p[0] != recSettings {
 		return fmt.Errorf("%w: first record is not the settings", ErrBadSnapshot)
 	}
-	d := decoder{b: p[1:]}
-	s.clusterID = d.string()
-	shards := d.uvarint()
-	if err := d.finish(); err != nil {
+	d := wire.NewDecoder(p[1:])
+	s.clusterID = d.Text()
+	shards := d.Uvarint()
+	if err := d.Finish(); err != nil {
 		return fmt.Errorf("%w: settings: %v", ErrMalformed, err)
 	}
 	// Either both settings are set (Init applied) or neither is.
@@ -147,9 +149,9 @@ func (s *state) loadNode(p []byte, prev string) (string, error) {
 	if len(p) == 0 || p[0] != recNode {
 		return "", fmt.Errorf("%w: expected a node record", ErrBadSnapshot)
 	}
-	d := decoder{b: p[1:]}
-	n := Node{ID: d.string(), HTTPAddr: d.string(), RaftAddr: d.string()}
-	if err := d.finish(); err != nil {
+	d := wire.NewDecoder(p[1:])
+	n := Node{ID: d.Text(), HTTPAddr: d.Text(), RaftAddr: d.Text()}
+	if err := d.Finish(); err != nil {
 		return "", fmt.Errorf("%w: node: %v", ErrMalformed, err)
 	}
 	if n.ID == "" || n.ID <= prev {

@@ -1,0 +1,105 @@
+// Package wire holds the little binary reader shared by raftkv's log-entry
+// and checkpoint encodings (fsm and registry): uvarints, varints and
+// length-prefixed byte strings, with the first error remembered so a decoder
+// checks once at the end.
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Decoder reads fields from a byte slice. After the first problem every read
+// returns a zero value; Finish reports it.
+type Decoder struct {
+	b   []byte
+	err error
+}
+
+// NewDecoder reads b.
+func NewDecoder(b []byte) *Decoder { return &Decoder{b: b} }
+
+// Err returns the first problem met so far.
+func (d *Decoder) Err() error { return d.err }
+
+// Fail records a problem (the first one wins) and stops further reads.
+func (d *Decoder) Fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s at %d bytes from the end", msg, len(d.b))
+	}
+	d.b = nil
+}
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if len(d.b) < 1 {
+		d.Fail("short byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+// Uvarint reads an unsigned varint.
+func (d *Decoder) Uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.Fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// Varint reads a signed varint.
+func (d *Decoder) Varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.Fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// Bytes reads a uvarint length and that many bytes. The result aliases the
+// input, so a corrupt length never causes an allocation.
+func (d *Decoder) Bytes() []byte {
+	n := d.Uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.Fail("length past end")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// Text reads a length-prefixed string (a copy).
+func (d *Decoder) Text() string { return string(d.Bytes()) }
+
+// Count reads an element count and refuses one that could not fit in the
+// remaining bytes when each element takes at least minSize bytes.
+func (d *Decoder) Count(minSize int) int {
+	n := d.Uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if n > uint64(len(d.b)/minSize) {
+		d.Fail("count past end")
+		return 0
+	}
+	return int(n)
+}
+
+// Finish reports the first problem, or bytes left over.
+func (d *Decoder) Finish() error {
+	if d.err == nil && len(d.b) > 0 {
+		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	}
+	return d.err
+}
