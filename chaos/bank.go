@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/internal/keyspace"
 )
 
 // Bank workload parameters: at least bankAccounts accounts (one per shard
@@ -72,7 +72,7 @@ func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
 		want := fmt.Sprintf("shard-%d", 1+i%shards)
 		for j := 0; ; j++ {
 			k := fmt.Sprintf("%sacct%02d-%d", w.prefix, i, j)
-			if cluster.ShardFor(k, shards) == want {
+			if keyspace.ShardFor(k, shards) == want {
 				w.accounts = append(w.accounts, k)
 				w.shardOf[k] = want
 				break

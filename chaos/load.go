@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/internal/keyspace"
 )
 
 // write is one write of the steady load, on the history clock.
@@ -38,7 +38,7 @@ func keysFor(shard string, shards, n int, prefix string) []string {
 	var out []string
 	for i := 0; len(out) < n && i < 1_000_000; i++ {
 		k := fmt.Sprintf("%s%d", prefix, i)
-		if cluster.ShardFor(k, shards) == shard {
+		if keyspace.ShardFor(k, shards) == shard {
 			out = append(out, k)
 		}
 	}

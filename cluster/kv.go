@@ -3,12 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/keyspace"
 )
 
 // Consistency selects how a read is served.
@@ -38,14 +38,8 @@ type ListResult struct {
 	More  bool
 }
 
-// ShardFor returns the name of the shard that owns key: shard-(1 + h mod N),
-// where h is the 32-bit FNV-1a hash of the key's bytes. This mapping is part
-// of the on-disk format: changing it would strand every stored key.
-func ShardFor(key string, shards int) string {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return fmt.Sprintf("shard-%d", 1+h.Sum32()%uint32(shards))
-}
+// ShardFor returns the name of the shard that owns key (see keyspace.ShardFor).
+func ShardFor(key string, shards int) string { return keyspace.ShardFor(key, shards) }
 
 // ShardOf returns the shard of key in this cluster.
 func (n *Node) ShardOf(key string) string { return ShardFor(key, n.shards) }
