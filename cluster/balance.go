@@ -83,7 +83,7 @@ func (n *Node) balanceOnce() {
 		if addr == "" {
 			continue
 		}
-		if err := g.raft.LeadershipTransferToServer(raft.ServerID(target), addr).Error(); err != nil {
+		if err := g.handOver(target, addr); err != nil {
 			g.logger.Debug("leader balancing: transfer failed", "to", target, "error", err)
 			return
 		}

@@ -30,13 +30,16 @@ type Config struct {
 	// is a voter of every group.
 	Join []string
 
-	// Raft timing. The defaults favour fast failover on a LAN: a follower
-	// that hears nothing for HeartbeatTimeout (randomised up to 2x) starts a
-	// pre-vote; a leader that cannot reach a quorum for LeaderLeaseTimeout
-	// steps down. raft's own 1 s defaults cost about 2 s of write downtime
-	// when a leader dies; 150 ms keeps the median under half a second
-	// (docs/fault-tolerance.md has the measurements) while 64 busy clients
-	// on a 2-core machine still cause no needless elections.
+	// Raft timing. A follower that hears nothing from its leader for
+	// HeartbeatTimeout (randomised up to 2x) starts a pre-vote; a leader
+	// that cannot reach a quorum for LeaderLeaseTimeout steps down; leaders
+	// send heartbeats every HeartbeatTimeout/10 (randomised up to 2x). The
+	// defaults are long enough that a leader on a saturated 2-core machine
+	// is never taken for dead, and cheap when idle. A leader whose process
+	// dies is replaced much sooner than HeartbeatTimeout: its peers see its
+	// connections end and its port refuse, and elect after
+	// LeaderLeaseTimeout of silence (failfast.go). docs/fault-tolerance.md
+	// has the measurements behind both.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -80,6 +83,9 @@ const (
 	DefaultShards        = 4
 	DefaultMaxValueBytes = 1 << 20
 	MaxKeyBytes          = 4096
+
+	DefaultHeartbeatTimeout   = 750 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 300 * time.Millisecond
 )
 
 // DefaultConfig returns the configuration of a single node called node1 on
@@ -91,9 +97,9 @@ func DefaultConfig() Config {
 		HTTPAddr:           "127.0.0.1:8080",
 		RaftAddr:           "127.0.0.1:7000",
 		Shards:             DefaultShards,
-		HeartbeatTimeout:   150 * time.Millisecond,
-		ElectionTimeout:    150 * time.Millisecond,
-		LeaderLeaseTimeout: 75 * time.Millisecond,
+		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		ElectionTimeout:    DefaultHeartbeatTimeout,
+		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
 		MaxValueBytes:      DefaultMaxValueBytes,
 		JoinTimeout:        60 * time.Second,
 		Txn:                DefaultTxnConfig(),
@@ -143,6 +149,13 @@ func (c *Config) raftConfig(logger hclog.Logger) *raft.Config {
 	rc.HeartbeatTimeout = c.HeartbeatTimeout
 	rc.ElectionTimeout = c.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	// With nothing new to send, a leader still sends every follower an
+	// append every CommitTimeout (randomised up to 2x) to carry the commit
+	// index, reading the log store each time; at raft's 50 ms that was most
+	// of an idle node's work. Under load every append carries it anyway, so
+	// a longer interval only delays when an idle follower learns that the
+	// last write committed (what stale reads and /readyz see).
+	rc.CommitTimeout = max(c.HeartbeatTimeout/5, 5*time.Millisecond)
 	rc.Logger = logger
 	rc.SnapshotThreshold = c.SnapshotThreshold
 	rc.SnapshotInterval = c.SnapshotInterval

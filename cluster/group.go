@@ -53,7 +53,14 @@ type group struct {
 	obsCh     chan raft.Observation
 	closeOnce sync.Once
 	recovery  recovery
-	hasState  bool // raft state existed on disk when the group was opened
+	elections electionLog
+
+	// handover is held shared by every proposal from Apply to its outcome
+	// and exclusively while leadership is handed over, so a planned move
+	// starts only once the writes in flight have their answers, and writes
+	// that arrive meanwhile wait and then follow the new leader.
+	handover sync.RWMutex
+	hasState bool // raft state existed on disk when the group was opened
 }
 
 // snapshotRetain keeps two checkpoints so a corrupt newest one can fall back.
@@ -98,8 +105,11 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
 		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
 	})
 	r.RegisterObserver(g.observer)
 	g.kv, g.reg = kvOf(sm), regOf(sm)
@@ -117,13 +127,20 @@ func regOf(sm stateMachine) *registry.FSM {
 	return reg
 }
 
-// watchLeaders counts leader changes until stop closes. Owned by the node.
-func (g *group) watchLeaders(stop <-chan struct{}) {
+// watchLeaders counts leader changes and records this node's candidacies
+// and step-downs until stop closes. Owned by the node.
+func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, record func(ElectionEvent)) {
 	for {
 		select {
 		case <-stop:
 			return
 		case o := <-g.obsCh:
+			if s, ok := o.Data.(raft.RaftState); ok {
+				if ev, ok := g.noteState(s, isClosed(stop), heartbeat); ok {
+					g.logger.Info("election event", "event", ev.Event, "cause", ev.Cause, "term", ev.Term)
+					record(ev)
+				}
+			}
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
 				g.leaderChanges.Add(1)
 				g.leaderMu.Lock()
@@ -168,6 +185,8 @@ func (g *group) leaderID() string {
 // apply proposes cmd and waits for it to be committed and applied. The
 // returned value is the FSM's response.
 func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
+	g.handover.RLock()
+	defer g.handover.RUnlock()
 	if !g.isLeader() {
 		return nil, errNotLeader
 	}
@@ -176,6 +195,36 @@ func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 		return nil, translateRaftError(ctx, err)
 	}
 	return f.Response(), nil
+}
+
+// handOver moves this group's leadership to target (any voter when target
+// is ""), without failing the writes in flight: it first stops new
+// proposals and waits for those under way to be answered, and only then asks
+// raft for the transfer. Proposals that arrive meanwhile wait, find this node
+// no longer leading, and are routed to the new leader.
+func (g *group) handOver(target string, addr raft.ServerAddress) error {
+	g.handover.Lock()
+	defer g.handover.Unlock()
+	if !g.isLeader() {
+		return errNotLeader
+	}
+	g.noteTransfer()
+	var f raft.Future
+	if target == "" {
+		f = g.raft.LeadershipTransfer()
+	} else {
+		f = g.raft.LeadershipTransferToServer(raft.ServerID(target), addr)
+	}
+	return f.Error()
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // translateRaftError maps raft's errors to ours, keeping apart the ones that

@@ -262,7 +262,7 @@ func (n *Node) removeMemberLocal(ctx context.Context, g *group, a idArgs) (bool,
 		if otherVoters == 0 {
 			return false, fmt.Errorf("%w: %s is the last voter of %s", ErrConflict, a.ID, g.name)
 		}
-		if err := g.raft.LeadershipTransfer().Error(); err != nil {
+		if err := g.handOver("", ""); err != nil {
 			return false, translateRaftError(ctx, err)
 		}
 		return false, errNotLeader
@@ -280,15 +280,12 @@ func (n *Node) transferLocal(ctx context.Context, g *group, a transferArgs) (Tra
 		res.Leader = n.cfg.NodeID
 		return res, nil
 	}
-	var f raft.Future
-	if a.To == "" {
-		f = g.raft.LeadershipTransfer()
-	} else {
+	var addr raft.ServerAddress
+	if a.To != "" {
 		conf, _, err := g.configuration()
 		if err != nil {
 			return res, translateRaftError(ctx, err)
 		}
-		var addr raft.ServerAddress
 		for _, s := range conf.Servers {
 			if string(s.ID) == a.To && s.Suffrage == raft.Voter {
 				addr = s.Address
@@ -297,10 +294,9 @@ func (n *Node) transferLocal(ctx context.Context, g *group, a transferArgs) (Tra
 		if addr == "" {
 			return res, fmt.Errorf("%w: %q is not a voter of %s", ErrNotFound, a.To, g.name)
 		}
-		f = g.raft.LeadershipTransferToServer(raft.ServerID(a.To), addr)
 	}
-	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) {
+	if err := g.handOver(a.To, addr); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, errNotLeader) {
 			return res, errNotLeader
 		}
 		return res, fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)

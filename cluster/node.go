@@ -40,6 +40,9 @@ type Node struct {
 	ops    map[string]opHandler
 	txn    txnState // transaction settings and test hook (txn_config.go)
 
+	failfast failfast        // early elections when a leader's process dies
+	recent   recentElections // this node's latest candidacies and step-downs
+
 	stop      chan struct{} // closed by Close; every goroutine below watches it
 	wg        sync.WaitGroup
 	goMu      sync.Mutex // orders goFunc's wg.Add before Close's wg.Wait
@@ -245,9 +248,10 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 func (n *Node) start(mode startMode) error {
 	for _, name := range n.order {
 		g := n.groups[name]
-		n.goFunc(func() { g.watchLeaders(n.stop) })
+		n.goFunc(func() { g.watchLeaders(n.stop, n.cfg.HeartbeatTimeout, n.recent.add) })
 		n.goFunc(func() { g.watchReplay(n.stop) })
 	}
+	n.watchPeers()
 	n.goFunc(n.txnRecoveryLoop)
 	n.goFunc(n.balanceLoop)
 	switch mode {

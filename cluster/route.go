@@ -73,6 +73,10 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 
 var errNoLeaderKnown = errors.New("no leader known")
 
+// forwardGrace is how long a forwarded request still waits for the node it
+// was sent to once this node sees another leader.
+const forwardGrace = time.Second
+
 func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args A, local func(context.Context, *group, A) (R, error)) (R, string, error) {
 	var zero R
 	if g.isLeader() {
@@ -107,7 +111,16 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 				return
 			case <-changed:
 				if now := g.leaderID(); now != leader {
-					cancel()
+					// A planned handover lets the old leader finish what it
+					// started, and its answer may still be on the way: give
+					// it forwardGrace before giving up on it.
+					t := time.NewTimer(forwardGrace)
+					defer t.Stop()
+					select {
+					case <-stopWatch:
+					case <-t.C:
+						cancel()
+					}
 					return
 				}
 				changed = g.leaderChanged()

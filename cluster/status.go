@@ -20,6 +20,9 @@ type Status struct {
 	Node      string        `json:"node"`
 	Nodes     []NodeStatus  `json:"nodes"`
 	Groups    []GroupStatus `json:"groups"`
+	// RecentElections are this node's latest candidacies and step-downs,
+	// oldest first (elections.go explains the causes).
+	RecentElections []ElectionEvent `json:"recent_elections"`
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
@@ -33,19 +36,23 @@ type NodeStatus struct {
 
 // GroupStatus describes one raft group on this node.
 type GroupStatus struct {
-	Name              string   `json:"name"`
-	State             string   `json:"state"`
-	Leader            string   `json:"leader"`
-	Term              uint64   `json:"term"`
-	LastLogIndex      uint64   `json:"last_log_index"`
-	CommitIndex       uint64   `json:"commit_index"`
-	AppliedIndex      uint64   `json:"applied_index"`
-	FSMAppliedIndex   uint64   `json:"fsm_applied_index"`
-	LastSnapshotIndex uint64   `json:"last_snapshot_index"`
-	LastContactMs     int64    `json:"last_contact_ms"`
-	LeaderChanges     uint64   `json:"leader_changes"`
-	Voters            []string `json:"voters"`
-	Nonvoters         []string `json:"nonvoters"`
+	Name              string `json:"name"`
+	State             string `json:"state"`
+	Leader            string `json:"leader"`
+	Term              uint64 `json:"term"`
+	LastLogIndex      uint64 `json:"last_log_index"`
+	CommitIndex       uint64 `json:"commit_index"`
+	AppliedIndex      uint64 `json:"applied_index"`
+	FSMAppliedIndex   uint64 `json:"fsm_applied_index"`
+	LastSnapshotIndex uint64 `json:"last_snapshot_index"`
+	LastContactMs     int64  `json:"last_contact_ms"`
+	LeaderChanges     uint64 `json:"leader_changes"`
+	// Candidacies counts the elections this node started, by cause;
+	// StepDowns the leaderships it lost, by cause.
+	Candidacies map[string]uint64 `json:"candidacies,omitempty"`
+	StepDowns   map[string]uint64 `json:"step_downs,omitempty"`
+	Voters      []string          `json:"voters"`
+	Nonvoters   []string          `json:"nonvoters"`
 	RecoveryStatus
 }
 
@@ -59,6 +66,7 @@ func (n *Node) Status() Status {
 	for _, name := range n.order {
 		st.Groups = append(st.Groups, n.groups[name].status())
 	}
+	st.RecentElections = n.recent.list()
 	return st
 }
 
@@ -80,6 +88,7 @@ func (g *group) status() GroupStatus {
 		Nonvoters:         []string{},
 		RecoveryStatus:    g.recovery.status(),
 	}
+	s.Candidacies, s.StepDowns = g.electionCounts()
 	if g.isLeader() {
 		s.LastContactMs = 0
 	} else if lc := g.raft.LastContact(); !lc.IsZero() {

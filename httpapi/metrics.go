@@ -80,11 +80,13 @@ var (
 	descHasLeader  = prometheus.NewDesc("raftkv_raft_has_leader", "1 if this node knows a leader for the group.", groupLabels, nil)
 	descVoters     = prometheus.NewDesc("raftkv_raft_voters", "Voters in the group's configuration.", groupLabels, nil)
 	descChanges    = prometheus.NewDesc("raftkv_raft_leader_changes_total", "Leader changes observed by this node.", groupLabels, nil)
+	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
+	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descContactAge} {
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge} {
 		ch <- d
 	}
 }
@@ -104,6 +106,12 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descHasLeader, boolFloat(g.Leader != ""))
 		gauge(descVoters, float64(len(g.Voters)))
 		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(g.LeaderChanges), g.Name)
+		for cause, v := range g.Candidacies {
+			ch <- prometheus.MustNewConstMetric(descElections, prometheus.CounterValue, float64(v), g.Name, cause)
+		}
+		for cause, v := range g.StepDowns {
+			ch <- prometheus.MustNewConstMetric(descStepDowns, prometheus.CounterValue, float64(v), g.Name, cause)
+		}
 		if g.LastContactMs >= 0 {
 			gauge(descContactAge, float64(g.LastContactMs)/1000)
 		}

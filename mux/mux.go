@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +59,7 @@ type Mux struct {
 	shutdownCh chan struct{} // closed by Close; every goroutine selects on it
 	closeOnce  sync.Once
 	wg         sync.WaitGroup // the accept loop and every header reader
+	peerGone   atomic.Pointer[func(group string)]
 
 	mu struct {
 		sync.Mutex
@@ -239,6 +241,12 @@ func (m *Mux) route(conn net.Conn) {
 	case closing:
 		_ = conn.Close() // Close may already have closed it; closing twice is harmless
 		return
+	case errors.Is(err, io.EOF):
+		// Closed before sending a byte: a liveness probe (ProbeRefused) or
+		// a peer that gave up. Nothing to warn about.
+		m.logger.Debug("connection closed before its header", "remote", remote)
+		_ = conn.Close()
+		return
 	case err != nil:
 		m.logger.Warn("rejected connection: bad header", "remote", remote, "error", err)
 		_ = conn.Close()
@@ -256,8 +264,9 @@ func (m *Mux) route(conn net.Conn) {
 
 	// The channel is unbuffered so that a connection is never stranded in a
 	// buffer: it is either taken by Accept or closed here.
+	watched := &watchedConn{Conn: conn, gone: func() { m.notifyPeerGone(group) }}
 	select {
-	case l.connCh <- conn:
+	case l.connCh <- watched:
 	case <-l.closeCh:
 		_ = conn.Close()
 	case <-m.shutdownCh:

@@ -189,6 +189,9 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	// Hand leadership over while still serving, so requests keep being
+	// answered (by the new leaders) instead of waiting out an election.
+	node.HandOffLeadership(shutdownCtx)
 	if e := srv.Shutdown(shutdownCtx); e != nil {
 		logger.Warn("in-flight requests cut off at the grace period", "error", e)
 	}

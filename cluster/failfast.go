@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/mux"
+)
+
+// Early elections: telling a dead leader from a slow one.
+//
+// The raft timeouts must be long enough that a busy leader on a loaded
+// machine is never mistaken for a dead one, yet a leader that really died
+// should be replaced in well under a second. A silent leader cannot be told
+// apart from a slow one, but a crashed process can: the kernel closes its
+// connections and its raft port refuses new ones. So when a connection from
+// a group's leader ends, the node probes the leader's raft port. If it
+// refuses, the leader is gone, and the node starts an election at once by
+// sending itself raft's TimeoutNow, the message a leader sends its successor
+// in a leadership transfer. The vote request that follows carries the
+// transfer flag, so the other followers vote without first waiting for their
+// own heartbeat timeout (which they would otherwise do, still trusting the
+// dead leader); every other rule of the vote holds, so only a candidate with
+// an up-to-date log can win. Survivors stand in order of id, a little apart,
+// so they do not split the vote; when the first has the shorter log and
+// loses, the next one wins. A paused or cut-off leader keeps its port open
+// and is replaced by the ordinary heartbeat timeout.
+
+const (
+	// earlyElectionStagger separates the survivors' early elections so they
+	// do not split the vote.
+	earlyElectionStagger = 50 * time.Millisecond
+	// earlyElectionWindow is how long after an early election a candidacy
+	// is put down to it.
+	earlyElectionWindow = 5 * time.Second
+	leaderProbeTimeout  = 250 * time.Millisecond
+	leaderProbes        = 6
+	leaderProbeGap      = 20 * time.Millisecond
+)
+
+// failfast tracks the early elections under way on this node.
+type failfast struct {
+	mu      sync.Mutex
+	probing map[raft.ServerAddress]bool
+	active  map[string]bool // group names
+}
+
+// watchPeers asks the mux to report connections whose peer went away. Called
+// once every group is open, so the callback never sees a half-built node.
+func (n *Node) watchPeers() {
+	if n.mux == nil {
+		return
+	}
+	n.failfast.probing = map[raft.ServerAddress]bool{}
+	n.failfast.active = map[string]bool{}
+	n.mux.OnPeerGone(func(group string) {
+		n.goFunc(func() { n.peerGone(group) })
+	})
+}
+
+// peerGone runs when a connection of group ended from the far side.
+func (n *Node) peerGone(group string) {
+	g, ok := n.groups[group]
+	if !ok || g.raft.State() != raft.Follower {
+		return
+	}
+	addr, id := g.raft.LeaderWithID()
+	if addr == "" || string(id) == n.cfg.NodeID {
+		return
+	}
+	if !n.failfast.startProbe(addr) {
+		return // another connection's end already asked
+	}
+	// A dying process closes its connections and its listener one after
+	// the other, so the port may still accept for a moment: look again a
+	// few times before calling the leader alive.
+	refused := false
+	for i := 0; i < leaderProbes && !refused; i++ {
+		if i > 0 && !n.sleepOrStop(leaderProbeGap) {
+			break
+		}
+		refused = mux.ProbeRefused(string(addr), leaderProbeTimeout)
+	}
+	n.failfast.endProbe(addr)
+	n.logger.Debug("a connection of the leader ended", "group", group, "leader", id, "port_refused", refused)
+	if !refused {
+		return
+	}
+	n.logger.Info("leader's raft port refuses connections: its process is gone, electing early",
+		"leader", id, "address", addr)
+	for _, name := range n.order {
+		h := n.groups[name]
+		if a, lid := h.raft.LeaderWithID(); a == addr && h.raft.State() == raft.Follower && n.failfast.claim(name) {
+			n.goFunc(func() {
+				defer n.failfast.release(name)
+				n.electEarly(h, string(lid))
+			})
+		}
+	}
+}
+
+// electEarly makes this follower of g stand for election now, because g's
+// leader dead is known to have died; survivors of lower id go first.
+func (n *Node) electEarly(g *group, dead string) {
+	rank := earlyRank(g, n.cfg.NodeID, dead)
+	if rank < 0 {
+		return // not a voter: cannot stand
+	}
+	if rank > 0 {
+		t := time.NewTimer(time.Duration(rank) * earlyElectionStagger)
+		defer t.Stop()
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+	if l := g.leaderID(); (l != "" && l != dead) || g.raft.State() != raft.Follower {
+		return // another survivor won, or an election is under way
+	}
+	g.noteEarlyElection()
+	n.logger.Info("early election: standing", "group", g.name, "dead_leader", dead, "rank", rank)
+	req := &raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{
+		ProtocolVersion: raft.ProtocolVersionMax,
+		ID:              []byte(n.cfg.NodeID),
+		Addr:            []byte(n.cfg.RaftAddr),
+	}}
+	if err := g.trans.TimeoutNow(raft.ServerID(n.cfg.NodeID), raft.ServerAddress(n.cfg.RaftAddr), req, &raft.TimeoutNowResponse{}); err != nil {
+		n.logger.Warn("early election: could not start", "group", g.name, "error", err)
+	}
+}
+
+// earlyRank is this node's place among g's voters other than the dead
+// leader, by id: the order in which they stand.
+func earlyRank(g *group, self, dead string) int {
+	conf, _, err := g.configuration()
+	if err != nil {
+		return -1
+	}
+	var ids []string
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != dead {
+			ids = append(ids, string(s.ID))
+		}
+	}
+	slices.Sort(ids)
+	return slices.Index(ids, self)
+}
+
+func (f *failfast) startProbe(addr raft.ServerAddress) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.probing[addr] {
+		return false
+	}
+	f.probing[addr] = true
+	return true
+}
+
+func (f *failfast) endProbe(addr raft.ServerAddress) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.probing, addr)
+}
+
+func (f *failfast) claim(group string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.active[group] {
+		return false
+	}
+	f.active[group] = true
+	return true
+}
+
+func (f *failfast) release(group string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.active, group)
+}
+
+// HandOffLeadership hands every group this node leads to another voter, for
+// a planned stop: the writes in flight finish first (group.handOver), and the
+// requests that follow go to the new leaders instead of waiting for an
+// election. Groups this node is the only voter of stay put. It gives up on a
+// group when ctx ends.
+func (n *Node) HandOffLeadership(ctx context.Context) {
+	for _, name := range n.order {
+		g := n.groups[name]
+		if !g.isLeader() || ctx.Err() != nil {
+			continue
+		}
+		conf, _, err := g.configuration()
+		if err != nil || countVoters(conf) < 2 {
+			continue
+		}
+		if err := g.handOver("", ""); err != nil {
+			n.logger.Warn("handing leadership over before stopping failed", "group", name, "error", err)
+			continue
+		}
+		n.logger.Info("handed leadership over before stopping", "group", name, "leader", g.leaderID())
+	}
+}
+
+func countVoters(conf raft.Configuration) int {
+	v := 0
+	for _, s := range conf.Servers {
+		if s.Suffrage == raft.Voter {
+			v++
+		}
+	}
+	return v
+}
