@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/keyspace"
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // Bank workload parameters: at least bankAccounts accounts (one per shard
@@ -51,22 +52,7 @@ func (w *bankWorkload) Name() string { return "bank" }
 // every time, so a retry after an unknown outcome is harmless). It then
 // checks the total with a read-all.
 func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
-	shards := c.Shards
-	if shards <= 0 {
-		err := waitFor(ctx, 20*time.Second, func() error {
-			for _, p := range c.Up() {
-				st, err := getStatus(ctx, p.HTTPAddr)
-				if err == nil && st.Shards > 0 {
-					shards = st.Shards
-					return nil
-				}
-			}
-			return errors.New("no node reported its shard count")
-		})
-		if err != nil {
-			return err
-		}
-	}
+	shards := c.Shards // known: read from the cluster when it was started or attached to
 	n := max(bankAccounts, shards)
 	for i := range n {
 		want := fmt.Sprintf("shard-%d", 1+i%shards)
@@ -82,7 +68,7 @@ func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
 	w.total = int64(n) * bankInitial
 	initial := []byte(strconv.Itoa(bankInitial))
 	for _, k := range w.accounts {
-		err := waitFor(ctx, 30*time.Second, func() error {
+		err := nodeproc.WaitFor(ctx, 30*time.Second, func() error {
 			var last string
 			for _, p := range c.Up() {
 				r := kvRequest(ctx, p.HTTPAddr, http.MethodPut, k, initial, nil)
@@ -97,7 +83,7 @@ func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
 			return err
 		}
 	}
-	return waitFor(ctx, 30*time.Second, func() error {
+	return nodeproc.WaitFor(ctx, 30*time.Second, func() error {
 		for _, p := range c.Up() {
 			bal, _, err := w.readAll(ctx, p.HTTPAddr)
 			if err != nil {
@@ -262,7 +248,7 @@ func (w *bankWorkload) Check(ctx context.Context, c *Cluster, h *History, _ stri
 
 	var final []int64
 	var via string
-	err := waitFor(ctx, timeout, func() error {
+	err := nodeproc.WaitFor(ctx, timeout, func() error {
 		var last error
 		for _, p := range c.Up() {
 			bal, _, err := w.readAll(ctx, p.HTTPAddr)

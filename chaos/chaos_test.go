@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftkv/raftkv/systemtest"
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // TestChaos is the bounded run CI does on every change: every workload
@@ -19,7 +19,7 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos run skipped with -short")
 	}
-	bin, err := systemtest.BuildBinary(t.TempDir())
+	bin, err := nodeproc.BuildBinary(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // FailoverConfig describes a failover measurement.
@@ -167,7 +169,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverResult, error) 
 		if round.Error != "" {
 			cfg.Logf("round %d: %s", r, round.Error)
 		}
-		if err := c.WaitConverged(ctx, convergeTimeout); err != nil {
+		if err := c.WaitConverged(ctx, nodeproc.ConvergeTimeout); err != nil {
 			return res, fmt.Errorf("round %d: cluster did not converge: %w", r, err)
 		}
 		sleepCtx(ctx, cfg.Settle)
@@ -204,14 +206,14 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 		return round
 	}
 	round.Victim = victim.ID
-	if st, err := getStatus(ctx, victim.HTTPAddr); err == nil {
+	if st, err := victim.Status(ctx); err == nil {
 		for _, gr := range st.Groups {
 			if gr.State == "Leader" && gr.Name != shard && gr.Name != "meta" {
 				round.AlsoLed = append(round.AlsoLed, gr.Name)
 			}
 		}
 	}
-	var survivors []*Proc
+	var survivors []*nodeproc.Node
 	for _, p := range c.Nodes {
 		if p != victim {
 			survivors = append(survivors, p)
@@ -222,7 +224,7 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 		err = victim.Kill()
 		h.Event("kill", "start", "SIGKILL "+victim.ID+" (leader of "+shard+")")
 	} else {
-		err = c.Partition([]*Proc{victim})
+		err = c.Partition([]*nodeproc.Node{victim})
 		h.Event("partition", "start", "isolate "+victim.ID+" (leader of "+shard+")")
 	}
 	round.FaultAt = float64(h.Now()) / 1e9
@@ -262,7 +264,7 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 }
 
 // waitNewLeader polls the survivors until one of them says it leads group.
-func waitNewLeader(ctx context.Context, survivors []*Proc, group, old string, t0 time.Time) (time.Duration, error) {
+func waitNewLeader(ctx context.Context, survivors []*nodeproc.Node, group, old string, t0 time.Time) (time.Duration, error) {
 	deadline := t0.Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		for _, p := range survivors {
@@ -270,7 +272,7 @@ func waitNewLeader(ctx context.Context, survivors []*Proc, group, old string, t0
 			if err != nil {
 				continue
 			}
-			if g := st.Group(group); g != nil && g.State == "Leader" && st.Node != old {
+			if g, ok := st.Group(group); ok && g.State == "Leader" && st.Node != old {
 				return time.Since(t0), nil
 			}
 		}
@@ -281,7 +283,7 @@ func waitNewLeader(ctx context.Context, survivors []*Proc, group, old string, t0
 
 // waitCaughtUp polls until, in every group, victim's applied index is at
 // least the leader's commit index read just before it.
-func waitCaughtUp(ctx context.Context, c *Cluster, victim *Proc, t1 time.Time) (time.Duration, error) {
+func waitCaughtUp(ctx context.Context, c *Cluster, victim *nodeproc.Node, t1 time.Time) (time.Duration, error) {
 	deadline := t1.Add(60 * time.Second)
 	var last error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -297,7 +299,7 @@ func waitCaughtUp(ctx context.Context, c *Cluster, victim *Proc, t1 time.Time) (
 	return 0, fmt.Errorf("%s not caught up within 60s: %w", victim.ID, last)
 }
 
-func caughtUp(ctx context.Context, c *Cluster, victim *Proc) error {
+func caughtUp(ctx context.Context, c *Cluster, victim *nodeproc.Node) error {
 	commits := map[string]uint64{}
 	for _, gname := range c.Groups() {
 		l, err := c.LeaderOf(ctx, gname)
@@ -311,15 +313,16 @@ func caughtUp(ctx context.Context, c *Cluster, victim *Proc) error {
 		if err != nil {
 			return err
 		}
-		commits[gname] = st.Group(gname).CommitIndex
+		g, _ := st.Group(gname)
+		commits[gname] = g.CommitIndex
 	}
 	st, err := getStatusTimeout(ctx, victim.HTTPAddr, time.Second)
 	if err != nil {
 		return err
 	}
 	for gname, ci := range commits {
-		g := st.Group(gname)
-		if g == nil {
+		g, ok := st.Group(gname)
+		if !ok {
 			return fmt.Errorf("%s does not know %s yet", victim.ID, gname)
 		}
 		if g.AppliedIndex < ci {
@@ -496,7 +499,7 @@ type leaderStat struct {
 func leaderStats(ctx context.Context, c *Cluster) (*leaderStat, error) {
 	s := &leaderStat{terms: map[string]uint64{}, changes: map[string]uint64{}}
 	for _, p := range c.Nodes {
-		st, err := getStatus(ctx, p.HTTPAddr)
+		st, err := p.Status(ctx)
 		if err != nil {
 			return nil, err
 		}

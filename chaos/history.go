@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // Op is one operation in the history. Times are nanoseconds since the run
@@ -111,7 +113,7 @@ type client struct {
 	h       *History
 }
 
-func (cl *client) addr() *Proc { return cl.c.Nodes[cl.node%len(cl.c.Nodes)] }
+func (cl *client) addr() *nodeproc.Node { return cl.c.Nodes[cl.node%len(cl.c.Nodes)] }
 
 // do runs one key request and records it. fill sets the op's call fields.
 func (cl *client) do(ctx context.Context, op Op, method string, body []byte, hdr map[string]string) Op {

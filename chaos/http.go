@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,48 +13,13 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
-// Status is the part of GET /v1/cluster that chaos reads.
-type Status struct {
-	Shards int           `json:"shards"`
-	Node   string        `json:"node"`
-	Nodes  []StatusNode  `json:"nodes"`
-	Groups []StatusGroup `json:"groups"`
-}
-
-// StatusNode is one registry entry.
-type StatusNode struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-}
-
-// StatusGroup is one raft group as the answering node sees it.
-type StatusGroup struct {
-	Name          string   `json:"name"`
-	State         string   `json:"state"`
-	Leader        string   `json:"leader"`
-	Term          uint64   `json:"term"`
-	CommitIndex   uint64   `json:"commit_index"`
-	AppliedIndex  uint64   `json:"applied_index"`
-	LeaderChanges uint64   `json:"leader_changes"`
-	Voters        []string `json:"voters"`
-}
-
-// Group returns the named group, or nil.
-func (s *Status) Group(name string) *StatusGroup {
-	for i := range s.Groups {
-		if s.Groups[i].Name == name {
-			return &s.Groups[i]
-		}
-	}
-	return nil
-}
-
-// adminClient is for status polls and membership calls; opClient for the
-// workload. Separate pools, so a stuck workload connection never delays a
-// status poll.
+// adminClient is for membership calls and listings; opClient for the
+// workload. Separate pools, so a stuck workload connection never delays an
+// admin call.
 var (
 	adminClient = &http.Client{Timeout: 5 * time.Second, Transport: newTransport()}
 	opClient    = &http.Client{Transport: newTransport()}
@@ -70,41 +34,11 @@ func newTransport() *http.Transport {
 	}
 }
 
-func getStatus(ctx context.Context, addr string) (*Status, error) {
-	return getStatusTimeout(ctx, addr, 2*time.Second)
-}
-
-func getStatusTimeout(ctx context.Context, addr string, d time.Duration) (*Status, error) {
+// getStatusTimeout is nodeproc.FetchStatus within d.
+func getStatusTimeout(ctx context.Context, addr string, d time.Duration) (*nodeproc.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	code, body, err := call(ctx, adminClient, http.MethodGet, "http://"+addr+"/v1/cluster", nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("%s /v1/cluster: %w", addr, err)
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("%s /v1/cluster: %d %s", addr, code, bytes.TrimSpace(body))
-	}
-	var st Status
-	if err := json.Unmarshal(body, &st); err != nil {
-		return nil, fmt.Errorf("%s /v1/cluster: %w", addr, err)
-	}
-	return &st, nil
-}
-
-func (p *Proc) live(ctx context.Context) error  { return expect200(ctx, p.HTTPAddr, "/livez") }
-func (p *Proc) ready(ctx context.Context) error { return expect200(ctx, p.HTTPAddr, "/readyz") }
-
-func expect200(ctx context.Context, addr, path string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	code, body, err := call(ctx, adminClient, http.MethodGet, "http://"+addr+path, nil, nil)
-	if err != nil {
-		return err
-	}
-	if code != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", addr, path, code, bytes.TrimSpace(body))
-	}
-	return nil
+	return nodeproc.FetchStatus(ctx, addr)
 }
 
 // postJSON sends an admin POST and returns status and body.

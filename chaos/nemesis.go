@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // Nemesis injects one kind of fault. Start breaks something and says what;
@@ -55,7 +57,7 @@ func newNemesis(name string, c *Cluster) (Nemesis, error) {
 
 // pickTarget returns a random up node or, half the time, the leader of a
 // random shard (or meta), with a word saying which.
-func pickTarget(ctx context.Context, c *Cluster, rng *rand.Rand) (*Proc, string) {
+func pickTarget(ctx context.Context, c *Cluster, rng *rand.Rand) (*nodeproc.Node, string) {
 	up := c.Up()
 	if len(up) == 0 {
 		return nil, ""
@@ -76,7 +78,7 @@ type procNemesis struct {
 	c      *Cluster
 	name   string
 	pause  bool
-	target *Proc
+	target *nodeproc.Node
 }
 
 func (n *procNemesis) Name() string { return n.name }
@@ -120,7 +122,7 @@ func (n *transferNemesis) Start(ctx context.Context, rng *rand.Rand) (string, er
 	if err != nil {
 		return "", err
 	}
-	var others []*Proc
+	var others []*nodeproc.Node
 	for _, p := range n.c.Up() {
 		if p != l {
 			others = append(others, p)
@@ -149,7 +151,7 @@ func (n *transferNemesis) Stop(context.Context) (string, error) { return "", nil
 // dir and, on Stop, starts it fresh with --join.
 type leaveJoinNemesis struct {
 	c      *Cluster
-	target *Proc
+	target *nodeproc.Node
 }
 
 func (n *leaveJoinNemesis) Name() string { return "leave-join" }
@@ -160,7 +162,7 @@ func (n *leaveJoinNemesis) Start(ctx context.Context, rng *rand.Rand) (string, e
 		return "", errors.New("fewer than two nodes up")
 	}
 	p := up[rng.IntN(len(up))]
-	var via *Proc
+	var via *nodeproc.Node
 	for _, q := range up {
 		if q != p {
 			via = q
@@ -205,7 +207,8 @@ func (n *leaveJoinNemesis) Stop(context.Context) (string, error) {
 			join = append(join, q.HTTPAddr)
 		}
 	}
-	err := p.StartFresh(join)
+	p.Join = join
+	err := p.StartFresh()
 	return fmt.Sprintf("started %s fresh with --join (pid %d)", p.ID, p.PID()), err
 }
 
@@ -218,7 +221,7 @@ func (n *partitionNemesis) Name() string { return "partition" }
 
 func (n *partitionNemesis) Start(ctx context.Context, rng *rand.Rand) (string, error) {
 	nodes := n.c.Nodes
-	var side []*Proc
+	var side []*nodeproc.Node
 	var why string
 	switch k := rng.IntN(3); {
 	case k == 2 && len(nodes) >= 5:
@@ -232,7 +235,7 @@ func (n *partitionNemesis) Start(ctx context.Context, rng *rand.Rand) (string, e
 		if p == nil {
 			return "", errors.New("no node up")
 		}
-		side, why = []*Proc{p}, "isolate "+w
+		side, why = []*nodeproc.Node{p}, "isolate "+w
 	}
 	ids := make([]string, len(side))
 	for i, p := range side {

@@ -3,10 +3,13 @@ package chaos
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // netLab is a small private network: one bridge in the caller's namespace
@@ -112,6 +115,15 @@ func pickSubnet(pid int) (string, error) {
 	return "", errors.New("no free 10.213.x.0/24 subnet")
 }
 
+// place puts node i in its namespace (nodeproc.Options.Place): its own
+// address, the default ports, started through `ip netns exec`, which execs
+// in place so the PID stays the server's.
+func (l *netLab) place(i int, n *nodeproc.Node) {
+	n.HTTPAddr = net.JoinHostPort(l.ips[i], "8080")
+	n.RaftAddr = net.JoinHostPort(l.ips[i], "7000")
+	n.Wrap = []string{"ip", "netns", "exec", l.ns[i]}
+}
+
 // cut blackholes traffic between nodes a and b (indexes), both ways.
 func (l *netLab) cut(a, b int) error {
 	l.mu.Lock()
@@ -159,7 +171,7 @@ func (l *netLab) close() {
 
 // Partition cuts every link between the nodes in side and the others. It
 // needs a cluster started with Netns.
-func (c *Cluster) Partition(side []*Proc) error {
+func (c *Cluster) Partition(side []*nodeproc.Node) error {
 	if c.net == nil {
 		return errors.New("partition needs a cluster in network namespaces")
 	}
@@ -187,7 +199,7 @@ func (c *Cluster) Heal() error {
 	return c.net.healAll()
 }
 
-func (c *Cluster) index(p *Proc) int {
+func (c *Cluster) index(p *nodeproc.Node) int {
 	for i, q := range c.Nodes {
 		if q == p {
 			return i

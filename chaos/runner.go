@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // Config describes one chaos run.
@@ -199,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Everything is repaired by now; give the cluster time to settle so
 	// the final reads see all of it.
 	if !c.Attached() {
-		if err := c.WaitConverged(ctx, convergeTimeout); err != nil {
+		if err := c.WaitConverged(ctx, nodeproc.ConvergeTimeout); err != nil {
 			res.Errors = append(res.Errors, "after the run: "+err.Error())
 		}
 	}
@@ -353,7 +354,7 @@ func nemesisLoop(ctx context.Context, cfg *Config, c *Cluster, h *History, nems 
 			}
 		}
 		if !c.Attached() {
-			if err := c.WaitConverged(rctx, convergeTimeout); err != nil {
+			if err := c.WaitConverged(rctx, nodeproc.ConvergeTimeout); err != nil {
 				h.Event(n.Name(), "error", "cluster did not converge after repair: "+err.Error())
 				cfg.Logf("cluster did not converge after %s: %v", n.Name(), err)
 			}
@@ -369,21 +370,11 @@ func nemesisLoop(ctx context.Context, cfg *Config, c *Cluster, h *History, nems 
 func checkLogs(c *Cluster) CheckResult {
 	cr := CheckResult{Checker: "node logs (no panic, fatal error or data race)", Valid: "yes"}
 	for _, p := range c.Nodes {
-		f, err := os.Open(p.LogPath)
-		if err != nil {
-			continue
+		if bad := p.CrashLines(); bad != "" {
+			first, _, _ := strings.Cut(bad, "\n")
+			cr.Valid = "no"
+			cr.Problems = append(cr.Problems, fmt.Sprintf("%s: %s", p.ID, first))
 		}
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-		for sc.Scan() {
-			l := sc.Text()
-			if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") || strings.Contains(l, "WARNING: DATA RACE") {
-				cr.Valid = "no"
-				cr.Problems = append(cr.Problems, fmt.Sprintf("%s: %s", p.ID, l))
-				break
-			}
-		}
-		f.Close()
 	}
 	return cr
 }

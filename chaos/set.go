@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"sort"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // setWorkload adds unique keys (PUT with If-None-Match: *) under one
@@ -105,7 +107,7 @@ func head(s []string, n int) []string {
 // the first node that answers.
 func listAll(ctx context.Context, c *Cluster, prefix string, timeout time.Duration) (map[string]bool, error) {
 	var out map[string]bool
-	err := waitFor(ctx, timeout, func() error {
+	err := nodeproc.WaitFor(ctx, timeout, func() error {
 		var lastErr error
 		for _, p := range c.Up() {
 			m, err := listFrom(ctx, p.HTTPAddr, prefix)

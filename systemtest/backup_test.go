@@ -41,7 +41,7 @@ func TestBackupRestoreIntoANewCluster(t *testing.T) {
 		if i%10 == 0 {
 			v = []byte{0xff, byte(i), 0x00}
 		}
-		r, err := c.Nodes[i%3].Do(http.MethodPut, KeyPath(k), v)
+		r, err := Do(c.Nodes[i%3], http.MethodPut, KeyPath(k), v)
 		if err != nil || r.Status != http.StatusOK {
 			t.Fatalf("put %s: %v %v", k, r, err)
 		}
@@ -86,14 +86,10 @@ func TestBackupRestoreIntoANewCluster(t *testing.T) {
 		}
 	}
 
-	restored := &Node{ID: "restored1", DataDir: filepath.Join(dir, "restored1"), LogPath: filepath.Join(dir, "restored1.log"), c: c}
-	if restored.HTTPAddr, err = FreeAddr(); err != nil {
+	restored := c.AddNode("restored1")
+	if err := restored.PickPorts(); err != nil {
 		t.Fatal(err)
 	}
-	if restored.RaftAddr, err = FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	c.Nodes = append(c.Nodes, restored)
 	if code, out := runCLI(t, "snapshot", "restore", file, "--data-dir", restored.DataDir, "--id", restored.ID,
 		"--raft-addr", restored.RaftAddr, "--http-addr", restored.HTTPAddr); code != 0 {
 		t.Fatalf("restore: exit %d: %s", code, out)
@@ -101,13 +97,13 @@ func TestBackupRestoreIntoANewCluster(t *testing.T) {
 	if err := restored.Restart(); err != nil {
 		t.Fatalf("start restored node: %v", err)
 	}
-	if err := WaitFor(ReadyTimeout, restored.Ready); err != nil {
+	if err := WaitFor(ReadyTimeout, func() error { return restored.Ready(t.Context()) }); err != nil {
 		t.Fatalf("restored node not ready: %v", err)
 	}
 	checkAll := func(n *Node) {
 		t.Helper()
 		for k, v := range want {
-			r, err := n.Do(http.MethodGet, KeyPath(k), nil)
+			r, err := Do(n, http.MethodGet, KeyPath(k), nil)
 			if err != nil || r.Status != http.StatusOK || !bytes.Equal(r.Body, v) {
 				t.Fatalf("%s via %s: %v %v, want %q", k, n.ID, r, err, v)
 			}
@@ -116,17 +112,19 @@ func TestBackupRestoreIntoANewCluster(t *testing.T) {
 	checkAll(restored)
 
 	// The restored cluster grows like any other.
-	second := &Node{ID: "restored2", DataDir: filepath.Join(dir, "restored2"), LogPath: filepath.Join(dir, "restored2.log"),
-		Join: []string{restored.HTTPAddr}, c: c}
-	c.Nodes = append(c.Nodes, second)
+	second := c.AddNode("restored2")
+	second.Join = []string{restored.HTTPAddr}
+	if err := second.PickPorts(); err != nil {
+		t.Fatal(err)
+	}
 	if err := second.StartFresh(); err != nil {
 		t.Fatalf("start second node: %v", err)
 	}
-	if err := c.WaitConverged(ReadyTimeout, restored, second); err != nil {
+	if err := c.WaitConverged(t.Context(), ReadyTimeout, restored, second); err != nil {
 		t.Fatalf("restored cluster did not converge: %v", err)
 	}
 	checkAll(second)
-	r, err := second.Do(http.MethodPut, KeyPath("after-restore"), []byte("new"))
+	r, err := Do(second, http.MethodPut, KeyPath("after-restore"), []byte("new"))
 	if err != nil || r.Status != http.StatusOK {
 		t.Fatalf("write after restore: %v %v", r, err)
 	}

@@ -56,7 +56,7 @@ func TestBadInput(t *testing.T) {
 	if got, want := itemKeys(lr), []string{"bad/at-limit", longest}; !slices.Equal(got, want) {
 		t.Errorf("after bad input the store holds %d keys %.80q, want only the 2 good ones", len(got), got)
 	}
-	mustOK(t, n.Live())
+	mustOK(t, n.Live(t.Context()))
 	if !n.Running() {
 		t.Fatalf("node exited")
 	}

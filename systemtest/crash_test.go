@@ -77,7 +77,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 				}
 				n := running[i%len(running)]
 				key := fmt.Sprintf("w%d-%05d", w, i)
-				r, err := n.Do(http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(strconv.Itoa(i)))
+				r, err := Do(n, http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(strconv.Itoa(i)))
 				log.record(key, classify(r, err))
 			}
 		}()
@@ -105,7 +105,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 		}
 		victim := c.Nodes[round%3]
 		if round == 0 {
-			if leader, err := c.LeaderOf("shard-1"); err == nil {
+			if leader, err := c.LeaderOf(t.Context(), "shard-1"); err == nil {
 				victim = leader
 			}
 		}
@@ -118,7 +118,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 	}
 	close(stop)
 	wg.Wait()
-	if err := c.WaitConverged(ReadyTimeout, c.Nodes...); err != nil {
+	if err := c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...); err != nil {
 		t.Fatalf("cluster did not recover: %v", err)
 	}
 	// Every node restarts once more from its own checkpoints and log.
@@ -132,13 +132,13 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 			t.Fatal(err)
 		}
 	}
-	if err := c.WaitConverged(ReadyTimeout, c.Nodes...); err != nil {
+	if err := c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...); err != nil {
 		t.Fatalf("cluster did not come back: %v", err)
 	}
 	counts := map[outcome]int{}
 	for key, o := range log.out {
 		counts[o]++
-		r, err := c.Nodes[0].Do(http.MethodGet, KeyPath(key), nil)
+		r, err := Do(c.Nodes[0], http.MethodGet, KeyPath(key), nil)
 		if err != nil {
 			t.Fatalf("read %s: %v", key, err)
 		}
@@ -152,7 +152,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 		}
 	}
 	t.Logf("writes: %d acknowledged, %d refused, %d indeterminate", counts[acked], counts[failed], counts[indeterminate])
-	st, err := c.Nodes[1].Status()
+	st, err := c.Nodes[1].Status(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

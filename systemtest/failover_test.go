@@ -25,7 +25,7 @@ func TestFailoverKillLeader(t *testing.T) {
 	}
 
 	const target = "shard-2"
-	victim, err := c.WaitLeaderOf(target, 10*time.Second)
+	victim, err := c.WaitLeaderOf(t.Context(), target, 10*time.Second)
 	mustOK(t, err)
 	var survivors []*Node
 	for _, n := range c.Nodes {
@@ -33,7 +33,7 @@ func TestFailoverKillLeader(t *testing.T) {
 			survivors = append(survivors, n)
 		}
 	}
-	st, err := victim.Status()
+	st, err := victim.Status(t.Context())
 	mustOK(t, err)
 	var led []string
 	for _, g := range st.Groups {
@@ -64,7 +64,7 @@ func TestFailoverKillLeader(t *testing.T) {
 		n := survivors[i%2]
 		key := fmt.Sprintf("fo/during-%04d", i)
 		val := fmt.Sprintf("during %d via %s", i, n.ID)
-		r, err := n.Do(http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(val))
+		r, err := Do(n, http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(val))
 		switch {
 		case err != nil:
 			failures++
@@ -104,7 +104,7 @@ func TestFailoverKillLeader(t *testing.T) {
 	// Bring the victim back and wait until it has applied everything the
 	// leaders have committed, then read from its local state only.
 	mustOK(t, victim.Restart())
-	mustOK(t, WaitFor(30*time.Second, victim.Ready))
+	mustOK(t, WaitFor(30*time.Second, func() error { return victim.Ready(t.Context()) }))
 	waitCaughtUp(t, c, victim, 30*time.Second)
 	verifyAll(t, []*Node{victim}, acked, "stale")
 	// And it is a full member again: writes through it work.

@@ -51,7 +51,7 @@ func startLoad(t *testing.T, prefix string, writers int, nodes []*Node) *writeLo
 				n := nodes[(w+i)%len(nodes)]
 				key := fmt.Sprintf("%s/w%d/%06d", prefix, w, i)
 				val := fmt.Sprintf("w%d-%d-via-%s", w, i, n.ID)
-				r, err := n.Do(http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(val))
+				r, err := Do(n, http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(val))
 				l.record(key, val, n, r, err)
 			}
 		}()
@@ -192,24 +192,25 @@ func verifyAll(t *testing.T, nodes []*Node, acked map[string]string, consistency
 // group's leader had committed when waitCaughtUp was called.
 func waitCaughtUp(t *testing.T, c *Cluster, n *Node, timeout time.Duration) {
 	t.Helper()
-	st, err := n.Status()
+	st, err := n.Status(t.Context())
 	mustOK(t, err)
 	commit := map[string]uint64{}
 	for _, g := range st.Groups {
-		l, err := c.WaitLeaderOf(g.Name, 10*time.Second)
+		l, err := c.WaitLeaderOf(t.Context(), g.Name, 10*time.Second)
 		mustOK(t, err)
-		lst, err := l.Status()
+		lst, err := l.Status(t.Context())
 		mustOK(t, err)
-		commit[g.Name] = lst.Group(g.Name).CommitIndex
+		lg, _ := lst.Group(g.Name)
+		commit[g.Name] = lg.CommitIndex
 	}
 	err = WaitFor(timeout, func() error {
-		st, err := n.Status()
+		st, err := n.Status(t.Context())
 		if err != nil {
 			return err
 		}
 		for name, want := range commit {
-			g := st.Group(name)
-			if g == nil {
+			g, ok := st.Group(name)
+			if !ok {
 				return fmt.Errorf("%s does not list group %s", n.ID, name)
 			}
 			if g.AppliedIndex < want {
@@ -227,7 +228,7 @@ func waitCaughtUp(t *testing.T, c *Cluster, n *Node, timeout time.Duration) {
 func TestStopUnderLoad(t *testing.T) {
 	skipShort(t)
 	c := StartCluster(t, 3, 4)
-	victim, err := c.WaitLeaderOf("meta", 10*time.Second)
+	victim, err := c.WaitLeaderOf(t.Context(), "meta", 10*time.Second)
 	mustOK(t, err)
 	var survivors []*Node
 	for _, n := range c.Nodes {
@@ -251,7 +252,7 @@ func TestStopUnderLoad(t *testing.T) {
 	verifyAll(t, survivors, acked, "")
 
 	mustOK(t, victim.Restart())
-	mustOK(t, c.WaitConverged(ReadyTimeout, c.Nodes...))
+	mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...))
 	waitCaughtUp(t, c, victim, 30*time.Second)
 	verifyAll(t, []*Node{victim}, acked, "stale")
 }
@@ -268,7 +269,7 @@ func TestTransferLeadership(t *testing.T) {
 			t.Fatalf("transfer shard-2 to %s: %s", to, r)
 		}
 		err := WaitFor(10*time.Second, func() error {
-			l, err := c.LeaderOf("shard-2")
+			l, err := c.LeaderOf(t.Context(), "shard-2")
 			if err != nil {
 				return err
 			}
@@ -284,7 +285,7 @@ func TestTransferLeadership(t *testing.T) {
 		t.Fatalf("transfer shard-2 to anyone: %s", r)
 	}
 	err := WaitFor(10*time.Second, func() error {
-		l, err := c.LeaderOf("shard-2")
+		l, err := c.LeaderOf(t.Context(), "shard-2")
 		if err != nil {
 			return err
 		}

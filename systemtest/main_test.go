@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
 // TestMain builds the server binary once for the whole package (or uses
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "systemtest:", err)
 		os.Exit(1)
 	}
-	Binary, err = BuildBinary(dir)
+	Binary, err = nodeproc.BuildBinary(dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "systemtest: building raftkv:", err)
 		os.RemoveAll(dir)
@@ -75,7 +77,7 @@ type listResult struct {
 // is returned as an error together with the response.
 func put(n *Node, key, value string, headers ...string) (putResult, *Response, error) {
 	var res putResult
-	r, err := n.Do(http.MethodPut, KeyPath(key), []byte(value), headers...)
+	r, err := Do(n, http.MethodPut, KeyPath(key), []byte(value), headers...)
 	if err != nil {
 		return res, nil, err
 	}
@@ -127,7 +129,7 @@ func get(n *Node, key, consistency string) (*Response, error) {
 	if consistency != "" {
 		p += "?consistency=" + consistency
 	}
-	return n.Do(http.MethodGet, p, nil)
+	return Do(n, http.MethodGet, p, nil)
 }
 
 // checkValue checks that n returns value for key with the given consistency.
@@ -173,7 +175,7 @@ func checkError(t *testing.T, what string, r *Response, status int, code string)
 // mustDo sends a request and fails the test on a transport error.
 func mustDo(t *testing.T, n *Node, method, path string, body []byte, headers ...string) *Response {
 	t.Helper()
-	r, err := n.Do(method, path, body, headers...)
+	r, err := Do(n, method, path, body, headers...)
 	if err != nil {
 		t.Fatalf("%s %s via %s: %v", method, path, n.ID, err)
 	}

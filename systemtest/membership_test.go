@@ -22,7 +22,7 @@ func TestLeave(t *testing.T) {
 		t.Fatalf("transfer shard-1 to node3: %s", r)
 	}
 	mustOK(t, WaitFor(10*time.Second, func() error {
-		if l, err := c.LeaderOf("shard-1"); err != nil || l != n3 {
+		if l, err := c.LeaderOf(t.Context(), "shard-1"); err != nil || l != n3 {
 			return fmt.Errorf("shard-1 not led by node3 yet (%v)", err)
 		}
 		return nil
@@ -38,7 +38,7 @@ func TestLeave(t *testing.T) {
 	acked := load.Stop()
 	load.checkOutcomes(t, "200", "503", "504")
 	verifyAll(t, []*Node{n1, n2}, acked, "")
-	st, err := n1.Status()
+	st, err := n1.Status(t.Context())
 	mustOK(t, err)
 	for _, g := range st.Groups {
 		if slices.Contains(g.Voters, "node3") || slices.Contains(g.Nonvoters, "node3") {
@@ -67,7 +67,7 @@ func TestLeaveWhileDown(t *testing.T) {
 	// or may not wait for inside its own deadline; retry on 503/504.
 	var last *Response
 	err := WaitFor(20*time.Second, func() error {
-		r, err := n1.Do(http.MethodPost, "/v1/cluster/leave", []byte(`{"id":"node3"}`))
+		r, err := Do(n1, http.MethodPost, "/v1/cluster/leave", []byte(`{"id":"node3"}`))
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func TestLeaveWhileDown(t *testing.T) {
 func waitGone(t *testing.T, n *Node, id string) {
 	t.Helper()
 	err := WaitFor(10*time.Second, func() error {
-		st, err := n.Status()
+		st, err := n.Status(t.Context())
 		if err != nil {
 			return err
 		}
@@ -100,7 +100,7 @@ func waitGone(t *testing.T, n *Node, id string) {
 				return fmt.Errorf("%s still in %s (voters %v, nonvoters %v)", id, g.Name, g.Voters, g.Nonvoters)
 			}
 		}
-		if st.Node(id) != nil {
+		if _, ok := st.NodeByID(id); ok {
 			return fmt.Errorf("%s still in the node registry %v", id, st.Nodes)
 		}
 		return nil
@@ -142,7 +142,7 @@ func TestFullRestart(t *testing.T) {
 	}
 
 	restartAll(t, c)
-	mustOK(t, c.WaitConverged(ReadyTimeout, c.Nodes...))
+	mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...))
 	for i, k := range sortedKeys(acked) {
 		mustOK(t, checkValue(c.Nodes[i%3], k, acked[k], ""))
 	}
@@ -160,7 +160,7 @@ func TestFullRestart(t *testing.T) {
 		mustOK(t, n.Kill())
 	}
 	restartAll(t, c)
-	mustOK(t, c.WaitConverged(ReadyTimeout, c.Nodes...))
+	mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...))
 	verifyAll(t, c.Nodes, acked, "")
 	checkServes(t, c.Nodes, "restart/final", 6)
 }
@@ -197,15 +197,16 @@ func TestRejoinWithWipedDataDir(t *testing.T) {
 	mustOK(t, n3.Kill())
 	oldHTTP, oldRaft := n3.HTTPAddr, n3.RaftAddr
 	n3.Join = []string{n1.HTTPAddr}
-	mustOK(t, n3.StartFresh()) // wipes the data dir, picks new ports
+	mustOK(t, n3.PickPorts())
+	mustOK(t, n3.StartFresh()) // wipes the data dir
 	t.Logf("node3 moved from http %s raft %s to http %s raft %s", oldHTTP, oldRaft, n3.HTTPAddr, n3.RaftAddr)
-	mustOK(t, c.WaitConverged(ReadyTimeout, c.Nodes...))
+	mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...))
 
 	for _, n := range c.Nodes {
-		st, err := n.Status()
+		st, err := n.Status(t.Context())
 		mustOK(t, err)
-		info := st.Node("node3")
-		if info == nil || info.HTTPAddr != n3.HTTPAddr || info.RaftAddr != n3.RaftAddr {
+		info, ok := st.NodeByID("node3")
+		if !ok || info.HTTPAddr != n3.HTTPAddr || info.RaftAddr != n3.RaftAddr {
 			t.Errorf("%s's registry entry for node3: %+v, want http %s raft %s", n.ID, info, n3.HTTPAddr, n3.RaftAddr)
 		}
 	}

@@ -1,0 +1,93 @@
+package nodeproc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// Status is the body of GET /v1/cluster as one node sees it. The types are
+// the client package's: one decoder of that answer for the whole
+// repository.
+type (
+	Status      = client.ClusterStatus
+	GroupStatus = client.GroupStatus
+	NodeInfo    = client.NodeInfo
+)
+
+// probeClient serves the harness's own requests (/livez, /readyz,
+// /v1/cluster). Keep-alive connections to a killed node simply fail and are
+// dropped by the transport.
+var probeClient = &http.Client{Transport: &http.Transport{
+	Proxy:               nil,
+	DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+	MaxIdleConnsPerHost: 16,
+	IdleConnTimeout:     30 * time.Second,
+}}
+
+// get sends GET http://addr+path within ProbeTimeout (or ctx's deadline, if
+// sooner) and returns the body of a 200 answer.
+func get(ctx context.Context, addr, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", addr, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: reading body: %w", addr, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s %s: %d %s", addr, path, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+// FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr.
+func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
+	b, err := get(ctx, httpAddr, "/v1/cluster")
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s /v1/cluster: %w in %s", httpAddr, err, b)
+	}
+	st.Raw = b
+	return &st, nil
+}
+
+// Status fetches GET /v1/cluster from this node.
+func (n *Node) Status(ctx context.Context) (*Status, error) {
+	st, err := FetchStatus(ctx, n.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", n.ID, err)
+	}
+	return st, nil
+}
+
+// Live returns nil when GET /livez answers 200.
+func (n *Node) Live(ctx context.Context) error { return n.expect200(ctx, "/livez") }
+
+// Ready returns nil when GET /readyz answers 200.
+func (n *Node) Ready(ctx context.Context) error { return n.expect200(ctx, "/readyz") }
+
+func (n *Node) expect200(ctx context.Context, path string) error {
+	if _, err := get(ctx, n.HTTPAddr, path); err != nil {
+		return fmt.Errorf("%s: %w", n.ID, err)
+	}
+	return nil
+}
