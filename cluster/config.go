@@ -64,6 +64,11 @@ type Config struct {
 	// MaxValueBytes caps a value's size (bytes). Larger writes are refused
 	// before anything is proposed.
 	MaxValueBytes int
+	// MaxPendingWrites bounds the writes a group's leader has proposed and
+	// not yet answered. Past it a write is refused at once with
+	// ErrOverloaded (HTTP 429 with Retry-After) instead of joining a queue
+	// that would only grow latency.
+	MaxPendingWrites int
 	// JoinTimeout bounds one membership change across every group.
 	JoinTimeout time.Duration
 
@@ -84,6 +89,7 @@ const (
 	DefaultMaxValueBytes = 1 << 20
 	MaxKeyBytes          = 4096
 
+	DefaultMaxPendingWrites   = 1024
 	DefaultHeartbeatTimeout   = 750 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 300 * time.Millisecond
 )
@@ -101,6 +107,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:    DefaultHeartbeatTimeout,
 		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
 		MaxValueBytes:      DefaultMaxValueBytes,
+		MaxPendingWrites:   DefaultMaxPendingWrites,
 		JoinTimeout:        60 * time.Second,
 		Txn:                DefaultTxnConfig(),
 		BalanceInterval:    10 * time.Second,
@@ -131,6 +138,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("leader lease timeout (%s) must be positive and at most the heartbeat timeout (%s)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	case c.MaxValueBytes < 1:
 		return fmt.Errorf("max value bytes must be positive")
+	case c.MaxPendingWrites < 1:
+		return fmt.Errorf("max pending writes must be positive")
 	case c.SnapshotThreshold < 1 || c.SnapshotInterval < 5*time.Millisecond:
 		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:

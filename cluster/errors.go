@@ -28,6 +28,10 @@ var (
 	// ErrUnavailable: no leader could be reached before the deadline, or the
 	// node is shutting down. The operation did not happen; it is safe to retry.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrOverloaded: the group's leader already has as many writes in flight
+	// as it accepts (Config.MaxPendingWrites); nothing was proposed, retry
+	// after a pause.
+	ErrOverloaded = errors.New("overloaded")
 	// ErrTimeout: the deadline passed after the operation may have been
 	// proposed. The write may or may not have happened.
 	ErrTimeout = errors.New("timeout")
@@ -52,6 +56,7 @@ var errorCodes = []struct {
 	{ErrPrecondition, "precondition_failed"},
 	{ErrTooLarge, "too_large"},
 	{ErrUnavailable, "unavailable"},
+	{ErrOverloaded, "overloaded"},
 	{ErrTimeout, "timeout"},
 	{ErrIndeterminate, "timeout"},
 	{errNotLeader, "not_leader"},

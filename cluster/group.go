@@ -60,6 +60,8 @@ type group struct {
 	// starts only once the writes in flight have their answers, and writes
 	// that arrive meanwhile wait and then follow the new leader.
 	handover sync.RWMutex
+	// pending holds a token per write proposed and not yet answered.
+	pending  chan struct{}
 	hasState bool // raft state existed on disk when the group was opened
 }
 
@@ -103,7 +105,8 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
-		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
+		pending: make(chan struct{}, max(cfg.MaxPendingWrites, 1)),
+		obsCh:   make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:
@@ -185,6 +188,12 @@ func (g *group) leaderID() string {
 // apply proposes cmd and waits for it to be committed and applied. The
 // returned value is the FSM's response.
 func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
+	select {
+	case g.pending <- struct{}{}:
+		defer func() { <-g.pending }()
+	default:
+		return nil, fmt.Errorf("%w: %s has %d writes in flight", ErrOverloaded, g.name, cap(g.pending))
+	}
 	g.handover.RLock()
 	defer g.handover.RUnlock()
 	if !g.isLeader() {

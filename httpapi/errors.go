@@ -30,6 +30,7 @@ var statusOf = []struct {
 	{cluster.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed"},
 	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{cluster.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
+	{cluster.ErrOverloaded, http.StatusTooManyRequests, "overloaded"},
 	{cluster.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
 	{cluster.ErrIndeterminate, http.StatusGatewayTimeout, "timeout"},
 }
@@ -56,7 +57,7 @@ func errorStatus(err error) (code string, status int) {
 // writeError sends {"error":{"code","message"}} with the mapped status.
 func writeError(w http.ResponseWriter, err error) {
 	code, status := errorStatus(err)
-	if status == http.StatusServiceUnavailable {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(int(cluster.RetryAfter.Seconds())))
 	}
 	var pe *cluster.PreconditionError

@@ -69,6 +69,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout: a follower that hears nothing for this long (randomised up to 2x) starts an election")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "raft election timeout (at least the heartbeat timeout)")
 	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")
+	fs.IntVar(&c.MaxPendingWrites, "max-pending-writes", c.MaxPendingWrites, "writes a group's leader holds in flight before it answers 429 with Retry-After")
 	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "take a checkpoint of a group after this many new log entries")
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often each group checks whether a checkpoint is due")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a checkpoint, so slightly lagging followers catch up from the log")
