@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // ClusterStatus is the cluster as one node sees it (GET /v1/cluster).
@@ -13,6 +14,9 @@ type ClusterStatus struct {
 	Shards    int           `json:"shards"`
 	Nodes     []NodeInfo    `json:"nodes"`
 	Groups    []GroupStatus `json:"groups"`
+	// RecentElections are the answering node's latest candidacies and
+	// step-downs, oldest first.
+	RecentElections []ElectionEvent `json:"recent_elections"`
 
 	// Node is the id of the node that answered.
 	Node string `json:"node"`
@@ -47,6 +51,21 @@ type GroupStatus struct {
 	FSMAppliedIndex uint64 `json:"fsm_applied_index"`
 	LastContactMs   int64  `json:"last_contact_ms"` // since this follower last heard from the leader
 	LeaderChanges   uint64 `json:"leader_changes"`
+	// Candidacies and StepDowns count this node's elections started and
+	// leaderships lost, by cause.
+	Candidacies map[string]uint64 `json:"candidacies"`
+	StepDowns   map[string]uint64 `json:"step_downs"`
+}
+
+// ElectionEvent is one candidacy ("candidate") or lost leadership
+// ("step_down") of the answering node, with its cause: heartbeat_timeout,
+// leader_gone, transfer, first_election, lost_quorum or shutdown.
+type ElectionEvent struct {
+	At    time.Time `json:"at"`
+	Group string    `json:"group"`
+	Event string    `json:"event"`
+	Cause string    `json:"cause"`
+	Term  uint64    `json:"term"`
 }
 
 // Group returns the status of the named group, if present.

@@ -17,6 +17,8 @@ import (
 //     was seen to die (failfast.go);
 //   - candidacy "transfer": this node stood while it was still hearing from
 //     the leader, which only happens when the leader hands over;
+//   - candidacy "first_election": no leader heard from since this node
+//     started (a new cluster, or a restart);
 //   - candidacy "heartbeat_timeout": the leader went silent for the heartbeat
 //     timeout (a pause, a partition, or a leader too slow to send heartbeats);
 //   - step-down "transfer" (this node handed over), "shutdown" (this node is
@@ -31,6 +33,7 @@ const (
 	CauseHeartbeatTimeout = "heartbeat_timeout"
 	CauseLostQuorum       = "lost_quorum"
 	CauseShutdown         = "shutdown"
+	CauseFirstElection    = "first_election"
 
 	recentElectionsKept = 32
 	// transferWindow is how long after this node asked for a handover a
@@ -103,6 +106,8 @@ func (g *group) noteState(s raft.RaftState, stopping bool, heartbeat time.Durati
 	case s == raft.Candidate && prev != raft.Candidate:
 		ev.Event = "candidate"
 		switch {
+		case g.raft.LastContact().IsZero():
+			ev.Cause = CauseFirstElection // nothing heard from any leader since start
 		case time.Since(l.earlyAt) < earlyElectionWindow:
 			ev.Cause = CauseLeaderGone
 		case time.Since(g.raft.LastContact()) < heartbeat:
@@ -137,7 +142,7 @@ func (g *group) noteState(s raft.RaftState, stopping bool, heartbeat time.Durati
 // electionCounts returns both counters with every cause present, zero or
 // not, so a dashboard sees the series before the first election.
 func (g *group) electionCounts() (candidacies, stepDowns map[string]uint64) {
-	candidacies = map[string]uint64{CauseHeartbeatTimeout: 0, CauseLeaderGone: 0, CauseTransfer: 0}
+	candidacies = map[string]uint64{CauseHeartbeatTimeout: 0, CauseLeaderGone: 0, CauseTransfer: 0, CauseFirstElection: 0}
 	stepDowns = map[string]uint64{CauseLostQuorum: 0, CauseTransfer: 0, CauseShutdown: 0}
 	g.elections.mu.Lock()
 	defer g.elections.mu.Unlock()

@@ -133,6 +133,17 @@ func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
 			joinOrDash(g.Voters), joinOrDash(g.Nonvoters), lag)
 	}
 	tw.Flush()
+
+	if ev := st.RecentElections; len(ev) > 0 {
+		const shown = 8
+		fmt.Fprintf(w, "\nRecent elections on %s (newest last)\n", seenBy)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "AT\tGROUP\tEVENT\tCAUSE\tTERM")
+		for _, e := range ev[max(0, len(ev)-shown):] {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", e.At.Local().Format("15:04:05.000"), e.Group, e.Event, e.Cause, e.Term)
+		}
+		tw.Flush()
+	}
 }
 
 func orDash(s string) string {
