@@ -230,8 +230,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if b, err := json.MarshalIndent(res, "", "  "); err == nil {
 		_ = os.WriteFile(res.Files["result"], b, 0o644)
 	}
-	if !res.Valid && !c.Attached() {
-		// Keep the node logs next to the history.
+	if !c.Attached() {
+		// Keep the node logs next to the history: a failed check or a
+		// nemesis error is explained there.
 		for _, p := range c.Nodes {
 			if b, err := os.ReadFile(p.LogPath); err == nil {
 				_ = os.WriteFile(filepath.Join(cfg.OutDir, p.ID+".log"), b, 0o644)

@@ -238,8 +238,18 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
 		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  n.logger.Named("transport").With("group", name),
+		// 1 turns raft's pipelined replication off. With the default of 2
+		// the pipeline's channels are unbuffered, and when a follower
+		// rejects an append (a log mismatch after a partition, a rejoin
+		// with a wiped disk) the sender can park forever on one more send:
+		// replication to that follower stops for good while heartbeats
+		// still flow, and raft's Shutdown then never returns (seen in the
+		// leave-join chaos runs; hashicorp/raft#612). Each append still
+		// carries a batch of entries, which is where the throughput comes
+		// from (hashicorp/raft#541).
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          n.logger.Named("transport").With("group", name),
 	}), nil
 }
 

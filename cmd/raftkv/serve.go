@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	runtimepprof "runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,9 @@ import (
 
 // shutdownGrace bounds how long in-flight requests may take after a signal.
 const shutdownGrace = 10 * time.Second
+
+// stuckShutdown is when a stop that has not finished dumps its goroutines.
+const stuckShutdown = 20 * time.Second
 
 const serveUsage = `Usage: raftkv serve [flags]
 
@@ -192,10 +196,20 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 	defer cancel()
 	// Hand leadership over while still serving, so requests keep being
 	// answered (by the new leaders) instead of waiting out an election.
+	started := time.Now()
+	// A stop that hangs is a bug; leave the evidence in the log before the
+	// supervisor's SIGKILL erases it.
+	stuck := time.AfterFunc(stuckShutdown, func() {
+		logger.Error("shutdown is taking too long; goroutines follow", "after", stuckShutdown)
+		_ = runtimepprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+	})
+	defer stuck.Stop()
 	node.HandOffLeadership(shutdownCtx)
+	logger.Info("leaderships handed over", "ms", time.Since(started).Milliseconds())
 	if e := srv.Shutdown(shutdownCtx); e != nil {
 		logger.Warn("in-flight requests cut off at the grace period", "error", e)
 	}
+	logger.Info("http requests drained", "ms", time.Since(started).Milliseconds())
 	if e := node.Close(); e != nil && err == nil {
 		err = e
 	}
