@@ -223,8 +223,8 @@ func waitCaughtUp(t *testing.T, c *Cluster, n *Node, timeout time.Duration) {
 }
 
 // TestStopUnderLoad sends SIGTERM to the node that leads the groups while
-// writers keep going through every node: the node must exit 0, and no
-// acknowledged write may be lost.
+// writers keep going through every node: the node must exit 0, no write
+// through the other nodes may fail, and no acknowledged write may be lost.
 func TestStopUnderLoad(t *testing.T) {
 	skipShort(t)
 	c := StartCluster(t, 3, 4)
@@ -244,10 +244,11 @@ func TestStopUnderLoad(t *testing.T) {
 	t.Logf("%s exited 0 %v after SIGTERM under load", victim.ID, time.Since(start).Round(time.Millisecond))
 	load.waitAcked(t, 100, 15*time.Second)
 	acked := load.Stop()
-	// Requests to the stopped node fail to connect; the others may see a
-	// 503/504 while groups elect new leaders. A request racing the close of
-	// an idle keep-alive connection to the stopping node can also fail.
-	load.checkOutcomes(t, "200", "503", "504", "connection refused via "+victim.ID, "transport error via "+victim.ID)
+	// A stopping node hands its leaderships over before it stops serving, so
+	// no write gets a 5xx. Requests to the stopped node fail to connect, and
+	// a request racing the close of an idle keep-alive connection to the
+	// stopping node can fail in transport; both are the client's to retry.
+	load.checkOutcomes(t, "200", "connection refused via "+victim.ID, "transport error via "+victim.ID)
 	t.Logf("%d acknowledged writes", len(acked))
 	verifyAll(t, survivors, acked, "")
 

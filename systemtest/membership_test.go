@@ -36,7 +36,8 @@ func TestLeave(t *testing.T) {
 	}
 	load.waitAcked(t, 20, 10*time.Second)
 	acked := load.Stop()
-	load.checkOutcomes(t, "200", "503", "504")
+	// Leave hands node3's leadership over first: no write may fail.
+	load.checkOutcomes(t, "200")
 	verifyAll(t, []*Node{n1, n2}, acked, "")
 	st, err := n1.Status(t.Context())
 	mustOK(t, err)
