@@ -21,7 +21,7 @@ import (
 // stateMachine is what a group needs from its FSM beyond raft's interface:
 // how far it has applied, so reads can wait for it.
 type stateMachine interface {
-	raft.FSM
+	raft.BatchingFSM
 	AppliedIndex() uint64
 	WaitApplied(ctx context.Context, index uint64) error
 }
@@ -61,7 +61,10 @@ type group struct {
 	// that arrive meanwhile wait and then follow the new leader.
 	handover sync.RWMutex
 	// pending holds a token per write proposed and not yet answered.
-	pending  chan struct{}
+	pending chan struct{}
+	// outcomes remembers recent results, for writes whose leader stepped
+	// down before answering (outcome.go).
+	outcomes *outcomeLog
 	hasState bool // raft state existed on disk when the group was opened
 }
 
@@ -99,14 +102,15 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	started := time.Now()
 	// NewRaft loads the newest checkpoint that restores cleanly (falling
 	// back to older ones) before it returns.
-	r, err := raft.NewRaft(cfg.raftConfig(logger), sm, logs, logs, snaps, trans)
+	outcomes := &outcomeLog{stateMachine: sm}
+	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, logs, logs, snaps, trans)
 	if err != nil {
 		logs.Close()
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
-		pending: make(chan struct{}, max(cfg.MaxPendingWrites, 1)),
-		obsCh:   make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
+		pending: make(chan struct{}, max(cfg.MaxPendingWrites, 1)), outcomes: outcomes,
+		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState:
@@ -199,8 +203,15 @@ func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 	if !g.isLeader() {
 		return nil, errNotLeader
 	}
+	term := g.raft.CurrentTerm()
 	f := g.raft.Apply(cmd, timeoutFrom(ctx))
 	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			if index := f.Index(); index > 0 {
+				return g.outcomeOf(ctx, cmd, index, term)
+			}
+			return nil, errNotLeader // never reached the log
+		}
 		return nil, translateRaftError(ctx, err)
 	}
 	return f.Response(), nil

@@ -129,3 +129,45 @@ func TestAnOverloadedLeaderAnswers429AndKeepsLeading(t *testing.T) {
 		t.Fatalf("acknowledged write not readable: %d %s", r.Status, r.Body)
 	}
 }
+
+// A write whose leader is cut off and steps down before it commits is not
+// answered "outcome unknown": the old leader learns from the new one that its
+// entry was overwritten, and the write is retried there and applied once.
+func TestAWriteWhoseLeaderLostItsQuorumIsRetriedNotAnswered504(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 3, 1)
+	leader := c.Leader("shard-1")
+	old := c.Nodes[leader]
+	c.Disconnect(leader)
+	done := make(chan raftkvtest.Response, 1)
+	go func() {
+		done <- raftkvtest.Do(http.MethodPut, old.HTTPAddr, raftkvtest.KeyPath("cut-off")+"?timeout=20s", []byte("once"), nil)
+	}()
+	// The cut-off leader steps down after its lease; the others elect a
+	// leader of their own.
+	raftkvtest.Eventually(t, 15*time.Second, func() error {
+		for i, n := range c.Nodes {
+			if i != leader && n.Status().Groups[1].State == "Leader" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no new leader of shard-1 among the connected nodes yet")
+	})
+	c.Heal()
+	var resp raftkvtest.Response
+	select {
+	case resp = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the write to the cut-off leader never returned")
+	}
+	if resp.Status != http.StatusOK {
+		t.Fatalf("write through the cut-off leader: %d %s (want 200: its outcome can be found out)", resp.Status, resp.Body)
+	}
+	now := c.Nodes[c.Leader("shard-1")].HTTPAddr
+	r := raftkvtest.Get(now, "cut-off")
+	if r.Status != http.StatusOK || string(r.Body) != "once" {
+		t.Fatalf("read back: %d %s", r.Status, r.Body)
+	}
+	if v := r.Header.Get("X-Raftkv-Version"); v != "1" {
+		t.Fatalf("the write was applied %s times", v)
+	}
+}
