@@ -90,8 +90,8 @@ const (
 	MaxKeyBytes          = 4096
 
 	DefaultMaxPendingWrites   = 1024
-	DefaultHeartbeatTimeout   = 750 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 300 * time.Millisecond
+	DefaultHeartbeatTimeout   = time.Second
+	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
 )
 
 // DefaultConfig returns the configuration of a single node called node1 on

@@ -75,7 +75,7 @@ var errNoLeaderKnown = errors.New("no leader known")
 
 // forwardGrace is how long a forwarded request still waits for the node it
 // was sent to once this node sees another leader.
-const forwardGrace = time.Second
+const forwardGrace = 250 * time.Millisecond
 
 func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args A, local func(context.Context, *group, A) (R, error)) (R, string, error) {
 	var zero R
