@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"slices"
 	"sync"
 	"time"
@@ -181,37 +180,4 @@ func (f *failfast) release(group string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.active, group)
-}
-
-// HandOffLeadership hands every group this node leads to another voter, for
-// a planned stop: the writes in flight finish first (group.handOver), and the
-// requests that follow go to the new leaders instead of waiting for an
-// election. Groups this node is the only voter of stay put. It gives up on a
-// group when ctx ends.
-func (n *Node) HandOffLeadership(ctx context.Context) {
-	for _, name := range n.order {
-		g := n.groups[name]
-		if !g.isLeader() || ctx.Err() != nil {
-			continue
-		}
-		conf, _, err := g.configuration()
-		if err != nil || countVoters(conf) < 2 {
-			continue
-		}
-		if err := g.handOver("", ""); err != nil {
-			n.logger.Warn("handing leadership over before stopping failed", "group", name, "error", err)
-			continue
-		}
-		n.logger.Info("handed leadership over before stopping", "group", name, "leader", g.leaderID())
-	}
-}
-
-func countVoters(conf raft.Configuration) int {
-	v := 0
-	for _, s := range conf.Servers {
-		if s.Suffrage == raft.Voter {
-			v++
-		}
-	}
-	return v
 }

@@ -217,27 +217,6 @@ func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 	return f.Response(), nil
 }
 
-// handOver moves this group's leadership to target (any voter when target
-// is ""), without failing the writes in flight: it first stops new
-// proposals and waits for those under way to be answered, and only then asks
-// raft for the transfer. Proposals that arrive meanwhile wait, find this node
-// no longer leading, and are routed to the new leader.
-func (g *group) handOver(target string, addr raft.ServerAddress) error {
-	g.handover.Lock()
-	defer g.handover.Unlock()
-	if !g.isLeader() {
-		return errNotLeader
-	}
-	g.noteTransfer()
-	var f raft.Future
-	if target == "" {
-		f = g.raft.LeadershipTransfer()
-	} else {
-		f = g.raft.LeadershipTransferToServer(raft.ServerID(target), addr)
-	}
-	return f.Error()
-}
-
 func isClosed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:
