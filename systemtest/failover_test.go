@@ -84,6 +84,26 @@ func TestFailoverKillLeader(t *testing.T) {
 	}
 	t.Logf("%s took writes again %v after the kill (%d failed attempts, last: %s)", target, recovered.Round(time.Millisecond), failures, lastFail)
 
+	// The survivor that took over stood because it saw the leader's process
+	// die, not because the heartbeat timeout ran out.
+	mustOK(t, WaitFor(10*time.Second, func() error {
+		for _, n := range survivors {
+			st, err := n.Status(t.Context())
+			if err != nil {
+				return err
+			}
+			for _, e := range st.RecentElections {
+				if e.Group == target && e.Event == "candidate" && e.At.After(killed) {
+					if e.Cause != "leader_gone" {
+						return fmt.Errorf("%s stood for %s with cause %q, want leader_gone", n.ID, target, e.Cause)
+					}
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no survivor recorded a candidacy for %s since the kill", target)
+	}))
+
 	// More writes through both survivors; other shards the victim led may
 	// still be electing, so allow a short retry.
 	for i := range 20 {
