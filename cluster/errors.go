@@ -58,7 +58,9 @@ var errorCodes = []struct {
 	{ErrUnavailable, "unavailable"},
 	{ErrOverloaded, "overloaded"},
 	{ErrTimeout, "timeout"},
-	{ErrIndeterminate, "timeout"},
+	// Apart from ErrTimeout so that the forwarding node can still tell "may
+	// have happened" (which a read may retry) from a deadline.
+	{ErrIndeterminate, "outcome_unknown"},
 	{errNotLeader, "not_leader"},
 }
 

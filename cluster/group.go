@@ -226,6 +226,16 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
+// translateReadError is translateRaftError for the steps of a read: losing
+// leadership part-way through a read changes nothing (a barrier is a no-op
+// entry), so the read is simply tried again on the new leader.
+func translateReadError(ctx context.Context, err error) error {
+	if errors.Is(err, raft.ErrLeadershipLost) {
+		return errNotLeader
+	}
+	return translateRaftError(ctx, err)
+}
+
 // translateRaftError maps raft's errors to ours, keeping apart the ones that
 // prove nothing happened (safe to retry elsewhere) from those that leave the
 // outcome unknown.
@@ -275,7 +285,7 @@ func (g *group) readBarrier(ctx context.Context) error {
 	}
 	readIndex := g.raft.CommitIndex()
 	if err := g.raft.VerifyLeader().Error(); err != nil {
-		return translateRaftError(ctx, err)
+		return translateReadError(ctx, err)
 	}
 	if g.raft.CurrentTerm() != term {
 		return errNotLeader
@@ -294,7 +304,7 @@ func (g *group) termBarrier(ctx context.Context, term uint64) error {
 		return nil
 	}
 	if err := g.raft.Barrier(timeoutFrom(ctx)).Error(); err != nil {
-		return translateRaftError(ctx, err)
+		return translateReadError(ctx, err)
 	}
 	if g.raft.CurrentTerm() == term {
 		g.readyTerm.Store(term)
