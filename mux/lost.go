@@ -10,10 +10,11 @@ import (
 	"time"
 )
 
-// OnPeerGone registers f to be called, in its own goroutine, when a
-// connection this mux accepted for group ends from the far side (end of
-// stream or reset): the usual sign that the peer process died or closed its
-// transport. It is a hint, not a verdict: pooled connections also end when a
+// OnPeerGone registers f to be called when a connection this mux accepted
+// for group ends from the far side (end of stream or reset): the usual sign
+// that the peer process died or closed its transport. f runs on the
+// goroutine that was reading the connection, so it must not block: hand
+// the work to a goroutine of its owner. It is a hint, not a verdict: pooled connections also end when a
 // live peer steps down or restarts a pipeline, so the receiver must confirm
 // (see ProbeRefused) before acting on it. Set it before the first layer
 // accepts; later calls replace it.
@@ -21,7 +22,7 @@ func (m *Mux) OnPeerGone(f func(group string)) { m.peerGone.Store(&f) }
 
 func (m *Mux) notifyPeerGone(group string) {
 	if f := m.peerGone.Load(); f != nil && *f != nil {
-		go (*f)(group)
+		(*f)(group)
 	}
 }
 
