@@ -43,9 +43,35 @@ const (
 
 // failfast tracks the early elections under way on this node.
 type failfast struct {
-	mu      sync.Mutex
-	probing map[raft.ServerAddress]bool
-	active  map[string]bool // group names
+	probing busySet // leader addresses being probed
+	active  busySet // groups with an early election under way
+}
+
+// busySet holds the keys some goroutine is working on, so a second one
+// does not start the same work. The zero value is ready to use.
+type busySet struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+// claim marks key busy; false if it already was.
+func (b *busySet) claim(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.keys[key] {
+		return false
+	}
+	if b.keys == nil {
+		b.keys = map[string]bool{}
+	}
+	b.keys[key] = true
+	return true
+}
+
+func (b *busySet) release(key string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.keys, key)
 }
 
 // watchPeers asks the mux to report connections whose peer went away. Called
@@ -54,8 +80,6 @@ func (n *Node) watchPeers() {
 	if n.mux == nil {
 		return
 	}
-	n.failfast.probing = map[raft.ServerAddress]bool{}
-	n.failfast.active = map[string]bool{}
 	n.mux.OnPeerGone(func(group string) {
 		n.goFunc(func() { n.peerGone(group) })
 	})
@@ -71,7 +95,7 @@ func (n *Node) peerGone(group string) {
 	if addr == "" || string(id) == n.cfg.NodeID {
 		return
 	}
-	if !n.failfast.startProbe(addr) {
+	if !n.failfast.probing.claim(string(addr)) {
 		return // another connection's end already asked
 	}
 	// A dying process closes its connections and its listener one after
@@ -84,7 +108,7 @@ func (n *Node) peerGone(group string) {
 		}
 		refused = mux.ProbeRefused(string(addr), leaderProbeTimeout)
 	}
-	n.failfast.endProbe(addr)
+	n.failfast.probing.release(string(addr))
 	n.logger.Debug("a connection of the leader ended", "group", group, "leader", id, "port_refused", refused)
 	if !refused {
 		return
@@ -93,9 +117,9 @@ func (n *Node) peerGone(group string) {
 		"leader", id, "address", addr)
 	for _, name := range n.order {
 		h := n.groups[name]
-		if a, lid := h.raft.LeaderWithID(); a == addr && h.raft.State() == raft.Follower && n.failfast.claim(name) {
+		if a, lid := h.raft.LeaderWithID(); a == addr && h.raft.State() == raft.Follower && n.failfast.active.claim(name) {
 			n.goFunc(func() {
-				defer n.failfast.release(name)
+				defer n.failfast.active.release(name)
 				n.electEarly(h, string(lid))
 			})
 		}
@@ -148,36 +172,4 @@ func earlyRank(g *group, self, dead string) int {
 	}
 	slices.Sort(ids)
 	return slices.Index(ids, self)
-}
-
-func (f *failfast) startProbe(addr raft.ServerAddress) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.probing[addr] {
-		return false
-	}
-	f.probing[addr] = true
-	return true
-}
-
-func (f *failfast) endProbe(addr raft.ServerAddress) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.probing, addr)
-}
-
-func (f *failfast) claim(group string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.active[group] {
-		return false
-	}
-	f.active[group] = true
-	return true
-}
-
-func (f *failfast) release(group string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.active, group)
 }
