@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"time"
 
@@ -92,25 +91,19 @@ func (n *Node) balanceOnce() {
 	}
 }
 
-// peerReady asks another node's /readyz: a transfer to a node that is down
-// or behind would stall the group's writes until it times out.
+// peerReady asks another node whether it is ready (every group led, caught
+// up): a transfer to a node that is down or behind would stall the group's
+// writes until it times out.
 func (n *Node) peerReady(id string) bool {
-	addr := n.httpAddrOf(id)
+	addr := n.raftAddrOf(n.meta, id)
 	if addr == "" {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
-	if err != nil {
-		return false
-	}
-	resp, err := n.rpc.http.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	var r readiness
+	_, err := n.rpc.call(ctx, string(addr), MetaGroup, "ready", struct{}{}, &r)
+	return err == nil && r.Ready
 }
 
 // raftAddrOf returns id's raft address in g's configuration.

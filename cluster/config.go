@@ -79,6 +79,10 @@ type Config struct {
 	// raft's in-memory transport). When nil the node listens on RaftBind and
 	// multiplexes every group over that one TCP port.
 	NewTransport func(group string) (raft.Transport, error)
+	// NewRPCLayer supplies the node-to-node call layer when NewTransport
+	// is set (the mux provides it otherwise). Its Dial takes another
+	// node's raft address.
+	NewRPCLayer func() (raft.StreamLayer, error)
 	// RaftBind is the TCP address the raft port listens on (default RaftAddr).
 	RaftBind string
 }

@@ -209,7 +209,7 @@ func (n *Node) lostItsState(ctx context.Context, g *group, m registry.Node) bool
 	if g.fsm.AppliedIndex() == 0 {
 		return false
 	}
-	applied, err := n.rpc.fetchApplied(ctx, m.HTTPAddr, g.name)
+	applied, err := n.fetchApplied(ctx, m.RaftAddr, g.name)
 	if err == nil && applied == 0 {
 		g.logger.Warn("member rejoins with an empty replica; removing its old membership first", "id", m.ID)
 		return true
@@ -222,7 +222,7 @@ func (n *Node) lostItsState(ctx context.Context, g *group, m registry.Node) bool
 func (n *Node) waitCaughtUp(ctx context.Context, g *group, m registry.Node) error {
 	target := g.lastAppliableIndex(g.raft.LastIndex())
 	for {
-		applied, err := n.rpc.fetchApplied(ctx, m.HTTPAddr, g.name)
+		applied, err := n.fetchApplied(ctx, m.RaftAddr, g.name)
 		if err == nil && applied >= target {
 			return nil
 		}
@@ -344,7 +344,7 @@ func (n *Node) discover(ctx context.Context) (ClusterInfo, error) {
 	var lastErr error
 	for {
 		for _, addr := range n.cfg.Join {
-			info, err := fetchClusterInfo(ctx, n.rpc.http, addr)
+			info, err := fetchClusterInfo(ctx, n.public, addr)
 			if err == nil && info.Shards > 0 {
 				return info, nil
 			}
@@ -420,7 +420,7 @@ func (n *Node) requestJoin(addr string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := n.rpc.http.Do(req)
+	resp, err := n.public.Do(req)
 	if err != nil {
 		return err
 	}

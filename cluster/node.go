@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/mux"
 	"github.com/raftkv/raftkv/registry"
+	"github.com/raftkv/raftkv/rpc"
 )
 
 // MetaGroup is the name of the group that holds the node registry.
@@ -36,8 +38,16 @@ type Node struct {
 	groups map[string]*group
 	order  []string // meta first, then shard-1..shard-N
 	meta   *group
-	rpc    *rpcClient
-	ops    map[string]opHandler
+	// rpcLayer carries node-to-node calls on the raft port; rpcServer
+	// answers them once the groups are open, rpc makes them.
+	rpcLayer  raft.StreamLayer
+	rpcServer *rpc.Server
+	rpc       *rpcClient
+	ops       map[string]opSpec
+	// public calls the client API of the --join addresses, the only
+	// calls a node makes to another node's HTTP port (it is not a member
+	// yet, so it knows no raft address).
+	public *http.Client
 	txn    txnState // transaction settings and test hook (txn_config.go)
 
 	failfast failfast        // early elections when a leader's process dies
@@ -79,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		logger = hclog.NewNullLogger()
 	}
 	logger = logger.With("node", cfg.NodeID)
-	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, rpc: newRPCClient(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, public: newPublicClient(), stop: make(chan struct{})}
 	n.ops = n.opTable()
 	n.txn.cfg = cfg.Txn
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -191,6 +201,19 @@ func (n *Node) openGroups() error {
 			return fmt.Errorf("raft port: %w", err)
 		}
 		n.mux = m
+		// Registered now so that calls arriving before start wait in the
+		// mux rather than being refused.
+		layer, err := m.Layer(RPCLayer, n.cfg.RaftAddr)
+		if err != nil {
+			return err
+		}
+		n.rpcLayer = layer
+	} else if n.cfg.NewRPCLayer != nil {
+		layer, err := n.cfg.NewRPCLayer()
+		if err != nil {
+			return err
+		}
+		n.rpcLayer = layer
 	}
 	names := []string{MetaGroup}
 	for i := 1; i <= n.shards; i++ {
@@ -256,6 +279,9 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 // start launches the goroutines this node owns and, for a new node, the
 // bootstrap or the join.
 func (n *Node) start(mode startMode) error {
+	if err := n.startRPC(); err != nil {
+		return err
+	}
 	for _, name := range n.order {
 		g := n.groups[name]
 		n.goFunc(func() { g.watchLeaders(n.stop, n.cfg.HeartbeatTimeout, n.recent.add) })
@@ -308,17 +334,6 @@ func (n *Node) checkOpen() error {
 	}
 }
 
-// httpAddrOf returns the HTTP address of a node from the local registry copy.
-func (n *Node) httpAddrOf(id string) string {
-	if id == n.cfg.NodeID {
-		return n.cfg.HTTPAddr
-	}
-	if nd, ok := n.meta.reg.Node(id); ok {
-		return nd.HTTPAddr
-	}
-	return ""
-}
-
 // ID returns this node's id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
@@ -331,6 +346,12 @@ func (n *Node) Close() error {
 		close(n.stop)
 		n.goMu.Unlock()
 		n.wg.Wait()
+		if n.rpcServer != nil {
+			_ = n.rpcServer.Close()
+			n.rpc.c.Close()
+		} else if n.rpcLayer != nil {
+			_ = n.rpcLayer.Close()
+		}
 		for i := len(n.order) - 1; i >= 0; i-- {
 			if err := n.groups[n.order[i]].close(); err != nil && n.closeErr == nil {
 				n.closeErr = fmt.Errorf("close %s: %w", n.order[i], err)
@@ -354,29 +375,6 @@ func (n *Node) sleepOrStop(d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
-	}
-}
-
-// opTable lists every operation another node may run here as leader.
-func (n *Node) opTable() map[string]opHandler {
-	return map[string]opHandler{
-		"put":           handle(n.putLocal),
-		"delete":        handle(n.deleteLocal),
-		"get":           handle(n.getLocal),
-		"list":          handle(n.listLocal),
-		"init":          handle(n.initLocal),
-		"register":      handle(n.registerLocal),
-		"deregister":    handle(n.deregisterLocal),
-		"add-member":    handle(n.addMemberLocal),
-		"remove-member": handle(n.removeMemberLocal),
-		"transfer":      handle(n.transferLocal),
-		"read-index":    handle(n.readIndexLocal),
-		"txn":           handle(n.txnLocal),
-		"txn-prepare":   handle(n.prepareLocal),
-		"txn-decide":    handle(n.decideLocal),
-		"txn-resolve":   handle(n.resolveLocal),
-		"txn-resolved":  handle(n.markResolvedLocal),
-		"txn-record":    handle(n.recordLocal),
 	}
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -67,6 +68,7 @@ func benchDataDir(b *testing.B, keys, logEntries int) (string, Config) {
 		_, t := raft.NewInmemTransport("bench1:7000")
 		return t, nil
 	}
+	cfg.NewRPCLayer = func() (raft.StreamLayer, error) { return newLoopbackLayer() }
 	return dir, cfg
 }
 
@@ -175,4 +177,20 @@ func BenchmarkWriteLatencyDuringCheckpoint(b *testing.B) {
 		b.ReportMetric(float64(checkpoints), "checkpoints")
 		b.ReportMetric(float64(len(during)), "writes-checkpointing")
 	}
+}
+
+// loopbackLayer is a raft.StreamLayer on a 127.0.0.1 port, for a node whose
+// raft groups run over in-memory transports.
+type loopbackLayer struct{ net.Listener }
+
+func newLoopbackLayer() (*loopbackLayer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return &loopbackLayer{ln}, nil
+}
+
+func (l *loopbackLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(addr), timeout)
 }

@@ -83,7 +83,8 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 		res, err := local(ctx, g, args)
 		return res, n.cfg.NodeID, err
 	}
-	leader := g.leaderID()
+	leaderAddr, leaderID := g.raft.LeaderWithID()
+	leader := string(leaderID)
 	if leader == "" || leader == n.cfg.NodeID {
 		if !g.isMember(n.cfg.NodeID, false) && g.hasConfiguration() {
 			// A node removed from the group hears from no leader again:
@@ -92,10 +93,9 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 		}
 		return zero, "", errNoLeaderKnown
 	}
-	addr := n.httpAddrOf(leader)
-	if addr == "" {
-		return zero, "", fmt.Errorf("%w: address of %s not yet known", errNoLeaderKnown, leader)
-	}
+	// The leader's raft address comes from raft itself, so forwarding
+	// needs nothing from the registry.
+	addr := string(leaderAddr)
 	// If this node sees another leader while the forwarded request is in
 	// flight, the old leader was deposed (perhaps cut off by a partition):
 	// stop waiting for it. A write's outcome is then unknown.

@@ -1,213 +1,204 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/rpc"
 )
 
 // Node-to-node protocol. A node that is not the leader of a group runs an
-// operation there by POSTing {group, op, args} to the leader's
-// /v1/internal/op. The receiver runs it only if it leads that group right now
-// (one hop at most); otherwise it answers not_leader and the sender looks up
-// the new leader and tries again until its deadline.
+// operation there by calling the leader over the rpc package, on the raft
+// port (RPCLayer). The receiver runs it only if it leads that group right
+// now (one hop at most); otherwise it answers not_leader and the sender
+// looks up the new leader and tries again until its deadline. A few calls
+// (applied, ping, ready) ask about the receiving node itself and need no
+// leadership.
+//
+// Nothing here is reachable from the client HTTP port. Every operation
+// declares the kind of group it is for, and its arguments are checked by the
+// same function that checks them for a local caller, before anything is
+// proposed.
+
+// RPCLayer is the name of the mux layer that carries node-to-node calls.
+// Group names are "meta" and "shard-N", so it cannot clash with one.
+const RPCLayer = "_rpc"
+
+// HeaderNode names the node that served a request (set by the public API).
+const HeaderNode = "X-Raftkv-Node"
+
+// groupKind says which groups an operation may target.
+type groupKind int
 
 const (
-	internalOpPath      = "/v1/internal/op"
-	internalAppliedPath = "/v1/internal/applied"
-	// headerNode names the node that served a request; both the public API
-	// and the internal protocol set it.
-	HeaderNode = "X-Raftkv-Node"
-	// headerDeadline carries the caller's remaining time in milliseconds so
-	// the leader stops working when the caller has given up.
-	headerDeadline = "X-Raftkv-Deadline-Ms"
+	anyGroup   groupKind = iota
+	metaGroup            // the registry
+	shardGroup           // a key-value shard
 )
 
-type opRequest struct {
-	Group string          `json:"group"`
-	Op    string          `json:"op"`
-	Args  json.RawMessage `json:"args"`
+// opSpec is one operation another node may run here.
+type opSpec struct {
+	kind groupKind
+	// leaderOnly operations run only on the group's current leader.
+	leaderOnly bool
+	run        func(ctx context.Context, g *group, args []byte) (any, error)
 }
 
-type opResponse struct {
-	Result json.RawMessage `json:"result,omitempty"`
-	Error  *wireError      `json:"error,omitempty"`
-}
-
-type wireError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-// opHandler runs one named operation on this node, which leads the group.
-type opHandler func(ctx context.Context, g *group, args json.RawMessage) (any, error)
-
-// handle adapts a typed operation to an opHandler.
-func handle[A, R any](fn func(ctx context.Context, g *group, args A) (R, error)) opHandler {
-	return func(ctx context.Context, g *group, raw json.RawMessage) (any, error) {
+// handle adapts a typed operation to an opSpec.
+func handle[A, R any](kind groupKind, fn func(ctx context.Context, g *group, args A) (R, error)) opSpec {
+	return opSpec{kind: kind, leaderOnly: true, run: func(ctx context.Context, g *group, raw []byte) (any, error) {
 		var a A
-		if err := json.Unmarshal(raw, &a); err != nil {
+		if err := rpc.Unmarshal(raw, &a); err != nil {
 			return nil, fmt.Errorf("%w: decode arguments: %v", ErrBadRequest, err)
 		}
 		return fn(ctx, g, a)
+	}}
+}
+
+// local marks an operation that asks about this node and needs no
+// leadership.
+func local(s opSpec) opSpec { s.leaderOnly = false; return s }
+
+// opTable lists every operation another node may run here.
+func (n *Node) opTable() map[string]opSpec {
+	return map[string]opSpec{
+		"put":           handle(shardGroup, n.putLocal),
+		"delete":        handle(shardGroup, n.deleteLocal),
+		"get":           handle(shardGroup, n.getLocal),
+		"list":          handle(shardGroup, n.listLocal),
+		"init":          handle(metaGroup, n.initLocal),
+		"register":      handle(metaGroup, n.registerLocal),
+		"deregister":    handle(metaGroup, n.deregisterLocal),
+		"add-member":    handle(anyGroup, n.addMemberLocal),
+		"remove-member": handle(anyGroup, n.removeMemberLocal),
+		"transfer":      handle(anyGroup, n.transferLocal),
+		"read-index":    handle(anyGroup, n.readIndexLocal),
+		"txn":           handle(shardGroup, n.txnLocal),
+		"txn-prepare":   handle(shardGroup, n.prepareLocal),
+		"txn-decide":    handle(shardGroup, n.decideLocal),
+		"txn-resolve":   handle(shardGroup, n.resolveLocal),
+		"txn-resolved":  handle(shardGroup, n.markResolvedLocal),
+		"txn-record":    handle(shardGroup, n.recordLocal),
+		"applied":       local(handle(anyGroup, n.appliedHere)),
+		"ping":          local(handle(metaGroup, n.pingHere)),
+		"ready":         local(handle(metaGroup, n.readyHere)),
 	}
+}
+
+// serveRPC runs one call from another node.
+func (n *Node) serveRPC(ctx context.Context, req rpc.Request) ([]byte, error) {
+	g, ok := n.groups[req.Group]
+	spec, known := n.ops[req.Op]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: group %q", ErrNotFound, req.Group)
+	case !known:
+		return nil, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, req.Op)
+	case spec.kind == metaGroup && g != n.meta, spec.kind == shardGroup && g == n.meta:
+		return nil, fmt.Errorf("%w: operation %q does not apply to group %s", ErrBadRequest, req.Op, req.Group)
+	case spec.leaderOnly && !g.isLeader():
+		return nil, errNotLeader
+	}
+	res, err := spec.run(ctx, g, req.Args)
+	if err != nil {
+		return nil, err
+	}
+	return rpc.Marshal(res)
+}
+
+// newPublicClient returns the HTTP client for the --join addresses.
+func newPublicClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		IdleConnTimeout: 30 * time.Second,
+	}}
 }
 
 // errDialFailed marks a forwarding failure that happened before the request
 // reached the other node, so retrying cannot run the operation twice.
 var errDialFailed = errors.New("could not reach the leader")
 
-// rpcClient sends internal operations to other nodes.
+// rpcClient sends operations to other nodes.
 type rpcClient struct {
-	http *http.Client
+	c *rpc.Client
 }
 
-func newRPCClient() *rpcClient {
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     90 * time.Second,
-	}
-	return &rpcClient{http: &http.Client{Transport: tr}}
+func newRPCClient(dial rpc.DialFunc) *rpcClient {
+	return &rpcClient{c: rpc.NewClient(rpc.ClientConfig{Dial: dial})}
 }
 
-// call runs op on the node at addr and decodes its result into out. It returns
-// the id of the node that answered.
+// call runs op on the node whose raft port is addr and decodes its result
+// into out. It returns the id of the node that answered.
 func (c *rpcClient) call(ctx context.Context, addr, groupName, op string, args, out any) (string, error) {
-	rawArgs, err := json.Marshal(args)
+	raw, err := rpc.Marshal(args)
 	if err != nil {
 		return "", err
 	}
-	body, err := json.Marshal(opRequest{Group: groupName, Op: op, Args: rawArgs})
-	if err != nil {
-		return "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+internalOpPath, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if dl, ok := ctx.Deadline(); ok {
-		req.Header.Set(headerDeadline, strconv.FormatInt(time.Until(dl).Milliseconds(), 10))
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return "", fmt.Errorf("%w: %v", errDialFailed, err)
-		}
-		return "", fmt.Errorf("%w: forwarding to %s: %v", ErrIndeterminate, addr, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return "", fmt.Errorf("%w: reading reply from %s: %v", ErrIndeterminate, addr, err)
-	}
-	served := resp.Header.Get(HeaderNode)
-	var r opResponse
-	if err := json.Unmarshal(data, &r); err != nil {
-		return served, fmt.Errorf("%w: bad reply from %s (status %d)", ErrIndeterminate, addr, resp.StatusCode)
-	}
-	if r.Error != nil {
-		return served, errorFromCode(r.Error.Code, r.Error.Message)
+	resp, err := c.c.Call(ctx, addr, rpc.Request{Group: groupName, Op: op, Args: raw})
+	var remote *rpc.RemoteError
+	switch {
+	case errors.As(err, &remote):
+		return remote.Node, errorFromCode(remote.Code, remote.Message)
+	case errors.Is(err, rpc.ErrNotSent):
+		return "", fmt.Errorf("%w: %v", errDialFailed, err)
+	case err != nil:
+		return "", fmt.Errorf("%w: calling %s: %v", ErrIndeterminate, addr, err)
 	}
 	if out != nil {
-		if err := json.Unmarshal(r.Result, out); err != nil {
-			return served, fmt.Errorf("decode reply from %s: %w", addr, err)
+		if err := rpc.Unmarshal(resp.Result, out); err != nil {
+			return resp.Node, fmt.Errorf("%w: bad reply from %s: %v", ErrIndeterminate, addr, err)
 		}
 	}
-	return served, nil
+	return resp.Node, nil
 }
 
-// fetchApplied asks the node at addr how far it has applied a group.
-func (c *rpcClient) fetchApplied(ctx context.Context, addr, groupName string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+internalAppliedPath+"?group="+groupName, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Applied uint64 `json:"applied_index"`
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("status %d", resp.StatusCode)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, err
-	}
-	return out.Applied, nil
+// fetchApplied asks the node at raftAddr how far it has applied a group.
+func (n *Node) fetchApplied(ctx context.Context, raftAddr, groupName string) (uint64, error) {
+	var applied uint64
+	_, err := n.rpc.call(ctx, raftAddr, groupName, "applied", struct{}{}, &applied)
+	return applied, err
 }
 
-// InternalHandler serves the node-to-node protocol. The HTTP layer mounts it
-// under /v1/internal/.
-func (n *Node) InternalHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+internalOpPath, n.serveOp)
-	mux.HandleFunc("GET "+internalAppliedPath, n.serveApplied)
-	return mux
+func (n *Node) appliedHere(_ context.Context, g *group, _ struct{}) (uint64, error) {
+	return g.fsm.AppliedIndex(), nil
 }
 
-func (n *Node) serveOp(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set(HeaderNode, n.cfg.NodeID)
-	w.Header().Set("Content-Type", "application/json")
-	ctx := r.Context()
-	if ms, err := strconv.ParseInt(r.Header.Get(headerDeadline), 10, 64); err == nil && ms > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-		defer cancel()
-	}
-	var req opRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<20)).Decode(&req); err != nil {
-		writeOpError(w, fmt.Errorf("%w: %v", ErrBadRequest, err))
-		return
-	}
-	g, ok := n.groups[req.Group]
-	h, known := n.ops[req.Op]
-	switch {
-	case !ok:
-		writeOpError(w, fmt.Errorf("%w: group %q", ErrNotFound, req.Group))
-		return
-	case !known:
-		writeOpError(w, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, req.Op))
-		return
-	case !g.isLeader():
-		writeOpError(w, errNotLeader)
-		return
-	}
-	res, err := h(ctx, g, req.Args)
-	if err != nil {
-		writeOpError(w, err)
-		return
-	}
-	raw, err := json.Marshal(res)
-	if err != nil {
-		writeOpError(w, err)
-		return
-	}
-	_ = json.NewEncoder(w).Encode(opResponse{Result: raw})
+func (n *Node) pingHere(context.Context, *group, struct{}) (string, error) {
+	return n.cfg.NodeID, nil
 }
 
-func writeOpError(w http.ResponseWriter, err error) {
-	_ = json.NewEncoder(w).Encode(opResponse{Error: &wireError{Code: Code(err), Message: err.Error()}})
+// readiness is a node's answer to "ready": what Ready says.
+type readiness struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason"`
 }
 
-func (n *Node) serveApplied(w http.ResponseWriter, r *http.Request) {
-	g, ok := n.groups[r.URL.Query().Get("group")]
-	if !ok {
-		http.Error(w, `{"error":{"code":"not_found","message":"unknown group"}}`, http.StatusNotFound)
-		return
+func (n *Node) readyHere(context.Context, *group, struct{}) (readiness, error) {
+	ok, why := n.Ready()
+	return readiness{ok, why}, nil
+}
+
+// startRPC opens the node-to-node layer on the raft port and serves it.
+func (n *Node) startRPC() error {
+	layer := n.rpcLayer
+	if layer == nil {
+		return errors.New("no transport for node-to-node calls: Config.NewTransport needs Config.NewRPCLayer")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]uint64{"applied_index": g.fsm.AppliedIndex()})
+	dial := func(addr string, timeout time.Duration) (net.Conn, error) {
+		return layer.Dial(raft.ServerAddress(addr), timeout)
+	}
+	n.rpc = newRPCClient(dial)
+	n.rpcServer = rpc.Serve(layer, rpc.ServerConfig{
+		NodeID:  n.cfg.NodeID,
+		Handler: n.serveRPC,
+		Code:    Code,
+		Logger:  n.logger.Named("rpc"),
+	})
+	return nil
 }

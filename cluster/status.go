@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -26,7 +24,7 @@ type Status struct {
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
-// reach it over HTTP.
+// reach it: a node-to-node call on its raft port answered.
 type NodeStatus struct {
 	registry.Node
 	// Reachable is nil unless the status was asked with probing.
@@ -124,7 +122,7 @@ func (n *Node) ProbedStatus(ctx context.Context) Status {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := n.probe(ctx, st.Nodes[i].HTTPAddr)
+			err := n.probe(ctx, st.Nodes[i].RaftAddr)
 			ok := err == nil
 			st.Nodes[i].Reachable = &ok
 			if err != nil {
@@ -139,20 +137,9 @@ func (n *Node) ProbedStatus(ctx context.Context) Status {
 // probeTimeout bounds each liveness probe of ProbedStatus.
 const probeTimeout = 500 * time.Millisecond
 
-func (n *Node) probe(ctx context.Context, addr string) error {
+func (n *Node) probe(ctx context.Context, raftAddr string) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/livez", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := n.rpc.http.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("livez answered %s", resp.Status)
-	}
-	return nil
+	_, err := n.rpc.call(ctx, raftAddr, MetaGroup, "ping", struct{}{}, nil)
+	return err
 }

@@ -28,7 +28,6 @@ type Service interface {
 	Join(ctx context.Context, m registry.Node) error
 	Leave(ctx context.Context, id string) error
 	TransferLeadership(ctx context.Context, group, to string) (cluster.TransferResult, error)
-	InternalHandler() http.Handler
 	Checkpoint() ([]cluster.CheckpointInfo, error)
 	PrepareBackup(ctx context.Context) (*backup.Writer, error)
 	Txn(ctx context.Context, req cluster.TxnRequest) (cluster.TxnResponse, error)
@@ -71,7 +70,6 @@ func New(svc Service) *Server {
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
-	s.mux.Handle("/v1/internal/", svc.InternalHandler())
 	return s
 }
 
@@ -118,9 +116,6 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 		return "unknown"
 	}
 	h.ServeHTTP(w, r)
-	if strings.HasPrefix(pattern, "/v1/internal/") {
-		return "/v1/internal"
-	}
 	return pattern
 }
 

@@ -28,6 +28,8 @@ type Cluster struct {
 	Nodes  []*Node
 	// trans[group][i] is node i's transport in that group.
 	trans map[string][]*raft.InmemTransport
+	// calls carries node-to-node calls between the nodes.
+	calls *pipeNet
 }
 
 // Node is one in-process node with its HTTP server.
@@ -62,7 +64,7 @@ func NewCluster(t testing.TB, n, shards int) *Cluster {
 // (for example smaller checkpoint thresholds).
 func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, shards: shards, tune: tune, trans: map[string][]*raft.InmemTransport{}}
+	c := &Cluster{t: t, shards: shards, tune: tune, trans: map[string][]*raft.InmemTransport{}, calls: newPipeNet()}
 	for _, g := range Groups(shards) {
 		for i := 0; i < n; i++ {
 			_, tr := raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
@@ -89,6 +91,11 @@ func nodeID(i int) string { return fmt.Sprintf("node%d", i+1) }
 func raftAddr(i int) raft.ServerAddress { return raft.ServerAddress(nodeID(i) + ":7000") }
 
 func (c *Cluster) connectAll() {
+	for i := range c.trans[cluster.MetaGroup] {
+		for j := range c.trans[cluster.MetaGroup] {
+			c.calls.setCut(raftAddr(i), raftAddr(j), false)
+		}
+	}
 	for _, trs := range c.trans {
 		for _, a := range trs {
 			for _, b := range trs {
@@ -134,6 +141,7 @@ func (c *Cluster) tryStartNode(i int, dataDir, httpAddr string, join []string) (
 	cfg.BalanceInterval = 0
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Output: testWriter{c.t}, Level: hclog.Info})
 	cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
+	cfg.NewRPCLayer = func() (raft.StreamLayer, error) { return c.calls.layer(raftAddr(i)), nil }
 	if c.tune != nil {
 		c.tune(&cfg)
 	}
@@ -235,9 +243,15 @@ func (c *Cluster) Running() []*Node {
 	return out
 }
 
-// Disconnect cuts every raft link between node i and the others, in every
-// group. HTTP still works, so forwarding to it fails only at the raft level.
+// Disconnect cuts every link between node i and the others on the raft
+// port: raft traffic in every group and node-to-node calls. Its HTTP API
+// still answers clients, as a node behind a partition would.
 func (c *Cluster) Disconnect(i int) {
+	for j := range c.Nodes {
+		if j != i {
+			c.calls.setCut(raftAddr(i), raftAddr(j), true)
+		}
+	}
 	for _, trs := range c.trans {
 		for j, tr := range trs {
 			if j != i {

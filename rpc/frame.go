@@ -1,0 +1,167 @@
+package rpc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/raftkv/raftkv/internal/wire"
+)
+
+// Frames are a 4-byte big-endian body length followed by the body. The
+// body's first byte says what it is, so a reply can never be read as a
+// request, and a new layout gets a new kind rather than a silent reread.
+const (
+	kindRequest  byte = 'Q'
+	kindResponse byte = 'R'
+
+	// MaxRequestBytes bounds a request body. Requests carry one write or one
+	// transaction, both capped far below this by the node's own limits.
+	MaxRequestBytes = 32 << 20
+	// MaxResponseBytes bounds a reply body (a page of a listing at most).
+	MaxResponseBytes = 64 << 20
+
+	// maxNameBytes bounds the group and operation names, the node id and
+	// the error code.
+	maxNameBytes = 128
+	// maxMessageBytes bounds an error message.
+	maxMessageBytes = 64 << 10
+)
+
+// ErrFrame reports a frame that breaks the protocol: too long, truncated,
+// of the wrong kind, or with a malformed field.
+var ErrFrame = errors.New("rpc: malformed frame")
+
+// Request is one call.
+type Request struct {
+	Group string
+	Op    string
+	// DeadlineMillis is the caller's remaining time when it sent the call
+	// (0: none). A duration rather than a time, so no clocks are compared.
+	DeadlineMillis uint64
+	Args           []byte
+}
+
+// Response is the answer to one call. Code is empty on success; otherwise
+// Message explains it and Result is empty.
+type Response struct {
+	Node    string
+	Code    string
+	Message string
+	Result  []byte
+}
+
+func appendText(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// beginFrame reserves the length prefix; finishFrame fills it in.
+func beginFrame(kind byte, size int) []byte {
+	b := make([]byte, 4, 4+1+size)
+	return append(b, kind)
+}
+
+func finishFrame(b []byte) []byte {
+	binary.BigEndian.PutUint32(b[:4], uint32(len(b)-4))
+	return b
+}
+
+// encodeRequest returns the whole frame for r.
+func encodeRequest(r Request) []byte {
+	b := beginFrame(kindRequest, 3*binary.MaxVarintLen64+len(r.Group)+len(r.Op)+len(r.Args))
+	b = binary.AppendUvarint(b, r.DeadlineMillis)
+	b = appendText(b, r.Group)
+	b = appendText(b, r.Op)
+	b = appendBytes(b, r.Args)
+	return finishFrame(b)
+}
+
+// encodeResponse returns the whole frame for r.
+func encodeResponse(r Response) []byte {
+	b := beginFrame(kindResponse, 4*binary.MaxVarintLen64+len(r.Node)+len(r.Code)+len(r.Message)+len(r.Result))
+	b = appendText(b, r.Node)
+	b = appendText(b, r.Code)
+	b = appendText(b, r.Message)
+	b = appendBytes(b, r.Result)
+	return finishFrame(b)
+}
+
+// decodeRequest parses a request body (the frame without its length).
+func decodeRequest(body []byte) (Request, error) {
+	d, err := openBody(body, kindRequest)
+	if err != nil {
+		return Request{}, err
+	}
+	r := Request{DeadlineMillis: d.Uvarint()}
+	r.Group = name(d, "group")
+	r.Op = name(d, "operation")
+	r.Args = d.Bytes()
+	if err := d.Finish(); err != nil {
+		return Request{}, fmt.Errorf("%w: request: %v", ErrFrame, err)
+	}
+	return r, nil
+}
+
+// decodeResponse parses a response body (the frame without its length).
+func decodeResponse(body []byte) (Response, error) {
+	d, err := openBody(body, kindResponse)
+	if err != nil {
+		return Response{}, err
+	}
+	r := Response{Node: name(d, "node id")}
+	r.Code = name(d, "error code")
+	if msg := d.Bytes(); len(msg) > maxMessageBytes {
+		d.Fail("error message too long")
+	} else {
+		r.Message = string(msg)
+	}
+	r.Result = d.Bytes()
+	if err := d.Finish(); err != nil {
+		return Response{}, fmt.Errorf("%w: response: %v", ErrFrame, err)
+	}
+	return r, nil
+}
+
+func openBody(body []byte, kind byte) (*wire.Decoder, error) {
+	if len(body) == 0 || body[0] != kind {
+		return nil, fmt.Errorf("%w: expected a frame of kind %q", ErrFrame, kind)
+	}
+	return wire.NewDecoder(body[1:]), nil
+}
+
+func name(d *wire.Decoder, what string) string {
+	b := d.Bytes()
+	if len(b) > maxNameBytes {
+		d.Fail(what + " too long")
+		return ""
+	}
+	return string(b)
+}
+
+// readFrame reads one frame's body, refusing one longer than limit before
+// allocating for it.
+func readFrame(r io.Reader, limit int) ([]byte, error) {
+	var prefix [4]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(prefix[:])
+	if n == 0 || uint64(n) > uint64(limit) {
+		return nil, fmt.Errorf("%w: body of %d bytes (limit %d)", ErrFrame, n, limit)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return body, nil
+}
