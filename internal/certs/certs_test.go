@@ -170,9 +170,9 @@ func TestACertificateFromAnotherCAIsRefusedEitherWay(t *testing.T) {
 	ourServer, ourClient := peerTLS(t, ours, "node1")
 	intruderServer, intruderClient := peerTLS(t, theirs, "intruder")
 	// The intruder knows our CA (ca.pem is no secret) and trusts it, but
-	// its own certificate comes from elsewhere.
-	theirClient := ourClient.Clone()
-	theirClient.Certificates = intruderClient.Certificates
+	// its own certificate comes from elsewhere. It presents it even though
+	// the server asks for certificates from our CA only.
+	theirClient := presenting(ourClient, intruderClient.Certificates[0])
 	theirServer := ourServer.Clone()
 	theirServer.Certificates = intruderServer.Certificates
 
@@ -201,6 +201,15 @@ func TestACertificateFromAnotherCAIsRefusedEitherWay(t *testing.T) {
 			t.Error("server accepted a client without a certificate")
 		}
 	})
+}
+
+// presenting returns a copy of client that offers cert whatever the server
+// asks for, as a client that is not a crypto/tls client might.
+func presenting(client *tls.Config, cert tls.Certificate) *tls.Config {
+	c := client.Clone()
+	c.Certificates = nil
+	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	return c
 }
 
 func TestAnExpiredPeerCertificateIsRefused(t *testing.T) {

@@ -85,8 +85,10 @@ func initCA(dir string, force bool, notBefore, notAfter time.Time) error {
 		return err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "raftkv cluster CA"},
+		SerialNumber: serial,
+		// The serial's first bytes tell one cluster's CA from another's in
+		// verification errors and openssl output.
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("raftkv cluster CA %.8s", serial.Text(16))},
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		IsCA:                  true,
