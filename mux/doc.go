@@ -13,8 +13,16 @@
 // for byte, to the layer registered for that group. A bad header or an
 // unknown group closes the connection and is logged.
 //
-// The package owns the listener, the accept loop, the goroutines that read
-// headers, and the connections until they are handed to a layer. After that,
-// a connection belongs to whoever called Layer.Accept (normally raft).
-// See DESIGN.md for the goroutines and the shutdown order.
+// With ListenConfig and a Config carrying TLS, every connection is mutual
+// TLS: the acceptor completes the handshake before it reads the header, and
+// Layer.Dial before it writes one, so the header and everything after it
+// travel encrypted and only peers with a certificate the server accepts
+// reach a layer. Listen opens the plaintext mux.
+//
+// The package owns the listener, the accept loop, the goroutines that run
+// handshakes and read headers, the limits on connections that have not yet
+// been handed to a layer (time and count), and those connections until they
+// are handed over. After that, a connection belongs to whoever called
+// Layer.Accept (normally raft). See DESIGN.md for the goroutines, the
+// shutdown order, TLS and the limits.
 package mux

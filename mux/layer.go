@@ -1,6 +1,7 @@
 package mux
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -67,10 +68,20 @@ func (l *Layer) Close() error {
 func (l *Layer) Addr() net.Addr { return l.advertise }
 
 // Dial connects to the mux at address and writes this group's header, so
-// the connection reaches the peer's layer for the same group.
+// the connection reaches the peer's layer for the same group. With TLS on,
+// the handshake comes first and the header goes inside it. The handshake and
+// the header write share one deadline, timeout after Dial was called.
+//
+// Under TLS 1.3 the server checks the client's certificate after the client
+// has finished its handshake, so a peer that refuses this node's certificate
+// shows up as an error on the first read, not here.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	if l.isClosed() {
 		return nil, ErrLayerClosed
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
 	}
 	conn, err := l.dialPatiently(string(address), timeout)
 	if err != nil {
@@ -78,18 +89,39 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	}
 	// The header is tiny, but a peer with a full receive window could still
 	// stall the write; bound it by the same timeout raft gave for the dial.
-	if timeout > 0 {
-		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	_ = conn.SetDeadline(deadline)
+	if cfg := l.mux.clientTLS; cfg != nil {
+		tc := tls.Client(conn, clientConfigFor(cfg, string(address)))
+		if err := tc.Handshake(); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("mux: TLS handshake with %s: %w", address, err)
+		}
+		conn = tc
 	}
 	if _, err := conn.Write(l.header); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("mux: writing header to %s: %w", address, err)
 	}
-	if err := conn.SetWriteDeadline(time.Time{}); err != nil {
+	if err := conn.SetDeadline(time.Time{}); err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("mux: clearing deadline for %s: %w", address, err)
 	}
 	return conn, nil
+}
+
+// clientConfigFor returns cfg, or a copy naming the host being dialled if
+// cfg would otherwise have crypto/tls refuse to verify without a name.
+func clientConfigFor(cfg *tls.Config, address string) *tls.Config {
+	if cfg.ServerName != "" || cfg.InsecureSkipVerify {
+		return cfg
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return cfg // the dial itself would have failed on such an address
+	}
+	named := cfg.Clone()
+	named.ServerName = host
+	return named
 }
 
 // While a peer's port refuses connections (the process is down or

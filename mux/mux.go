@@ -1,6 +1,8 @@
 package mux
 
 import (
+	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,9 +25,17 @@ const (
 	// short ids like "shard-12"; the cap bounds what a client can make us read.
 	MaxGroupLen = 64
 
-	// defaultHeaderTimeout bounds how long a connection may take to send its
-	// header. A silent client only costs one goroutine for this long.
+	// defaultHeaderTimeout bounds how long a connection may take to finish
+	// its TLS handshake (when TLS is on) and send its header. A silent client
+	// only costs one goroutine for this long.
 	defaultHeaderTimeout = 5 * time.Second
+	// defaultMaxPending bounds the connections still handshaking or sending
+	// their header. Peers open a handful per group and finish within
+	// milliseconds, so only a flood of clients that never finish reaches it.
+	defaultMaxPending = 256
+	// overloadLogEvery spaces the Warn lines for connections refused over
+	// the pending limit, so a flood does not also flood the log.
+	overloadLogEvery = time.Second
 
 	// Backoff bounds for listener errors (e.g. EMFILE), so the loop neither
 	// spins nor stalls for long once the condition clears.
@@ -47,7 +57,55 @@ var (
 	ErrBadGroup = errors.New("mux: invalid group name")
 	// ErrBadAdvertise is returned for an advertise address peers cannot dial.
 	ErrBadAdvertise = errors.New("mux: invalid advertise address")
+	// ErrBadConfig is returned by ListenConfig for an inconsistent Config.
+	ErrBadConfig = errors.New("mux: invalid config")
 )
+
+// Config is what ListenConfig needs. Only Bind is required; the zero value
+// of every other field is the plaintext mux that Listen opens.
+type Config struct {
+	// Bind is the host:port to listen on.
+	Bind string
+	// Logger receives the mux's log lines; nil discards them.
+	Logger hclog.Logger
+
+	// ServerTLS, when set, makes every accepted connection complete a TLS
+	// handshake before its header is read. It must require and verify
+	// client certificates (tls.RequireAndVerifyClientCert): the port carries
+	// raft and node-to-node RPC, which only nodes may send.
+	ServerTLS *tls.Config
+	// ClientTLS is used by Layer.Dial to wrap every outgoing connection. It
+	// must be set exactly when ServerTLS is: a node's peers run the same
+	// configuration, so a node that serves TLS dials with TLS too. If it
+	// neither names a ServerName nor skips the standard verification, Dial
+	// sets ServerName to the host being dialled.
+	ClientTLS *tls.Config
+
+	// HeaderTimeout bounds the TLS handshake and the header together, from
+	// accept until the connection is handed to its layer. Zero means 5 s.
+	HeaderTimeout time.Duration
+	// MaxPending is how many connections may be handshaking or sending their
+	// header at once; more are closed as soon as they are accepted. Zero
+	// means 256.
+	MaxPending int
+}
+
+// Validate reports a Config that ListenConfig would refuse.
+func (c *Config) Validate() error {
+	switch {
+	case c.Bind == "":
+		return fmt.Errorf("%w: no bind address", ErrBadConfig)
+	case (c.ServerTLS == nil) != (c.ClientTLS == nil):
+		return fmt.Errorf("%w: ServerTLS and ClientTLS must be set together", ErrBadConfig)
+	case c.ServerTLS != nil && c.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert:
+		return fmt.Errorf("%w: ServerTLS must require and verify client certificates", ErrBadConfig)
+	case c.HeaderTimeout < 0:
+		return fmt.Errorf("%w: negative HeaderTimeout %v", ErrBadConfig, c.HeaderTimeout)
+	case c.MaxPending < 0:
+		return fmt.Errorf("%w: negative MaxPending %d", ErrBadConfig, c.MaxPending)
+	}
+	return nil
+}
 
 // Mux owns one TCP listener and routes each accepted connection to the
 // Layer registered for the group named in its header.
@@ -55,6 +113,14 @@ type Mux struct {
 	ln            net.Listener
 	logger        hclog.Logger
 	headerTimeout time.Duration
+	maxPending    int
+	serverTLS     *tls.Config // nil: plaintext
+	clientTLS     *tls.Config // nil: plaintext
+
+	// Owned by the accept loop: connections refused over maxPending since
+	// the last Warn about it, and when that was.
+	overloaded     int
+	overloadLogged time.Time
 
 	shutdownCh chan struct{} // closed by Close; every goroutine selects on it
 	closeOnce  sync.Once
@@ -71,26 +137,33 @@ type Mux struct {
 	}
 }
 
-// Listen binds bindAddr and starts accepting connections. The accept loop
-// runs until Close. A nil logger discards log output.
+// Listen binds bindAddr and starts accepting plaintext connections. The
+// accept loop runs until Close. A nil logger discards log output.
 func Listen(bindAddr string, logger hclog.Logger) (*Mux, error) {
-	return listen(bindAddr, logger, defaultHeaderTimeout)
+	return ListenConfig(Config{Bind: bindAddr, Logger: logger})
 }
 
-// listen is Listen with a configurable header timeout, so tests need not
-// wait five seconds to see a silent client dropped.
-func listen(bindAddr string, logger hclog.Logger, headerTimeout time.Duration) (*Mux, error) {
-	ln, err := net.Listen("tcp", bindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("mux: listen %s: %w", bindAddr, err)
+// ListenConfig binds cfg.Bind and starts accepting connections, over TLS
+// when cfg sets it. The accept loop runs until Close.
+func ListenConfig(cfg Config) (*Mux, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	ln, err := net.Listen("tcp", cfg.Bind)
+	if err != nil {
+		return nil, fmt.Errorf("mux: listen %s: %w", cfg.Bind, err)
+	}
+	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	m := &Mux{
 		ln:            ln,
 		logger:        logger.Named("mux"),
-		headerTimeout: headerTimeout,
+		headerTimeout: cmp.Or(cfg.HeaderTimeout, defaultHeaderTimeout),
+		maxPending:    cmp.Or(cfg.MaxPending, defaultMaxPending),
+		serverTLS:     cfg.ServerTLS,
+		clientTLS:     cfg.ClientTLS,
 		shutdownCh:    make(chan struct{}),
 	}
 	m.mu.layers = make(map[string]*Layer)
@@ -210,6 +283,12 @@ func (m *Mux) acceptLoop() {
 			_ = conn.Close()
 			return
 		}
+		if len(m.mu.pending) >= m.maxPending {
+			m.mu.Unlock()
+			_ = conn.Close()
+			m.refusedOverLimit(conn.RemoteAddr())
+			continue
+		}
 		m.mu.pending[conn] = struct{}{}
 		// Add under m.mu: Close sets closed under the same lock before it
 		// waits, so no Add can race with Wait at a zero count.
@@ -219,14 +298,31 @@ func (m *Mux) acceptLoop() {
 	}
 }
 
+// refusedOverLimit logs a connection closed because too many others are
+// still handshaking, at most once per overloadLogEvery with the count since.
+func (m *Mux) refusedOverLimit(remote net.Addr) {
+	m.overloaded++
+	if now := time.Now(); now.Sub(m.overloadLogged) >= overloadLogEvery {
+		m.logger.Warn("rejected connection: too many connections still handshaking",
+			"remote", remote.String(), "limit", m.maxPending, "refused", m.overloaded)
+		m.overloaded, m.overloadLogged = 0, now
+	}
+}
+
 // route reads conn's header and hands conn to its group's layer. It runs in
 // its own goroutine so a slow or silent client never holds up the accept loop.
 func (m *Mux) route(conn net.Conn) {
 	defer m.wg.Done()
 	remote := conn.RemoteAddr().String()
 
-	_ = conn.SetReadDeadline(time.Now().Add(m.headerTimeout))
-	group, err := readHeader(conn)
+	// One deadline for the handshake and the header: both reads and writes,
+	// since the server side of a handshake writes too.
+	_ = conn.SetDeadline(time.Now().Add(m.headerTimeout))
+	c, err := m.handshake(conn)
+	var group string
+	if err == nil {
+		group, err = readHeader(c)
+	}
 
 	m.mu.Lock()
 	closing := m.mu.closed
@@ -237,6 +333,7 @@ func (m *Mux) route(conn net.Conn) {
 	}
 	m.mu.Unlock()
 
+	var hsErr *handshakeError
 	switch {
 	case closing:
 		_ = conn.Close() // Close may already have closed it; closing twice is harmless
@@ -245,6 +342,10 @@ func (m *Mux) route(conn net.Conn) {
 		// Closed before sending a byte: a liveness probe (ProbeRefused) or
 		// a peer that gave up. Nothing to warn about.
 		m.logger.Debug("connection closed before its header", "remote", remote)
+		_ = conn.Close()
+		return
+	case errors.As(err, &hsErr):
+		m.logger.Warn("rejected connection: TLS handshake failed", "remote", remote, "error", hsErr.err)
 		_ = conn.Close()
 		return
 	case err != nil:
@@ -256,7 +357,7 @@ func (m *Mux) route(conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	if err := conn.SetReadDeadline(time.Time{}); err != nil {
+	if err := c.SetDeadline(time.Time{}); err != nil {
 		m.logger.Warn("rejected connection: clearing deadline", "remote", remote, "group", group, "error", err)
 		_ = conn.Close()
 		return
@@ -264,7 +365,7 @@ func (m *Mux) route(conn net.Conn) {
 
 	// The channel is unbuffered so that a connection is never stranded in a
 	// buffer: it is either taken by Accept or closed here.
-	watched := &watchedConn{Conn: conn, gone: func() { m.notifyPeerGone(group) }}
+	watched := &watchedConn{Conn: c, gone: func() { m.notifyPeerGone(group) }}
 	select {
 	case l.connCh <- watched:
 	case <-l.closeCh:
@@ -273,6 +374,34 @@ func (m *Mux) route(conn net.Conn) {
 		_ = conn.Close()
 	}
 }
+
+// handshake runs the server side of TLS on conn when the mux has TLS on,
+// under the deadline route set, and returns the connection to read the
+// header from. A dialler that closes before sending anything yields io.EOF,
+// like a plaintext one; every other failure is a *handshakeError.
+func (m *Mux) handshake(conn net.Conn) (net.Conn, error) {
+	if m.serverTLS == nil {
+		return conn, nil
+	}
+	tc := tls.Server(conn, m.serverTLS)
+	if err := tc.Handshake(); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		var rec tls.RecordHeaderError
+		if errors.As(err, &rec) && string(rec.RecordHeader[:len(headerMagic)]) == headerMagic {
+			err = fmt.Errorf("%w (a plaintext raftkv header: the dialler has peer TLS off)", err)
+		}
+		return nil, &handshakeError{err}
+	}
+	return tc, nil
+}
+
+// handshakeError marks a failed TLS handshake, so route logs it as such.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
 
 // encodeHeader returns the bytes a dialer writes for group.
 func encodeHeader(group string) []byte {
@@ -290,6 +419,9 @@ func readHeader(r io.Reader) (string, error) {
 		return "", fmt.Errorf("reading header: %w", err)
 	}
 	if string(fixed[:len(headerMagic)]) != headerMagic {
+		if fixed[0] == 0x16 && fixed[1] == 0x03 { // a TLS handshake record
+			return "", fmt.Errorf("bad magic %q (a TLS handshake: the dialler has peer TLS on and this port does not)", fixed[:len(headerMagic)])
+		}
 		return "", fmt.Errorf("bad magic %q", fixed[:len(headerMagic)])
 	}
 	if v := fixed[len(headerMagic)]; v != headerVersion {

@@ -42,7 +42,7 @@ func newTestMux(t *testing.T, headerTimeout time.Duration, out io.Writer) *Mux {
 		out = io.Discard
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Debug})
-	m, err := listen("127.0.0.1:0", logger, headerTimeout)
+	m, err := ListenConfig(Config{Bind: "127.0.0.1:0", Logger: logger, HeaderTimeout: headerTimeout})
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}

@@ -48,13 +48,31 @@ func (emptySnapshot) Release()                             {}
 // TestRaftGroupsShareOnePort runs three 3-node raft groups where node i of
 // every group uses the same mux, so each node has exactly one port.
 func TestRaftGroupsShareOnePort(t *testing.T) {
+	runRaftGroups(t, []string{"meta", "shard-1", "shard-2"}, func(int) *Mux {
+		return newTestMux(t, defaultHeaderTimeout, nil)
+	})
+}
+
+// TestRaftGroupsShareOnePortOverTLS is the same with every node holding a
+// certificate from one cluster CA.
+func TestRaftGroupsShareOnePortOverTLS(t *testing.T) {
+	issue := testCA(t)
+	runRaftGroups(t, []string{"meta", "shard-1"}, func(i int) *Mux {
+		server, client := issue(fmt.Sprintf("node%d", i))
+		return newTLSMux(t, server, client, 0, nil)
+	})
+}
+
+// runRaftGroups starts a 3-node raft group per name, node i of every group
+// on the mux newMux(i) returns, and checks that each group elects a leader,
+// replicates an entry and knows its nodes by their mux addresses.
+func runRaftGroups(t *testing.T, groups []string, newMux func(i int) *Mux) {
 	const nodes = 3
-	groups := []string{"meta", "shard-1", "shard-2"}
 	quiet := hclog.NewNullLogger()
 
 	muxes := make([]*Mux, nodes)
 	for i := range muxes {
-		muxes[i] = newTestMux(t, defaultHeaderTimeout, nil)
+		muxes[i] = newMux(i)
 	}
 	servers := make([]raft.Server, nodes)
 	for i, m := range muxes {
