@@ -1,15 +1,14 @@
 package main
 
-// Every raftkv command parses its arguments with one helper, command, built
-// on the standard library's flag package. Before it there were three
-// front ends to flag: serve printed Go's default "-name type" help to
-// stderr, chaos did the same with its own --json, and the client commands
-// had a wrapper of their own. The wrapper was the best of the three (flags
-// before, between and after arguments, "--", a help page with usage,
-// description, flags and examples, exit code 2 on a usage error), so it
-// became command and the other two moved onto it. flag itself stays: it
-// accepts -name and --name alike, so every --data-dir and --join in the
-// scripts and docs keeps working, and it costs no dependency.
+// Every raftkv command parses its arguments with command, a small helper on
+// the standard library's flag package. flag is enough: it accepts -name and
+// --name alike (so --data-dir and --join in the scripts and docs work as
+// they always have) and costs no dependency. What it lacks, command adds:
+// flags before, between and after arguments and "--" to end them, one help
+// page format for every command (name and summary, usage, description,
+// flags, examples) on stdout, usage errors on stderr that name flags as
+// users type them, exit code 2 for those, and RAFTKV_<FLAG> from the
+// environment for the flags a command allows.
 //
 // A flag shared by a family of commands is registered in one place: the
 // client flags in clientFlags.register (cli_common.go), the chaos flags in
