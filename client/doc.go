@@ -32,6 +32,10 @@
 //
 //	if errors.Is(err, client.ErrNotFound) { ... }
 //	if errors.Is(err, client.ErrPrecondition) { ... } // If-Match / IfAbsent failed
+//	if errors.Is(err, client.ErrOverloaded) { ... }   // 429: retry after RetryAfter
+//
+// Every error code of docs/api.md has a sentinel; a code the client does not
+// know falls back to the sentinel of the answer's HTTP status.
 //
 // Failures without an answer are returned as *RequestError, which matches
 // ErrTimeout, ErrUnavailable (no endpoint reachable) or ErrIndeterminate as

@@ -3,9 +3,10 @@ package client
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/errcode"
 )
 
 // Sentinel errors. An *APIError matches the sentinel for its error code, and
@@ -23,6 +24,9 @@ var (
 	ErrBadRequest = errors.New("raftkv: bad request")
 	// ErrTooLarge: the value exceeds the server's limit. 413.
 	ErrTooLarge = errors.New("raftkv: value too large")
+	// ErrOverloaded: the shard's leader had too many writes in flight; the
+	// write did not happen, retry after APIError.RetryAfter. 429.
+	ErrOverloaded = errors.New("raftkv: overloaded")
 	// ErrUnavailable: the server had no leader for the shard before the
 	// deadline (503), or no endpoint could be reached at all.
 	ErrUnavailable = errors.New("raftkv: unavailable")
@@ -39,24 +43,32 @@ var (
 	ErrNoEndpoints = errors.New("raftkv: no endpoints configured")
 )
 
-// Error codes used in the server's error bodies.
+// Error codes used in the server's error bodies (APIError.Code). The list
+// of codes, with their HTTP statuses, is docs/api.md.
 const (
-	CodeBadRequest         = "bad_request"
-	CodeNotFound           = "not_found"
-	CodeConflict           = "conflict"
-	CodePreconditionFailed = "precondition_failed"
-	CodeTooLarge           = "too_large"
-	CodeUnavailable        = "unavailable"
-	CodeTimeout            = "timeout"
-	CodeInternal           = "internal"
+	CodeBadRequest         = errcode.BadRequest
+	CodeNotFound           = errcode.NotFound
+	CodeMethodNotAllowed   = errcode.MethodNotAllowed
+	CodeConflict           = errcode.Conflict
+	CodePreconditionFailed = errcode.PreconditionFailed
+	CodeTooLarge           = errcode.TooLarge
+	CodeOverloaded         = errcode.Overloaded
+	CodeUnavailable        = errcode.Unavailable
+	CodeTimeout            = errcode.Timeout
+	CodeInternal           = errcode.Internal
 )
 
+// codeSentinels gives every public error code its sentinel; a test checks
+// that it covers exactly the public codes of internal/errcode.
 var codeSentinels = map[string]error{
-	CodeBadRequest:         ErrBadRequest,
-	CodeNotFound:           ErrNotFound,
+	CodeBadRequest: ErrBadRequest,
+	CodeNotFound:   ErrNotFound,
+	// A method the endpoint does not take is a malformed request.
+	CodeMethodNotAllowed:   ErrBadRequest,
 	CodeConflict:           ErrConflict,
 	CodePreconditionFailed: ErrPrecondition,
 	CodeTooLarge:           ErrTooLarge,
+	CodeOverloaded:         ErrOverloaded,
 	CodeUnavailable:        ErrUnavailable,
 	CodeTimeout:            ErrTimeout,
 	CodeInternal:           ErrInternal,
@@ -64,28 +76,7 @@ var codeSentinels = map[string]error{
 
 // codeForStatus is used when an error answer has no parsable body (for
 // example a proxy in between answered).
-func codeForStatus(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return CodeBadRequest
-	case http.StatusNotFound:
-		return CodeNotFound
-	case http.StatusConflict:
-		return CodeConflict
-	case http.StatusPreconditionFailed:
-		return CodePreconditionFailed
-	case http.StatusRequestEntityTooLarge:
-		return CodeTooLarge
-	case http.StatusServiceUnavailable:
-		return CodeUnavailable
-	case http.StatusGatewayTimeout:
-		return CodeTimeout
-	}
-	if status >= 500 {
-		return CodeInternal
-	}
-	return CodeBadRequest
-}
+func codeForStatus(status int) string { return errcode.ForStatus(status) }
 
 // APIError is an error answer from a raftkv node.
 type APIError struct {

@@ -5,13 +5,15 @@ import (
 	"fmt"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/errcode"
 	"github.com/raftkv/raftkv/registry"
 )
 
-// Errors returned by Node operations. Callers match them with errors.Is; the
-// HTTP layer maps each to a status code in one table. Each carries a stable
-// wire code (see errorCodes) so an error raised on a remote leader arrives at
-// the node that forwarded the request as the same sentinel.
+// Errors returned by Node operations. Callers match them with errors.Is. Each
+// carries a stable code (see errorCodes and Code) so an error raised on a
+// remote leader arrives at the node that forwarded the request as the same
+// sentinel; the HTTP layer answers with the status internal/errcode gives
+// that code.
 var (
 	// ErrBadRequest: the input is invalid; nothing was proposed.
 	ErrBadRequest = errors.New("bad request")
@@ -43,25 +45,26 @@ var (
 	errNotLeader = errors.New("not leader")
 )
 
-// errorCodes gives each sentinel its wire code; the order matters only in that
-// more specific errors come first.
+// errorCodes gives each sentinel its code from the vocabulary in
+// internal/errcode (which also gives the code its HTTP status); the order
+// matters only in that more specific errors come first.
 var errorCodes = []struct {
 	err  error
 	code string
 }{
-	{ErrBadRequest, "bad_request"},
-	{ErrNotFound, "not_found"},
-	{registry.ErrUnknownNode, "not_found"},
-	{ErrConflict, "conflict"},
-	{ErrPrecondition, "precondition_failed"},
-	{ErrTooLarge, "too_large"},
-	{ErrUnavailable, "unavailable"},
-	{ErrOverloaded, "overloaded"},
-	{ErrTimeout, "timeout"},
+	{ErrBadRequest, errcode.BadRequest},
+	{ErrNotFound, errcode.NotFound},
+	{registry.ErrUnknownNode, errcode.NotFound},
+	{ErrConflict, errcode.Conflict},
+	{ErrPrecondition, errcode.PreconditionFailed},
+	{ErrTooLarge, errcode.TooLarge},
+	{ErrUnavailable, errcode.Unavailable},
+	{ErrOverloaded, errcode.Overloaded},
+	{ErrTimeout, errcode.Timeout},
 	// Apart from ErrTimeout so that the forwarding node can still tell "may
 	// have happened" (which a read may retry) from a deadline.
-	{ErrIndeterminate, "outcome_unknown"},
-	{errNotLeader, "not_leader"},
+	{ErrIndeterminate, errcode.OutcomeUnknown},
+	{errNotLeader, errcode.NotLeader},
 }
 
 // Code returns the wire code of err ("internal" if it is none of ours).
@@ -71,7 +74,7 @@ func Code(err error) string {
 			return e.code
 		}
 	}
-	return "internal"
+	return errcode.Internal
 }
 
 // errorFromCode rebuilds a typed error received from another node.

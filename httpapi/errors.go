@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/internal/errcode"
 )
 
 // Errors raised by the HTTP layer itself, before the Service is called.
@@ -14,26 +15,6 @@ var (
 	errNoRoute  = errors.New("no such endpoint")
 	errNoMethod = errors.New("method not allowed")
 )
-
-// statusOf is the one table from typed errors to HTTP status and error code.
-// errors.Is walks wrapped errors, so context added with %w still matches.
-var statusOf = []struct {
-	err    error
-	status int
-	code   string
-}{
-	{errNoRoute, http.StatusNotFound, "not_found"},
-	{errNoMethod, http.StatusMethodNotAllowed, "method_not_allowed"},
-	{cluster.ErrBadRequest, http.StatusBadRequest, "bad_request"},
-	{cluster.ErrNotFound, http.StatusNotFound, "not_found"},
-	{cluster.ErrConflict, http.StatusConflict, "conflict"},
-	{cluster.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed"},
-	{cluster.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
-	{cluster.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-	{cluster.ErrOverloaded, http.StatusTooManyRequests, "overloaded"},
-	{cluster.ErrTimeout, http.StatusGatewayTimeout, "timeout"},
-	{cluster.ErrIndeterminate, http.StatusGatewayTimeout, "timeout"},
-}
 
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -44,20 +25,30 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-// errorStatus maps err to its error code and HTTP status.
+// errorStatus maps err to the error code clients see and the HTTP status,
+// both from the vocabulary in internal/errcode: the HTTP layer's own errors
+// have their codes here, everything else gets cluster.Code. errors.Is walks
+// wrapped errors, so context added with %w still matches.
 func errorStatus(err error) (code string, status int) {
-	for _, e := range statusOf {
-		if errors.Is(err, e.err) {
-			return e.code, e.status
-		}
-	}
-	return "internal", http.StatusInternalServerError
+	return errcode.HTTP(wireCode(err))
 }
 
-// writeError sends {"error":{"code","message"}} with the mapped status.
+// wireCode is the errcode code of err.
+func wireCode(err error) string {
+	switch {
+	case errors.Is(err, errNoRoute):
+		return errcode.NotFound
+	case errors.Is(err, errNoMethod):
+		return errcode.MethodNotAllowed
+	}
+	return cluster.Code(err)
+}
+
+// writeError sends {"error":{"code","message"}} with the mapped status, and
+// Retry-After when the code promises the operation did not happen.
 func writeError(w http.ResponseWriter, err error) {
 	code, status := errorStatus(err)
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	if e, _ := errcode.Lookup(code); e.RetryAfter {
 		w.Header().Set("Retry-After", strconv.Itoa(int(cluster.RetryAfter.Seconds())))
 	}
 	var pe *cluster.PreconditionError

@@ -153,6 +153,10 @@ func TestTypedErrorsMapToStatusCodes(t *testing.T) {
 		{cluster.ErrConflict, 409, "conflict"},
 		{fmt.Errorf("wrapped: %w", cluster.ErrNotFound), 404, "not_found"},
 		{fmt.Errorf("disk on fire"), 500, "internal"},
+		{cluster.ErrBadRequest, 400, "bad_request"},
+		{cluster.ErrTooLarge, 413, "too_large"},
+		{cluster.ErrOverloaded, 429, "overloaded"},
+		{fmt.Errorf("leave: %w", registry.ErrUnknownNode), 404, "not_found"},
 	}
 	for _, tc := range cases {
 		svc := &fakeService{putErr: tc.err}
@@ -160,8 +164,8 @@ func TestTypedErrorsMapToStatusCodes(t *testing.T) {
 		if rec.Code != tc.status || errorCode(t, rec) != tc.code {
 			t.Fatalf("%v: got %d %s", tc.err, rec.Code, rec.Body)
 		}
-		if tc.status == 503 && rec.Header().Get("Retry-After") == "" {
-			t.Fatalf("503 without Retry-After")
+		if retry := tc.status == 503 || tc.status == 429; retry != (rec.Header().Get("Retry-After") != "") {
+			t.Fatalf("%v: %d with Retry-After %q", tc.err, tc.status, rec.Header().Get("Retry-After"))
 		}
 	}
 }

@@ -13,7 +13,8 @@ import (
 )
 
 var benchHelp = cmdHelpText{
-	usage: "raftkv bench [flags]",
+	usage:   "raftkv bench [flags]",
+	summary: "measure throughput and latency against a cluster",
 	description: `Drives load against a running cluster and reports throughput and latency.
 Each of --clients workers sends one request at a time, spread over the
 --endpoints round-robin, for --duration. --op put writes --value-size bytes

@@ -15,90 +15,76 @@ import (
 	"github.com/raftkv/raftkv/chaos"
 )
 
-const chaosUsage = `Usage: raftkv chaos <run|failover|steady> [flags]
-
-Fault injection against real raftkv processes that this command starts (on
+// chaosCommands are the subcommands of "raftkv chaos".
+var chaosCommands = subcommands{
+	group: "chaos",
+	help: cmdHelpText{
+		summary: "fault injection: checked workloads under nemeses, failover measurement",
+		description: `Fault injection against real raftkv processes that this command starts (on
 127.0.0.1, or in network namespaces when a partition is wanted and it runs
-as root) and stops again.
-
-  run       a workload (register: linearizability with porcupine; set: no lost
-            acknowledged adds; bank: cross-shard transfers keep the total)
-            under nemeses (kill, pause, leader-transfer,
-            leave-join, partition, or all); exits 1 on any violation
-  failover  SIGKILL (or --fault partition: isolate) the leader of a shard under
-            steady write load, round after round; prints time to a new leader,
-            the write-unavailability window, the catch-up time, medians,
-            availability, and writes an SVG timeline
-  steady    write load without faults; counts leader changes
-
-Examples:
-  raftkv chaos run --workload register --nemesis all --duration 60s
-  raftkv chaos run --workload set --nemesis kill,pause --duration 2m --out /tmp/chaos
-  raftkv chaos run --workload bank --nemesis kill,pause --duration 60s
-  raftkv chaos failover --rounds 10 --svg failover.svg
-  raftkv chaos steady --duration 60s --clients 64
-
-Flags of each subcommand: raftkv chaos <subcommand> --help`
+as root) and stops again.`,
+		examples: []string{
+			"raftkv chaos run --workload register --nemesis all --duration 60s",
+			"raftkv chaos run --workload set --nemesis kill,pause --duration 2m --out /tmp/chaos",
+			"raftkv chaos run --workload bank --nemesis kill,pause --duration 60s",
+			"raftkv chaos failover --rounds 10 --svg failover.svg",
+			"raftkv chaos steady --duration 60s --clients 64",
+		},
+	},
+	list: []commandEntry{
+		{"run", &chaosRunHelp, chaosRun},
+		{"failover", &chaosFailoverHelp, chaosFailover},
+		{"steady", &chaosSteadyHelp, chaosSteady},
+	},
+}
 
 func cmdChaos(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, chaosUsage)
-		return 2
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stdout, chaosUsage)
-		return 0
-	case "run":
-		return chaosRun(args[1:], stdout, stderr)
-	case "failover":
-		return chaosFailover(args[1:], stdout, stderr)
-	case "steady":
-		return chaosSteady(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "Error: unknown chaos subcommand %q\n%s\n", args[0], chaosUsage)
-	return 2
+	return chaosCommands.run(args, stdout, stderr)
 }
+
+// chaosFlagsTitle heads the flags every chaos subcommand shares.
+const chaosFlagsTitle = "Cluster flags (every chaos subcommand)"
 
 // chaosFlags are the flags every chaos subcommand shares.
 type chaosFlags struct {
-	fs      *flag.FlagSet
-	bin     string
-	nodes   int
-	shards  int
-	jsonOut bool
-	quiet   bool
-	extra   string
+	*command
+	bin    string
+	nodes  int
+	shards int
+	quiet  bool
+	extra  string
 }
 
-func newChaosFlags(name string, stderr io.Writer) *chaosFlags {
-	f := &chaosFlags{fs: flag.NewFlagSet("raftkv chaos "+name, flag.ContinueOnError)}
-	f.fs.SetOutput(stderr)
-	f.fs.StringVar(&f.bin, "bin", "", "raftkv binary to run as the nodes (default: this executable)")
-	f.fs.IntVar(&f.nodes, "nodes", 3, "nodes to start")
-	f.fs.IntVar(&f.shards, "shards", 4, "data shards")
-	f.fs.BoolVar(&f.jsonOut, "json", false, "print the JSON result instead of the summary")
-	f.fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
-	f.fs.StringVar(&f.extra, "server-args", "", "extra flags for every node, space separated (e.g. \"--heartbeat-timeout 500ms\")")
+// newChaosCommand creates a chaos subcommand with the shared flags already
+// registered; -o json prints the result as JSON instead of the summary
+// (--json, the old spelling, still works).
+func newChaosCommand(name string, help cmdHelpText, stdout, stderr io.Writer) *chaosFlags {
+	f := &chaosFlags{command: newCommand("chaos "+name, help, stdout, stderr)}
+	f.outputFlag(true)
+	f.section(chaosFlagsTitle, func(fs *flag.FlagSet) {
+		fs.StringVar(&f.bin, "bin", "", "raftkv binary to run as the nodes (default: this executable)")
+		fs.IntVar(&f.nodes, "nodes", 3, "nodes to start")
+		fs.IntVar(&f.shards, "shards", 4, "data shards")
+		fs.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+		fs.StringVar(&f.extra, "server-args", "", "extra flags for every node, space separated (e.g. \"--heartbeat-timeout 500ms\")")
+	})
 	return f
 }
 
+// parse parses args (chaos subcommands take no arguments) and finds the
+// binary to run. ok is false when the command must stop and exit with code.
 func (f *chaosFlags) parse(args []string) (int, bool) {
-	if err := f.fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, false
-		}
-		return 2, false
+	pos, code, ok := f.command.parse(args)
+	if !ok {
+		return code, false
 	}
-	if f.fs.NArg() > 0 {
-		fmt.Fprintf(f.fs.Output(), "Error: unexpected argument %q\n", f.fs.Arg(0))
-		return 2, false
+	if len(pos) > 0 {
+		return f.usageError("unexpected argument %q", pos[0]), false
 	}
 	if f.bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
-			fmt.Fprintf(f.fs.Output(), "Error: %v\n", err)
-			return 1, false
+			return f.fail(err), false
 		}
 		f.bin = exe
 	}
@@ -125,8 +111,23 @@ func printChaosJSON(w io.Writer, v any) {
 	fmt.Fprintln(w, string(b))
 }
 
+var chaosRunHelp = cmdHelpText{
+	usage:   "raftkv chaos run [flags]",
+	summary: "a checked workload under nemeses; exits 1 on any violation",
+	description: `Runs a workload against a cluster it starts, while nemeses inject faults:
+register checks linearizability with porcupine, set that no acknowledged add
+is lost, bank that cross-shard transfers keep the total. Nemeses: kill,
+pause, leader-transfer, leave-join, partition, or all. Writes history.json,
+result.json and, on a violation, linearizability.html to --out. Exits 1 on
+any violation.`,
+	examples: []string{
+		"raftkv chaos run --workload register --nemesis all --duration 60s",
+		"raftkv chaos run --workload bank --nemesis kill,pause --duration 60s -o json",
+	},
+}
+
 func chaosRun(args []string, stdout, stderr io.Writer) int {
-	f := newChaosFlags("run", stderr)
+	f := newChaosCommand("run", chaosRunHelp, stdout, stderr)
 	var cfg chaos.Config
 	var nemeses, attach string
 	f.fs.StringVar(&cfg.Workload, "workload", "register", "register, set or bank")
@@ -161,10 +162,9 @@ func chaosRun(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	res, err := chaos.Run(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
-		return 1
+		return f.fail(err)
 	}
-	if f.jsonOut {
+	if f.json() {
 		printChaosJSON(stdout, res)
 	} else {
 		res.WriteSummary(stdout)
@@ -175,8 +175,21 @@ func chaosRun(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+var chaosFailoverHelp = cmdHelpText{
+	usage:   "raftkv chaos failover [flags]",
+	summary: "kill or isolate a shard's leader under write load, round after round",
+	description: `SIGKILLs (or with --fault partition, isolates) the leader of a shard under
+steady write load, round after round. Prints the time to a new leader, the
+write-unavailability window, the catch-up time, medians and availability,
+and writes an SVG timeline.`,
+	examples: []string{
+		"raftkv chaos failover --rounds 10 --svg failover.svg",
+		"sudo raftkv chaos failover --fault partition",
+	},
+}
+
 func chaosFailover(args []string, stdout, stderr io.Writer) int {
-	f := newChaosFlags("failover", stderr)
+	f := newChaosCommand("failover", chaosFailoverHelp, stdout, stderr)
 	var cfg chaos.FailoverConfig
 	f.fs.StringVar(&cfg.Fault, "fault", "kill", "kill (SIGKILL the leader, restart it) or partition (isolate the leader, heal; root only)")
 	f.fs.IntVar(&cfg.Rounds, "rounds", 5, "faults to inject, one shard after another")
@@ -200,21 +213,27 @@ func chaosFailover(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if res != nil {
-		if f.jsonOut {
+		if f.json() {
 			printChaosJSON(stdout, res)
 		} else {
 			res.WriteTable(stdout)
 		}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
-		return 1
+		return f.fail(err)
 	}
 	return 0
 }
 
+var chaosSteadyHelp = cmdHelpText{
+	usage:       "raftkv chaos steady [flags]",
+	summary:     "write load without faults; counts leader changes",
+	description: "Writes from --clients writers for --duration without faults and counts the leader changes, which should be none.",
+	examples:    []string{"raftkv chaos steady --duration 60s --clients 64"},
+}
+
 func chaosSteady(args []string, stdout, stderr io.Writer) int {
-	f := newChaosFlags("steady", stderr)
+	f := newChaosCommand("steady", chaosSteadyHelp, stdout, stderr)
 	var cfg chaos.SteadyConfig
 	f.fs.IntVar(&cfg.Clients, "clients", 64, "concurrent writers")
 	f.fs.DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to write")
@@ -227,10 +246,9 @@ func chaosSteady(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	res, err := chaos.Steady(ctx, cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "Error: %v\n", err)
-		return 1
+		return f.fail(err)
 	}
-	if f.jsonOut {
+	if f.json() {
 		printChaosJSON(stdout, res)
 	} else {
 		res.WriteSummary(stdout)

@@ -26,11 +26,12 @@ const membershipTimeout = 60 * time.Second
 // clusterCommands are the subcommands of "raftkv cluster".
 var clusterCommands = subcommands{
 	group: "cluster",
+	help:  cmdHelpText{summary: "cluster status, join, leave, transfer-leadership"},
 	list: []commandEntry{
-		{"status", "show nodes, their liveness and every raft group", cmdClusterStatus},
-		{"join", "add a node to the cluster", cmdClusterJoin},
-		{"leave", "remove a node from the cluster", cmdClusterLeave},
-		{"transfer-leadership", "move a group's leadership to another node", cmdClusterTransfer},
+		{"status", &clusterStatusHelp, cmdClusterStatus},
+		{"join", &clusterJoinHelp, cmdClusterJoin},
+		{"leave", &clusterLeaveHelp, cmdClusterLeave},
+		{"transfer-leadership", &clusterTransferHelp, cmdClusterTransfer},
 	},
 }
 
@@ -39,7 +40,8 @@ func cmdCluster(args []string, stdout, stderr io.Writer) int {
 }
 
 var clusterStatusHelp = cmdHelpText{
-	usage: "raftkv cluster status [flags]",
+	usage:   "raftkv cluster status [flags]",
+	summary: "show nodes, their liveness and every raft group",
 	description: `Shows the cluster as the first reachable endpoint sees it: every registered
 node and whether the answering node can reach it (its /livez probe; when
 the server does not report it, a probe sent from here, 1s each), and every raft group with its leader, term, commit and applied
@@ -156,7 +158,8 @@ func orDash(s string) string {
 func joinOrDash(ss []string) string { return orDash(strings.Join(ss, ",")) }
 
 var clusterJoinHelp = cmdHelpText{
-	usage: "raftkv cluster join --id ID --raft-addr HOST:PORT --http-addr HOST:PORT [flags]",
+	usage:   "raftkv cluster join --id ID --raft-addr HOST:PORT --http-addr HOST:PORT [flags]",
+	summary: "add a node to the cluster",
 	description: `Asks the cluster to add a node and waits until it is a voter of every group.
 The node must be running (started with the same addresses); "raftkv serve
 --join" does this by itself. Repeating a join is harmless; an existing id
@@ -169,8 +172,7 @@ with new addresses updates them, so ids must be unique. The default
 
 func cmdClusterJoin(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("cluster join", clusterJoinHelp, stdout, stderr)
-	inv.fs.Lookup("timeout").Value.Set(membershipTimeout.String())
-	inv.fs.Lookup("timeout").DefValue = membershipTimeout.String()
+	inv.setDefault("timeout", membershipTimeout.String())
 	id := inv.fs.String("id", "", "id of the node to add (required)")
 	raftAddr := inv.fs.String("raft-addr", "", "the node's raft address (required)")
 	httpAddr := inv.fs.String("http-addr", "", "the node's HTTP address (required)")
@@ -196,7 +198,8 @@ func cmdClusterJoin(args []string, stdout, stderr io.Writer) int {
 }
 
 var clusterLeaveHelp = cmdHelpText{
-	usage: "raftkv cluster leave ID [flags]   (or --id ID)",
+	usage:   "raftkv cluster leave ID [flags]   (or --id ID)",
+	summary: "remove a node from the cluster",
 	description: `Removes a node from every group (moving leadership off it first) and from
 the node registry. The node may be down. The default --timeout here is 60s.`,
 	examples: []string{
@@ -207,8 +210,7 @@ the node registry. The node may be down. The default --timeout here is 60s.`,
 
 func cmdClusterLeave(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("cluster leave", clusterLeaveHelp, stdout, stderr)
-	inv.fs.Lookup("timeout").Value.Set(membershipTimeout.String())
-	inv.fs.Lookup("timeout").DefValue = membershipTimeout.String()
+	inv.setDefault("timeout", membershipTimeout.String())
 	id := inv.fs.String("id", "", "id of the node to remove")
 	pos, code, ok := inv.parse(args)
 	if !ok {
@@ -237,7 +239,8 @@ func cmdClusterLeave(args []string, stdout, stderr io.Writer) int {
 }
 
 var clusterTransferHelp = cmdHelpText{
-	usage: "raftkv cluster transfer-leadership --group GROUP [--to NODE] [flags]",
+	usage:   "raftkv cluster transfer-leadership --group GROUP [--to NODE] [flags]",
+	summary: "move a group's leadership to another node",
 	description: `Moves leadership of one raft group (meta or shard-K) to NODE, or to another
 voter chosen by raft when --to is omitted. The group may also be given as
 the only argument.`,

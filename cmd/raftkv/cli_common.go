@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -19,92 +18,50 @@ import (
 const (
 	defaultEndpoint = "127.0.0.1:8080"
 	defaultTimeout  = 5 * time.Second
-	envEndpoints    = "RAFTKV_ENDPOINTS"
 )
+
+// envEndpoints sets --endpoints for every client command.
+var envEndpoints = envName("endpoints")
 
 // stdin is where put reads a value given neither as an argument; tests
 // replace it.
 var stdin io.Reader = os.Stdin
 
-// cmdHelpText is what --help prints for one command.
-type cmdHelpText struct {
-	usage       string   // e.g. "raftkv put KEY [VALUE] [flags]"
-	description string   // one or more sentences
-	examples    []string // full command lines
-}
-
-// invocation holds the parsing state of one client command: its flag set,
-// the global client flags, and where its output goes.
-type invocation struct {
-	name   string // "put", "cluster join"
-	help   cmdHelpText
-	fs     *flag.FlagSet
-	stdout io.Writer
-	stderr io.Writer
-
+// clientFlags are the flags of every command that talks to a cluster. They
+// are registered here and nowhere else: a flag added to register (and, if
+// the environment may set it, to its fromEnv call) reaches every client
+// command, its help page and the list in 'raftkv --help'.
+type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
-	output    string
 }
 
-// newInvocation creates the flag set for a command with the global client
-// flags already registered; the command adds its own before parse.
-func newInvocation(name string, help cmdHelpText, stdout, stderr io.Writer) *invocation {
-	inv := &invocation{name: name, help: help, stdout: stdout, stderr: stderr}
-	inv.fs = flag.NewFlagSet("raftkv "+name, flag.ContinueOnError)
-	inv.fs.SetOutput(io.Discard) // errors and help are printed by parse
-	inv.fs.Usage = func() {}
-	endpoints := os.Getenv(envEndpoints)
-	if strings.TrimSpace(endpoints) == "" {
-		endpoints = defaultEndpoint
-	}
-	inv.fs.StringVar(&inv.endpoints, "endpoints", endpoints,
-		"comma-separated node HTTP `ADDRS`, tried in order when one is down (env "+envEndpoints+")")
-	inv.fs.DurationVar(&inv.timeout, "timeout", defaultTimeout, "deadline for the whole command")
-	inv.fs.StringVar(&inv.output, "o", "text", "output format")
-	inv.fs.StringVar(&inv.output, "output", "text", "same as -o")
-	return inv
+// clientFlagsTitle heads the client flags on help pages.
+const clientFlagsTitle = "Client flags"
+
+// register adds the client flags, -o included, to c.
+func (cf *clientFlags) register(c *command) {
+	c.section(clientFlagsTitle, func(fs *flag.FlagSet) {
+		fs.StringVar(&cf.endpoints, "endpoints", defaultEndpoint,
+			"comma-separated node HTTP `ADDRS`, tried in order when one is down")
+		fs.DurationVar(&cf.timeout, "timeout", defaultTimeout, "deadline for the whole command")
+		c.outputFlag(false)
+	})
+	c.fromEnv("endpoints")
+	c.check(func() error {
+		if cf.timeout <= 0 {
+			return errors.New("--timeout must be positive")
+		}
+		if len(cf.endpointList()) == 0 {
+			return errors.New("--endpoints is empty")
+		}
+		return nil
+	})
 }
 
-// parse parses args, allowing flags before, between and after positional
-// arguments ("--" ends flag parsing). ok is false when the command must
-// stop and exit with code: after --help (0) or a usage error (2).
-func (inv *invocation) parse(args []string) (positional []string, code int, ok bool) {
-	for {
-		err := inv.fs.Parse(args)
-		if errors.Is(err, flag.ErrHelp) {
-			inv.printHelp(inv.stdout)
-			return nil, 0, false
-		}
-		if err != nil {
-			return nil, inv.usageError("%v", err), false
-		}
-		rest := inv.fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			positional = append(positional, rest...)
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-	if inv.output != "text" && inv.output != "json" {
-		return nil, inv.usageError("-o must be text or json, not %q", inv.output), false
-	}
-	if inv.timeout <= 0 {
-		return nil, inv.usageError("--timeout must be positive"), false
-	}
-	if len(inv.endpointList()) == 0 {
-		return nil, inv.usageError("--endpoints is empty"), false
-	}
-	return positional, 0, true
-}
-
-func (inv *invocation) endpointList() []string {
+func (cf *clientFlags) endpointList() []string {
 	var out []string
-	for _, ep := range strings.Split(inv.endpoints, ",") {
+	for _, ep := range strings.Split(cf.endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
 			out = append(out, ep)
 		}
@@ -113,83 +70,42 @@ func (inv *invocation) endpointList() []string {
 }
 
 // client returns a client for the --endpoints and --timeout flags.
-func (inv *invocation) client() *client.Client {
-	return client.New(inv.endpointList(), client.WithTimeout(inv.timeout), client.WithUserAgent("raftkv-cli/"+version))
+func (cf *clientFlags) client() *client.Client {
+	return client.New(cf.endpointList(), client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/"+version))
 }
 
-func (inv *invocation) json() bool { return inv.output == "json" }
-
-// usageError reports a usage mistake on stderr and returns exit code 2.
-func (inv *invocation) usageError(format string, args ...any) int {
-	fmt.Fprintf(inv.stderr, "Error: %s\nUsage: %s\nRun 'raftkv %s --help' for more.\n",
-		fmt.Sprintf(format, args...), inv.help.usage, inv.name)
-	return 2
+// invocation is one run of a client command: the command's parse state and
+// the client flags.
+type invocation struct {
+	*command
+	clientFlags
 }
 
-// fail reports a failed operation on stderr and returns exit code 1.
-func (inv *invocation) fail(err error) int {
-	var apiErr *client.APIError
-	if errors.As(err, &apiErr) {
-		fmt.Fprintf(inv.stderr, "Error: %s: %s\n", apiErr.Code, apiErr.Message)
-	} else {
-		fmt.Fprintf(inv.stderr, "Error: %v\n", err)
-	}
-	if errors.Is(err, client.ErrIndeterminate) {
-		fmt.Fprintln(inv.stderr, "Note: the outcome is unknown; the change may or may not have been applied. Check before retrying.")
-	}
-	return 1
-}
-
-func (inv *invocation) printHelp(w io.Writer) {
-	fmt.Fprintf(w, "Usage: %s\n\n%s\n", inv.help.usage, inv.help.description)
-	var own, global []*flag.Flag
-	inv.fs.VisitAll(func(f *flag.Flag) {
-		switch f.Name {
-		case "output":
-			// printed together with -o
-		case "endpoints", "timeout", "o":
-			global = append(global, f)
-		default:
-			own = append(own, f)
-		}
-	})
-	if len(own) > 0 {
-		fmt.Fprintln(w, "\nFlags:")
-		printFlags(w, own)
-	}
-	fmt.Fprintln(w, "\nGlobal flags:")
-	printFlags(w, global)
-	if len(inv.help.examples) > 0 {
-		fmt.Fprintln(w, "\nExamples:")
-		for _, ex := range inv.help.examples {
-			fmt.Fprintf(w, "  %s\n", ex)
-		}
-	}
-}
-
-// printFlags lists flags in the --name form users type.
-func printFlags(w io.Writer, flags []*flag.Flag) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, f := range flags {
-		arg, usage := flag.UnquoteUsage(f)
-		name := "--" + f.Name
-		if f.Name == "o" {
-			name, arg = "-o, --output", "text|json"
-		}
-		if arg != "" {
-			name += " " + arg
-		}
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			usage += fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(tw, "  %s\t%s\n", name, usage)
-	}
-	tw.Flush()
+// newInvocation creates a client command with the client flags already
+// registered; the command adds its own before parse.
+func newInvocation(name string, help cmdHelpText, stdout, stderr io.Writer) *invocation {
+	inv := &invocation{command: newCommand(name, help, stdout, stderr)}
+	inv.clientFlags.register(inv.command)
+	return inv
 }
 
 // context returns the context for the command's requests. The client
 // applies --timeout itself.
 func (inv *invocation) context() context.Context { return context.Background() }
+
+// fail reports a failed operation on stderr and returns exit code 1.
+func (c *command) fail(err error) int {
+	var apiErr *client.APIError
+	if errors.As(err, &apiErr) {
+		fmt.Fprintf(c.stderr, "Error: %s: %s\n", apiErr.Code, apiErr.Message)
+	} else {
+		fmt.Fprintf(c.stderr, "Error: %v\n", err)
+	}
+	if errors.Is(err, client.ErrIndeterminate) {
+		fmt.Fprintln(c.stderr, "Note: the outcome is unknown; the change may or may not have been applied. Check before retrying.")
+	}
+	return 1
+}
 
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
@@ -213,20 +129,31 @@ func isTerminal(v any) bool {
 // subcommands is a command made of subcommands ("raftkv cluster status").
 type subcommands struct {
 	group string
+	help  cmdHelpText // usage is filled in; examples are optional
 	list  []commandEntry
 }
 
-func (sc subcommands) usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: raftkv %s <subcommand> [arguments] [flags]\n\nSubcommands:\n", sc.group)
-	for _, s := range sc.list {
-		fmt.Fprintf(w, "  %-20s %s\n", s.name, s.summary)
+func (sc *subcommands) usage(w io.Writer) {
+	fmt.Fprintf(w, "raftkv %s - %s\n\nUsage: raftkv %s <subcommand> [arguments] [flags]\n", sc.group, sc.help.summary, sc.group)
+	if sc.help.description != "" {
+		fmt.Fprintf(w, "\n%s\n", sc.help.description)
 	}
-	fmt.Fprintf(w, "\nRun 'raftkv %s <subcommand> --help' for details.\n", sc.group)
+	fmt.Fprintln(w, "\nSubcommands:")
+	for _, s := range sc.list {
+		fmt.Fprintf(w, "  %-20s %s\n", s.name, s.help.summary)
+	}
+	if len(sc.help.examples) > 0 {
+		fmt.Fprintln(w, "\nExamples:")
+		for _, ex := range sc.help.examples {
+			fmt.Fprintf(w, "  %s\n", ex)
+		}
+	}
+	fmt.Fprintf(w, "\nRun 'raftkv %s <subcommand> --help' for its flags.\n", sc.group)
 }
 
 // run dispatches args to a subcommand; a missing or unknown one is a usage
 // error (exit 2).
-func (sc subcommands) run(args []string, stdout, stderr io.Writer) int {
+func (sc *subcommands) run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "Error: missing subcommand")
 		sc.usage(stderr)

@@ -14,7 +14,8 @@ import (
 )
 
 var putHelp = cmdHelpText{
-	usage: "raftkv put KEY [VALUE] [flags]",
+	usage:   "raftkv put KEY [VALUE] [flags]",
+	summary: "set a key (value from the argument or stdin)",
 	description: `Sets KEY to VALUE. Without VALUE the value is read from stdin, so binary
 data and large values work too. Prints the key's new revision, which
 --if-match takes. Use -- before a value that starts with a dash.`,
@@ -77,7 +78,8 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 }
 
 var getHelp = cmdHelpText{
-	usage: "raftkv get KEY [flags]",
+	usage:   "raftkv get KEY [flags]",
+	summary: "print a key's value",
 	description: `Prints the value of KEY exactly as stored. The read is linearizable (served
 by the shard leader) unless --stale is given. With -o json prints
 {"key","value" or "value_base64","revision","version"}. Exits 1 if the key
@@ -123,7 +125,8 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 }
 
 var delHelp = cmdHelpText{
-	usage: "raftkv del KEY [flags]",
+	usage:   "raftkv del KEY [flags]",
+	summary: "delete a key",
 	description: `Deletes KEY. Deleting a key that does not exist is not an error; the output
 says whether anything was deleted.`,
 	examples: []string{
@@ -166,7 +169,8 @@ func cmdDel(args []string, stdout, stderr io.Writer) int {
 }
 
 var listHelp = cmdHelpText{
-	usage: "raftkv list [PREFIX] [flags]",
+	usage:   "raftkv list [PREFIX] [flags]",
+	summary: "list keys by prefix",
 	description: `Lists keys that start with PREFIX (all keys without one), sorted, one
 "key<TAB>value" line each; values that are not printable text are shown
 quoted. Without --all one page of at most --limit keys is printed and a note

@@ -15,13 +15,18 @@ import (
 	"github.com/raftkv/raftkv/cluster"
 )
 
+// backupTimeout is the default --timeout of snapshot save: the node sends a
+// checkpoint of every group, which takes longer than a key operation.
+const backupTimeout = 2 * time.Minute
+
 // snapshotCommands are the subcommands of "raftkv snapshot".
 var snapshotCommands = subcommands{
 	group: "snapshot",
+	help:  cmdHelpText{summary: "save, inspect and restore backups"},
 	list: []commandEntry{
-		{"save", "save a consistent backup of the whole cluster to a file", cmdSnapshotSave},
-		{"inspect", "check a backup file offline and describe it", cmdSnapshotInspect},
-		{"restore", "build a new node's data dir from a backup file", cmdSnapshotRestore},
+		{"save", &snapshotSaveHelp, cmdSnapshotSave},
+		{"inspect", &snapshotInspectHelp, cmdSnapshotInspect},
+		{"restore", &snapshotRestoreHelp, cmdSnapshotRestore},
 	},
 }
 
@@ -30,7 +35,8 @@ func cmdSnapshot(args []string, stdout, stderr io.Writer) int {
 }
 
 var snapshotSaveHelp = cmdHelpText{
-	usage: "raftkv snapshot save FILE [flags]",
+	usage:   "raftkv snapshot save FILE [flags]",
+	summary: "save a consistent backup of the whole cluster to a file",
 	description: `Asks a node for a backup of the whole cluster (GET /v1/backup): a consistent
 checkpoint of every raft group holding every write acknowledged before the
 request, with a manifest and SHA-256 checksums. The file is written under a
@@ -40,8 +46,7 @@ temporary name, verified, then renamed to FILE.`,
 
 func cmdSnapshotSave(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("snapshot save", snapshotSaveHelp, stdout, stderr)
-	inv.timeout = 2 * time.Minute
-	inv.fs.Lookup("timeout").DefValue = "2m0s"
+	inv.setDefault("timeout", backupTimeout.String())
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -112,7 +117,8 @@ func downloadBackup(ctx context.Context, endpoint, path string) error {
 }
 
 var snapshotInspectHelp = cmdHelpText{
-	usage: "raftkv snapshot inspect FILE [-o json]",
+	usage:   "raftkv snapshot inspect FILE [-o json]",
+	summary: "check a backup file offline and describe it",
 	description: `Checks a backup file without a cluster: the manifest, each checkpoint's size
 and SHA-256, and every record checksum inside it. Prints the format version,
 groups, indices, record counts (keys, for shards), sizes and checksum status.
@@ -121,7 +127,8 @@ Exits 1 if anything fails to verify.`,
 }
 
 func cmdSnapshotInspect(args []string, stdout, stderr io.Writer) int {
-	inv := newInvocation("snapshot inspect", snapshotInspectHelp, stdout, stderr)
+	inv := newCommand("snapshot inspect", snapshotInspectHelp, stdout, stderr)
+	inv.outputFlag(false)
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -157,7 +164,8 @@ func writeInspectReport(w io.Writer, rep backup.Report) {
 }
 
 var snapshotRestoreHelp = cmdHelpText{
-	usage: "raftkv snapshot restore FILE --data-dir DIR --id ID --raft-addr ADDR --http-addr ADDR",
+	usage:   "raftkv snapshot restore FILE --data-dir DIR --id ID --raft-addr ADDR --http-addr ADDR",
+	summary: "build a new node's data dir from a backup file",
 	description: `Builds the data dir of a new single-node cluster that holds the backup's data
 in every shard (a new cluster id; the old membership is not kept). Start it
 with 'raftkv serve' and the same --data-dir, --id, --raft-addr and
@@ -171,7 +179,7 @@ empty or absent.`,
 }
 
 func cmdSnapshotRestore(args []string, stdout, stderr io.Writer) int {
-	inv := newInvocation("snapshot restore", snapshotRestoreHelp, stdout, stderr)
+	inv := newCommand("snapshot restore", snapshotRestoreHelp, stdout, stderr)
 	var rc cluster.RestoreConfig
 	inv.fs.StringVar(&rc.DataDir, "data-dir", "", "data dir to create for the new node")
 	inv.fs.StringVar(&rc.NodeID, "id", "node1", "id of the new node")

@@ -14,7 +14,8 @@ import (
 )
 
 var txnHelp = cmdHelpText{
-	usage: "raftkv txn [-f FILE] [flags]",
+	usage:   "raftkv txn [-f FILE] [flags]",
+	summary: "run a transaction from a JSON file or stdin",
 	description: `Runs a transaction given as JSON (POST /v1/txn) from FILE, or from stdin
 when -f is missing or "-". Prints the JSON answer: which branch ran, each
 op's result and the transaction id. Exits 1 on an error such as 409

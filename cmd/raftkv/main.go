@@ -1,6 +1,15 @@
 // Command raftkv is the raftkv server and its command-line client in one
 // binary: "raftkv serve" runs a node, the other commands talk to a running
-// cluster over its HTTP API (see package client).
+// cluster over its HTTP API (see package client), and "raftkv chaos" starts
+// and breaks clusters of its own.
+//
+// Every command parses its flags the same way (see cmdline.go): the standard
+// library's flag package, -name and --name alike, flags anywhere after the
+// command, "raftkv CMD --help" for a page with usage, a one-line summary,
+// the flags and examples, and exit code 2 on a usage error. Commands that
+// print results take -o text|json. Client commands share --endpoints
+// (env RAFTKV_ENDPOINTS), --timeout and -o; every serve flag can be set as
+// RAFTKV_<FLAG>.
 package main
 
 import (
@@ -19,10 +28,12 @@ var version = "dev"
 // success, 1 when the operation failed, 2 on a usage error.
 type commandFunc func(args []string, stdout, stderr io.Writer) int
 
+// commandEntry is one line of a dispatch table. Its summary is help.summary,
+// so the command list and the command's own help page say the same.
 type commandEntry struct {
-	name    string
-	summary string
-	run     commandFunc
+	name string
+	help *cmdHelpText
+	run  commandFunc
 }
 
 // commands is the dispatch table, in the order the help lists them. It is
@@ -31,18 +42,18 @@ var commands []commandEntry
 
 func init() {
 	commands = []commandEntry{
-		{"serve", "run a raftkv node", func(args []string, _, _ io.Writer) int { return runServe(args) }},
-		{"put", "set a key (value from the argument or stdin)", cmdPut},
-		{"get", "print a key's value", cmdGet},
-		{"del", "delete a key", cmdDel},
-		{"list", "list keys by prefix", cmdList},
-		{"txn", "run a transaction from a JSON file or stdin", cmdTxn},
-		{"cluster", "cluster status, join, leave, transfer-leadership", cmdCluster},
-		{"chaos", "fault injection: checked workloads under nemeses, failover measurement", cmdChaos},
-		{"snapshot", "save, inspect and restore backups", cmdSnapshot},
-		{"bench", "measure throughput and latency against a cluster", cmdBench},
-		{"version", "print the version", cmdVersion},
-		{"help", "show help for a command", cmdHelp},
+		{"serve", &serveHelp, runServe},
+		{"put", &putHelp, cmdPut},
+		{"get", &getHelp, cmdGet},
+		{"del", &delHelp, cmdDel},
+		{"list", &listHelp, cmdList},
+		{"txn", &txnHelp, cmdTxn},
+		{"cluster", &clusterCommands.help, cmdCluster},
+		{"chaos", &chaosCommands.help, cmdChaos},
+		{"snapshot", &snapshotCommands.help, cmdSnapshot},
+		{"bench", &benchHelp, cmdBench},
+		{"version", &versionHelp, cmdVersion},
+		{"help", &helpHelp, cmdHelp},
 	}
 }
 
@@ -94,15 +105,14 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.help.summary)
 	}
+	b.WriteString("\nClient commands (put, get, del, list, txn, cluster, snapshot save, bench)\ntake these flags:\n")
+	var cf clientFlags
+	c := newCommand("", cmdHelpText{}, io.Discard, io.Discard)
+	cf.register(c)
+	c.printFlags(&b, c.sections[0].names)
 	b.WriteString(`
-Client commands take these flags:
-  --endpoints ADDR[,ADDR...]  node HTTP addresses, tried in order when one is down
-                              (env RAFTKV_ENDPOINTS, default 127.0.0.1:8080)
-  --timeout DURATION          deadline for the command (default 5s)
-  -o text|json                output format (default text)
-
 Examples:
   raftkv serve
   raftkv put greeting hello
@@ -115,9 +125,21 @@ Run 'raftkv <command> --help' for details on a command.
 	io.WriteString(w, b.String())
 }
 
+var helpHelp = cmdHelpText{
+	usage:       "raftkv help [COMMAND [SUBCOMMAND]]",
+	summary:     "show help for a command",
+	description: "Prints the list of commands, or the help page of COMMAND (the same as 'raftkv COMMAND --help').",
+	examples:    []string{"raftkv help put", "raftkv help cluster join"},
+}
+
 func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		printMainUsage(stdout)
+		return 0
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		c := newCommand("help", helpHelp, stdout, stderr)
+		c.printHelp(stdout)
 		return 0
 	}
 	c, ok := lookupCommand(args[0])
@@ -128,16 +150,20 @@ func cmdHelp(args []string, stdout, stderr io.Writer) int {
 	return c.run(append(args[1:], "--help"), stdout, stderr)
 }
 
+var versionHelp = cmdHelpText{
+	usage:       "raftkv version",
+	summary:     "print the version",
+	description: "Prints the raftkv version, the source revision and the Go version.",
+}
+
 func cmdVersion(args []string, stdout, stderr io.Writer) int {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprintln(stdout, "Usage: raftkv version\n\nPrints the raftkv version, the source revision and the Go version.")
-			return 0
-		}
+	c := newCommand("version", versionHelp, stdout, stderr)
+	pos, code, ok := c.parse(args)
+	if !ok {
+		return code
 	}
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "Error: unexpected argument %q\nUsage: raftkv version\n", args[0])
-		return 2
+	if len(pos) > 0 {
+		return c.usageError("unexpected argument %q", pos[0])
 	}
 	rev := ""
 	if info, ok := debug.ReadBuildInfo(); ok {

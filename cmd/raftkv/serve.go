@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,21 +27,20 @@ const shutdownGrace = 10 * time.Second
 // stuckShutdown is when a stop that has not finished dumps its goroutines.
 const stuckShutdown = 20 * time.Second
 
-const serveUsage = `Usage: raftkv serve [flags]
-
-Runs a raftkv node. With an empty data dir and no --join it bootstraps a new
+var serveHelp = cmdHelpText{
+	usage:   "raftkv serve [flags]",
+	summary: "run a raftkv node",
+	description: `Runs a raftkv node. With an empty data dir and no --join it bootstraps a new
 single-node cluster; with --join it asks an existing cluster to add it; with
 state in the data dir it restarts from that state (--join and --shards are
 then ignored). Every flag can also be set as RAFTKV_<FLAG> in the environment
-(upper case, dashes as underscores), e.g. RAFTKV_HTTP_ADDR=127.0.0.1:8081.
-
-Examples:
-  raftkv serve
-  raftkv serve --id node2 --data-dir ./n2 --http-addr 127.0.0.1:8081 \
-      --raft-addr 127.0.0.1:7001 --join 127.0.0.1:8080
-
-Flags:
-`
+(upper case, dashes as underscores), e.g. RAFTKV_HTTP_ADDR=127.0.0.1:8081; a
+flag on the command line wins.`,
+	examples: []string{
+		"raftkv serve",
+		"raftkv serve --id node2 --data-dir ./n2 --http-addr 127.0.0.1:8081 --raft-addr 127.0.0.1:7001 --join 127.0.0.1:8080",
+	},
+}
 
 type serveFlags struct {
 	cfg                          cluster.Config
@@ -53,14 +51,13 @@ type serveFlags struct {
 	pprof                        bool
 }
 
-func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
-	sf := &serveFlags{cfg: cluster.DefaultConfig()}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, serveUsage)
-		fs.PrintDefaults()
-	}
+// parseServeFlags parses serve's arguments. ok is false when serve must
+// stop and exit with code: after --help (0) or a usage error (2).
+func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, code int, ok bool) {
+	sf = &serveFlags{cfg: cluster.DefaultConfig()}
+	cmd := newCommand("serve", serveHelp, stdout, stderr)
+	cmd.envAll = true
+	fs := cmd.fs
 	c := &sf.cfg
 	fs.StringVar(&c.NodeID, "id", c.NodeID, "node id, unique in the cluster and stable across restarts")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the raft logs, checkpoints and node.json")
@@ -69,7 +66,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.StringVar(&sf.advertiseHTTP, "advertise-http", "", "HTTP address peers and clients should use (default: --http-addr)")
 	fs.StringVar(&sf.advertiseRaft, "advertise-raft", "", "raft address peers should dial (default: --raft-addr)")
 	fs.IntVar(&c.Shards, "shards", c.Shards, "number of data shards (only used when bootstrapping a new cluster)")
-	fs.StringVar(&sf.join, "join", "", "comma-separated HTTP addresses of existing members to join through")
+	fs.StringVar(&sf.join, "join", "", "comma-separated HTTP `ADDRS` of existing members to join through")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout: a follower that hears nothing for this long (randomised up to 2x) starts an election")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "raft election timeout (at least the heartbeat timeout)")
 	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")
@@ -85,51 +82,30 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, error) {
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if err := applyEnv(fs, os.LookupEnv); err != nil {
-		return nil, err
-	}
-	c.HTTPAddr = firstNonEmpty(sf.advertiseHTTP, sf.httpAddr)
-	c.RaftAddr = firstNonEmpty(sf.advertiseRaft, sf.raftAddr)
-	c.RaftBind = sf.raftAddr
-	for _, a := range []string{c.HTTPAddr, c.RaftAddr} {
-		if host, _, err := net.SplitHostPort(a); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
-			return nil, fmt.Errorf("address %q cannot be dialled by peers: give a host:port, or set --advertise-http/--advertise-raft", a)
+	cmd.check(func() error {
+		c.HTTPAddr = firstNonEmpty(sf.advertiseHTTP, sf.httpAddr)
+		c.RaftAddr = firstNonEmpty(sf.advertiseRaft, sf.raftAddr)
+		c.RaftBind = sf.raftAddr
+		for _, a := range []string{c.HTTPAddr, c.RaftAddr} {
+			if host, _, err := net.SplitHostPort(a); err != nil || host == "" || net.ParseIP(host).IsUnspecified() {
+				return fmt.Errorf("address %q cannot be dialled by peers: give a host:port, or set --advertise-http/--advertise-raft", a)
+			}
 		}
-	}
-	if sf.join != "" {
 		for _, a := range strings.Split(sf.join, ",") {
 			if a = strings.TrimSpace(a); a != "" {
 				c.Join = append(c.Join, strings.TrimPrefix(a, "http://"))
 			}
 		}
-	}
-	return sf, c.Validate()
-}
-
-// applyEnv sets every flag not given on the command line from
-// RAFTKV_<FLAG>, so flags win over the environment.
-func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] || err != nil {
-			return
-		}
-		name := "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := lookup(name); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %v", name, v, e)
-			}
-		}
+		return c.Validate()
 	})
-	return err
+	pos, code, ok := cmd.parse(args)
+	if !ok {
+		return nil, code, false
+	}
+	if len(pos) > 0 {
+		return nil, cmd.usageError("unexpected argument %q", pos[0]), false
+	}
+	return sf, 0, true
 }
 
 func firstNonEmpty(a, b string) string {
@@ -142,16 +118,12 @@ func firstNonEmpty(a, b string) string {
 // runServe runs a node until SIGINT or SIGTERM, then stops it in order:
 // stop accepting HTTP and finish in-flight requests (bounded), then shut
 // every raft group down and close the stores. Exit code 0 on a clean stop.
-func runServe(args []string) int {
-	sf, err := parseServeFlags(args, os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+func runServe(args []string, stdout, stderr io.Writer) int {
+	sf, code, ok := parseServeFlags(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "raftkv serve:", err)
-		return 2
-	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: hclog.LevelFromString(sf.logLevel), Output: os.Stderr})
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: hclog.LevelFromString(sf.logLevel), Output: stderr})
 	sf.cfg.Logger = logger
 	if err := serve(sf, logger); err != nil {
 		logger.Error("raftkv stopped with an error", "error", err)
