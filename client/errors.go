@@ -13,6 +13,11 @@ import (
 // a *RequestError matches ErrTimeout, ErrUnavailable or ErrIndeterminate, so
 // callers use errors.Is and never compare error text.
 var (
+	// ErrUnauthenticated: auth is on and the request carried no valid
+	// token (missing, unknown, revoked or expired). 401.
+	ErrUnauthenticated = errors.New("raftkv: unauthenticated")
+	// ErrPermissionDenied: the token's roles do not allow the request. 403.
+	ErrPermissionDenied = errors.New("raftkv: permission denied")
 	// ErrNotFound: the key (or, for Leave, the node id) does not exist. 404.
 	ErrNotFound = errors.New("raftkv: not found")
 	// ErrPrecondition: an If-Match revision or IfAbsent condition failed. 412.
@@ -47,6 +52,8 @@ var (
 // of codes, with their HTTP statuses, is docs/api.md.
 const (
 	CodeBadRequest         = errcode.BadRequest
+	CodeUnauthenticated    = errcode.Unauthenticated
+	CodePermissionDenied   = errcode.PermissionDenied
 	CodeNotFound           = errcode.NotFound
 	CodeMethodNotAllowed   = errcode.MethodNotAllowed
 	CodeConflict           = errcode.Conflict
@@ -61,8 +68,10 @@ const (
 // codeSentinels gives every public error code its sentinel; a test checks
 // that it covers exactly the public codes of internal/errcode.
 var codeSentinels = map[string]error{
-	CodeBadRequest: ErrBadRequest,
-	CodeNotFound:   ErrNotFound,
+	CodeBadRequest:       ErrBadRequest,
+	CodeUnauthenticated:  ErrUnauthenticated,
+	CodePermissionDenied: ErrPermissionDenied,
+	CodeNotFound:         ErrNotFound,
 	// A method the endpoint does not take is a malformed request.
 	CodeMethodNotAllowed:   ErrBadRequest,
 	CodeConflict:           ErrConflict,

@@ -17,6 +17,10 @@ import (
 var (
 	// ErrBadRequest: the input is invalid; nothing was proposed.
 	ErrBadRequest = errors.New("bad request")
+	// ErrUnauthenticated: auth is on and the caller has no valid token.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied: the caller's roles do not allow the operation.
+	ErrPermissionDenied = errors.New("permission denied")
 	// ErrNotFound: the key, node or group does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrConflict: the request clashes with the cluster's state (for example
@@ -55,6 +59,10 @@ var errorCodes = []struct {
 	{ErrBadRequest, errcode.BadRequest},
 	{ErrNotFound, errcode.NotFound},
 	{registry.ErrUnknownNode, errcode.NotFound},
+	{registry.ErrNotFound, errcode.NotFound},
+	{registry.ErrInvalid, errcode.BadRequest},
+	{ErrUnauthenticated, errcode.Unauthenticated},
+	{ErrPermissionDenied, errcode.PermissionDenied},
 	{ErrConflict, errcode.Conflict},
 	{ErrPrecondition, errcode.PreconditionFailed},
 	{ErrTooLarge, errcode.TooLarge},

@@ -25,6 +25,10 @@ func TestEveryErrorReachesTheClientAsItsSentinel(t *testing.T) {
 		want error // the client sentinel
 	}{
 		{cluster.ErrBadRequest, client.ErrBadRequest},
+		{cluster.ErrUnauthenticated, client.ErrUnauthenticated},
+		{cluster.ErrPermissionDenied, client.ErrPermissionDenied},
+		{registry.ErrInvalid, client.ErrBadRequest},
+		{registry.ErrNotFound, client.ErrNotFound},
 		{cluster.ErrNotFound, client.ErrNotFound},
 		{registry.ErrUnknownNode, client.ErrNotFound},
 		{errNoRoute, client.ErrNotFound},

@@ -22,6 +22,11 @@ const (
 	// CommandNoop changes nothing but advances AppliedIndex; raft's own
 	// LogNoop/LogBarrier entries never reach the FSM (see fsm.CommandNoop).
 	CommandNoop CommandType = 4
+	// Authentication state (auth.go): roles and tokens.
+	CommandPutRole     CommandType = 5
+	CommandDeleteRole  CommandType = 6
+	CommandPutToken    CommandType = 7
+	CommandDeleteToken CommandType = 8
 )
 
 func (t CommandType) String() string {
@@ -34,6 +39,14 @@ func (t CommandType) String() string {
 		return "remove-node"
 	case CommandNoop:
 		return "noop"
+	case CommandPutRole:
+		return "put-role"
+	case CommandDeleteRole:
+		return "delete-role"
+	case CommandPutToken:
+		return "put-token"
+	case CommandDeleteToken:
+		return "delete-token"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -44,6 +57,8 @@ type Command struct {
 	ClusterID string // Init
 	Shards    int64  // Init; range-checked by Apply, not by Decode
 	Node      Node   // UpsertNode; RemoveNode uses only Node.ID
+	Role      Role   // PutRole; DeleteRole uses only Role.Name
+	Token     Token  // PutToken; DeleteToken uses only Token.ID
 }
 
 // Envelope: [version][type][payload]. Strings are uvarint length + bytes;
@@ -54,6 +69,7 @@ type Command struct {
 //	UpsertNode: id, http addr, raft addr
 //	RemoveNode: id
 //	Noop:       empty
+//	PutRole, PutToken: see auth.go; DeleteRole: name; DeleteToken: id
 
 // EncodeInit returns the entry that fixes the cluster id and shard count.
 func EncodeInit(clusterID string, shards int) []byte {
@@ -105,6 +121,14 @@ func Decode(b []byte) (Command, error) {
 	case CommandRemoveNode:
 		c.Node.ID = d.Text()
 	case CommandNoop:
+	case CommandPutRole:
+		c.Role = decodeRole(d)
+	case CommandDeleteRole:
+		c.Role.Name = d.Text()
+	case CommandPutToken:
+		c.Token = decodeToken(d)
+	case CommandDeleteToken:
+		c.Token.ID = d.Text()
 	default:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
 	}

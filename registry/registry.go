@@ -66,6 +66,7 @@ type state struct {
 	clusterID string
 	shards    int
 	nodes     map[string]Node // never iterated in Apply; sorted wherever order matters
+	auth      authState
 }
 
 // FSM is the meta group's state machine. It implements raft.BatchingFSM;
@@ -83,7 +84,7 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 
 // New returns an empty registry for the named raft group (normally "meta").
 func New(group string) *FSM {
-	return &FSM{group: group, st: state{nodes: map[string]Node{}}}
+	return &FSM{group: group, st: state{nodes: map[string]Node{}, auth: newAuthState()}}
 }
 
 // Apply processes one committed log entry.
@@ -133,6 +134,14 @@ func (s *state) apply(c Command) *Result {
 		return s.remove(c.Node.ID)
 	case CommandNoop:
 		return &Result{}
+	case CommandPutRole:
+		return s.auth.putRole(c.Role)
+	case CommandDeleteRole:
+		return s.auth.deleteRole(c.Role.Name)
+	case CommandPutToken:
+		return s.auth.putToken(c.Token)
+	case CommandDeleteToken:
+		return s.auth.deleteToken(c.Token.ID)
 	}
 	panic("registry: apply: unhandled " + c.Type.String())
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,14 @@ func encodeCommand(c Command) []byte {
 		return EncodeUpsertNode(c.Node)
 	case CommandRemoveNode:
 		return EncodeRemoveNode(c.Node.ID)
+	case CommandPutRole:
+		return EncodePutRole(c.Role)
+	case CommandDeleteRole:
+		return EncodeDeleteRole(c.Role.Name)
+	case CommandPutToken:
+		return EncodePutToken(c.Token)
+	case CommandDeleteToken:
+		return EncodeDeleteToken(c.Token.ID)
 	}
 	return EncodeNoop()
 }
@@ -185,13 +194,15 @@ func FuzzDecode(f *testing.F) {
 	f.Add(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "a:1", RaftAddr: "a:2"}))
 	f.Add(EncodeRemoveNode("n1"))
 	f.Add(EncodeNoop())
+	f.Add(EncodePutRole(Role{Name: "app", Permissions: []Permission{{Prefix: "app/", Access: AccessReadWrite}}}))
+	f.Add(EncodePutToken(Token{ID: "t1", Hash: strings.Repeat("ab", 32), Roles: []string{"app"}, ExpiresAt: 5}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Decode(b)
 		if err != nil {
 			return
 		}
 		c2, err := Decode(encodeCommand(c))
-		if err != nil || c2 != c {
+		if err != nil || !reflect.DeepEqual(c2, c) {
 			t.Fatalf("re-decode of %+v: %+v, %v", c, c2, err)
 		}
 	})

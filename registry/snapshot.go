@@ -16,10 +16,14 @@ import (
 const SnapshotKind = "registry"
 
 // Record tags. A checkpoint holds exactly one settings record, first,
-// then one node record per node in ID order.
+// then one node record per node in ID order, then one record per role and
+// per token, each in name/id order (checkpoints written before auth existed
+// simply have none).
 const (
 	recSettings = 1
 	recNode     = 2
+	recRole     = 3
+	recToken    = 4
 )
 
 // regSnapshot is a copy of the state taken by Snapshot. The registry is
@@ -29,6 +33,8 @@ type regSnapshot struct {
 	clusterID string
 	shards    int
 	nodes     []Node // sorted by ID
+	roles     []Role  // sorted by name
+	tokens    []Token // sorted by id
 }
 
 var _ raft.FSMSnapshot = (*regSnapshot)(nil)
@@ -42,6 +48,8 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		clusterID: f.st.clusterID,
 		shards:    f.st.shards,
 		nodes:     f.st.sortedNodes(),
+		roles:     f.st.auth.sortedRoles(),
+		tokens:    f.st.auth.sortedTokens(),
 	}, nil
 }
 
@@ -69,6 +77,16 @@ func (s *regSnapshot) write(out io.Writer) error {
 		rec = appendString(rec, n.HTTPAddr)
 		rec = appendString(rec, n.RaftAddr)
 		if err := w.WriteRecord(append([]byte{recNode}, rec...)); err != nil {
+			return err
+		}
+	}
+	for _, r := range s.roles {
+		if err := w.WriteRecord(appendRole([]byte{recRole}, r)); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.tokens {
+		if err := w.WriteRecord(appendToken([]byte{recToken}, t)); err != nil {
 			return err
 		}
 	}
@@ -103,7 +121,7 @@ func (f *FSM) load(r io.Reader) (state, snapshot.Header, error) {
 		return state{}, hdr, fmt.Errorf("%w: kind %q group %q, want %q %q",
 			ErrBadSnapshot, hdr.Kind, hdr.Group, SnapshotKind, f.group)
 	}
-	st := state{nodes: map[string]Node{}}
+	st := state{nodes: map[string]Node{}, auth: newAuthState()}
 	var prev string
 	for n := 0; ; n++ {
 		p, err := sr.Next()
@@ -116,9 +134,12 @@ func (f *FSM) load(r io.Reader) (state, snapshot.Header, error) {
 		if err != nil {
 			return state{}, hdr, err
 		}
-		if n == 0 {
+		switch {
+		case n == 0:
 			err = st.loadSettings(p)
-		} else {
+		case len(p) > 0 && (p[0] == recRole || p[0] == recToken):
+			err = st.auth.load(p)
+		default:
 			prev, err = st.loadNode(p, prev)
 		}
 		if err != nil {

@@ -16,6 +16,8 @@ import "net/http"
 // never change one.
 const (
 	BadRequest         = "bad_request"
+	Unauthenticated    = "unauthenticated"
+	PermissionDenied   = "permission_denied"
 	NotFound           = "not_found"
 	MethodNotAllowed   = "method_not_allowed"
 	Conflict           = "conflict"
@@ -51,6 +53,10 @@ type Info struct {
 var list = []Info{
 	{Code: BadRequest, Status: http.StatusBadRequest, Public: BadRequest,
 		Meaning: "the request is invalid; nothing changed"},
+	{Code: Unauthenticated, Status: http.StatusUnauthorized, Public: Unauthenticated,
+		Meaning: "auth is on and the request has no valid bearer token (missing, unknown, revoked or expired)"},
+	{Code: PermissionDenied, Status: http.StatusForbidden, Public: PermissionDenied,
+		Meaning: "the token's roles do not allow this on this key or operation; nothing changed"},
 	{Code: NotFound, Status: http.StatusNotFound, Public: NotFound,
 		Meaning: "no such key, node, group or endpoint"},
 	{Code: MethodNotAllowed, Status: http.StatusMethodNotAllowed, Public: MethodNotAllowed,
