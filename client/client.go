@@ -33,6 +33,7 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration // per-call deadline; 0 means only the caller's ctx
 	userAgent string
+	token     string // bearer token sent with every call ("" none)
 
 	// preferred is the index into endpoints of the endpoint that answered
 	// last. Each call starts there.
@@ -47,7 +48,12 @@ type options struct {
 	dialTimeout time.Duration
 	httpClient  *http.Client
 	userAgent   string
+	token       string
 }
+
+// WithToken sends token as "Authorization: Bearer <token>" with every call,
+// for a cluster that runs with --auth.
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
 // WithTimeout sets a deadline for each call (all its attempts together),
 // in addition to any deadline on the caller's context. The server is told
@@ -77,7 +83,7 @@ func New(endpoints []string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient}
+	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, token: o.token}
 	for _, ep := range endpoints {
 		if ep = normalizeEndpoint(ep); ep != "" {
 			c.endpoints = append(c.endpoints, ep)
@@ -130,7 +136,7 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // connections and options. Use it to address one particular node, for
 // example to probe it with Live.
 func (c *Client) At(endpoint string) *Client {
-	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent}
+	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, token: c.token}
 	if ep := normalizeEndpoint(endpoint); ep != "" {
 		n.endpoints = []string{ep}
 	}
@@ -261,6 +267,9 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 	}
 	if c.userAgent != "" {
 		hreq.Header.Set("User-Agent", c.userAgent)
+	}
+	if c.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {

@@ -83,6 +83,16 @@ type Config struct {
 	// is set (the mux provides it otherwise). Its Dial takes another
 	// node's raft address.
 	NewRPCLayer func() (raft.StreamLayer, error)
+	// Auth requires a bearer token on every client request (auth.go).
+	Auth bool
+	// BootstrapToken, with Auth, is the secret of an admin token stored
+	// under the id "bootstrap" when the node starts (at least 16 bytes).
+	// Without it, the node that creates a cluster makes a random one and
+	// hands it to OnBootstrapToken, once.
+	BootstrapToken   string
+	OnBootstrapToken func(secret string)
+	// JoinToken is sent to the --join addresses when auth is on there.
+	JoinToken string
 	// RaftBind is the TCP address the raft port listens on (default RaftAddr).
 	RaftBind string
 }
@@ -140,6 +150,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("election timeout (%s) must be at least the heartbeat timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)
 	case c.LeaderLeaseTimeout <= 0 || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
 		return fmt.Errorf("leader lease timeout (%s) must be positive and at most the heartbeat timeout (%s)", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	case c.BootstrapToken != "" && len(c.BootstrapToken) < minBootstrapSecret:
+		return fmt.Errorf("the bootstrap token must be at least %d bytes", minBootstrapSecret)
+	case c.BootstrapToken != "" && !c.Auth:
+		return fmt.Errorf("a bootstrap token needs auth on")
 	case c.MaxValueBytes < 1:
 		return fmt.Errorf("max value bytes must be positive")
 	case c.MaxPendingWrites < 1:

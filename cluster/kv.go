@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/internal/keyspace"
+	"github.com/raftkv/raftkv/registry"
 )
 
 // Consistency selects how a read is served.
@@ -85,6 +86,9 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, cond fsm.Condi
 	if err := ValidateKey(key); err != nil {
 		return KVResult{}, err
 	}
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
+		return KVResult{}, err
+	}
 	if len(value) > n.cfg.MaxValueBytes {
 		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
 	}
@@ -99,6 +103,9 @@ func (n *Node) Delete(ctx context.Context, key string, cond fsm.Condition) (KVRe
 	if err := ValidateKey(key); err != nil {
 		return KVResult{}, err
 	}
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
+		return KVResult{}, err
+	}
 	shard := n.ShardOf(key)
 	res, served, err := route(ctx, n, shard, "delete", keyArgs{Key: key, Cond: cond}, n.deleteLocal, nonIdempotent)
 	res.Node, res.Shard = served, shard
@@ -108,6 +115,9 @@ func (n *Node) Delete(ctx context.Context, key string, cond fsm.Condition) (KVRe
 // Get reads key. A missing key is ErrNotFound.
 func (n *Node) Get(ctx context.Context, key string, c Consistency) (KVResult, error) {
 	if err := ValidateKey(key); err != nil {
+		return KVResult{}, err
+	}
+	if err := n.authorizeKeys(ctx, registry.AccessRead, key); err != nil {
 		return KVResult{}, err
 	}
 	shard := n.ShardOf(key)
@@ -133,6 +143,10 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 		reply listReply
 		err   error
 	}
+	gr, err := n.grantsOf(ctx)
+	if err != nil {
+		return ListResult{}, err
+	}
 	parts := make([]part, n.shards)
 	var wg sync.WaitGroup
 	// Each shard returns its first `limit` keys; the first `limit` of their
@@ -144,7 +158,7 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 			defer wg.Done()
 			g := n.groups[fmt.Sprintf("shard-%d", i+1)]
 			if c == Stale {
-				parts[i].reply, parts[i].err = n.listFrom(g, args)
+				parts[i].reply, parts[i].err = n.listFrom(g, args, gr)
 				return
 			}
 			parts[i].reply, _, parts[i].err = route(ctx, n, g.name, "list", args, n.listLocal, idempotent)
@@ -167,6 +181,9 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 }
 
 func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
+		return KVResult{}, err
+	}
 	resp, err := n.applyUnlocked(ctx, g, fsm.EncodePut(a.Key, a.Value, a.Cond))
 	if err != nil {
 		return KVResult{}, err
@@ -175,6 +192,9 @@ func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, err
 }
 
 func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
+		return KVResult{}, err
+	}
 	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeDelete(a.Key, a.Cond))
 	if err != nil {
 		return KVResult{}, err
@@ -195,6 +215,9 @@ func kvResult(resp interface{}) (KVResult, error) {
 }
 
 func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	if err := n.authorizeKeys(ctx, registry.AccessRead, a.Key); err != nil {
+		return KVResult{}, err
+	}
 	if err := g.readBarrier(ctx); err != nil {
 		return KVResult{}, err
 	}
@@ -210,19 +233,40 @@ func (n *Node) getFrom(g *group, key string) (KVResult, error) {
 }
 
 func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {
+	gr, err := n.grantsOf(ctx)
+	if err != nil {
+		return listReply{}, err
+	}
 	if err := g.readBarrier(ctx); err != nil {
 		return listReply{}, err
 	}
 	if err := n.settleShardForRead(ctx, g); err != nil {
 		return listReply{}, err
 	}
-	return n.listFrom(g, a)
+	return n.listFrom(g, a, gr)
 }
 
-func (n *Node) listFrom(g *group, a listArgs) (listReply, error) {
+// listFrom lists this replica's keys, keeping only those the caller may
+// read: it reads on past unreadable keys until the page is full, so a page
+// is never cut short while readable keys follow.
+func (n *Node) listFrom(g *group, a listArgs, gr grants) (listReply, error) {
 	items, more := g.kv.List(a.Prefix, a.After, a.Limit)
-	if items == nil {
-		items = []fsm.KV{}
+	if gr.all || gr.admin {
+		if items == nil {
+			items = []fsm.KV{}
+		}
+		return listReply{Items: items, More: more}, nil
 	}
-	return listReply{Items: items, More: more}, nil
+	out := []fsm.KV{}
+	for {
+		for _, kv := range items {
+			if gr.allows(kv.Key, registry.AccessRead) && len(out) < a.Limit {
+				out = append(out, kv)
+			}
+		}
+		if len(out) >= a.Limit || !more || len(items) == 0 {
+			return listReply{Items: out, More: more && len(out) >= a.Limit}, nil
+		}
+		items, more = g.kv.List(a.Prefix, items[len(items)-1].Key, a.Limit)
+	}
 }

@@ -344,7 +344,7 @@ func (n *Node) discover(ctx context.Context) (ClusterInfo, error) {
 	var lastErr error
 	for {
 		for _, addr := range n.cfg.Join {
-			info, err := fetchClusterInfo(ctx, n.public, addr)
+			info, err := n.fetchClusterInfo(ctx, addr)
 			if err == nil && info.Shards > 0 {
 				return info, nil
 			}
@@ -362,14 +362,15 @@ func (n *Node) discover(ctx context.Context) (ClusterInfo, error) {
 	}
 }
 
-func fetchClusterInfo(ctx context.Context, c *http.Client, addr string) (ClusterInfo, error) {
+func (n *Node) fetchClusterInfo(ctx context.Context, addr string) (ClusterInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster?consistency=stale", nil)
 	if err != nil {
 		return ClusterInfo{}, err
 	}
-	resp, err := c.Do(req)
+	n.setJoinToken(req)
+	resp, err := n.public.Do(req)
 	if err != nil {
 		return ClusterInfo{}, err
 	}
@@ -380,6 +381,13 @@ func fetchClusterInfo(ctx context.Context, c *http.Client, addr string) (Cluster
 	var info ClusterInfo
 	err = json.NewDecoder(resp.Body).Decode(&info)
 	return info, err
+}
+
+// setJoinToken authenticates a call to a --join address.
+func (n *Node) setJoinToken(req *http.Request) {
+	if n.cfg.JoinToken != "" {
+		req.Header.Set("Authorization", "Bearer "+n.cfg.JoinToken)
+	}
 }
 
 // joinLoop asks the --join addresses to add this node until one succeeds.
@@ -420,6 +428,7 @@ func (n *Node) requestJoin(addr string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	n.setJoinToken(req)
 	resp, err := n.public.Do(req)
 	if err != nil {
 		return err
@@ -463,6 +472,9 @@ func (n *Node) registerOnce(initCluster bool, self registry.Node) error {
 		if _, _, err := route(ctx, n, MetaGroup, "init", initArgs{n.clusterID, n.shards}, n.initLocal, idempotent); err != nil {
 			return err
 		}
+	}
+	if err := n.ensureBootstrapToken(ctx, initCluster); err != nil {
+		return err
 	}
 	if cur, ok := n.meta.reg.Node(self.ID); ok && cur == self {
 		return nil

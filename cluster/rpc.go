@@ -47,6 +47,9 @@ type opSpec struct {
 	kind groupKind
 	// leaderOnly operations run only on the group's current leader.
 	leaderOnly bool
+	// admin operations change the cluster: a client's forwarded call needs
+	// the admin role (a node's own call carries no caller).
+	admin bool
 	run        func(ctx context.Context, g *group, args []byte) (any, error)
 }
 
@@ -65,6 +68,9 @@ func handle[A, R any](kind groupKind, fn func(ctx context.Context, g *group, arg
 // leadership.
 func local(s opSpec) opSpec { s.leaderOnly = false; return s }
 
+// adminOnly marks an operation that changes the cluster.
+func adminOnly(s opSpec) opSpec { s.admin = true; return s }
+
 // opTable lists every operation another node may run here.
 func (n *Node) opTable() map[string]opSpec {
 	return map[string]opSpec{
@@ -72,12 +78,16 @@ func (n *Node) opTable() map[string]opSpec {
 		"delete":        handle(shardGroup, n.deleteLocal),
 		"get":           handle(shardGroup, n.getLocal),
 		"list":          handle(shardGroup, n.listLocal),
-		"init":          handle(metaGroup, n.initLocal),
-		"register":      handle(metaGroup, n.registerLocal),
-		"deregister":    handle(metaGroup, n.deregisterLocal),
-		"add-member":    handle(anyGroup, n.addMemberLocal),
-		"remove-member": handle(anyGroup, n.removeMemberLocal),
-		"transfer":      handle(anyGroup, n.transferLocal),
+		"init":          adminOnly(handle(metaGroup, n.initLocal)),
+		"register":      adminOnly(handle(metaGroup, n.registerLocal)),
+		"deregister":    adminOnly(handle(metaGroup, n.deregisterLocal)),
+		"add-member":    adminOnly(handle(anyGroup, n.addMemberLocal)),
+		"remove-member": adminOnly(handle(anyGroup, n.removeMemberLocal)),
+		"transfer":      adminOnly(handle(anyGroup, n.transferLocal)),
+		"put-token":     adminOnly(handle(metaGroup, n.putTokenLocal)),
+		"delete-token":  adminOnly(handle(metaGroup, n.deleteTokenLocal)),
+		"put-role":      adminOnly(handle(metaGroup, n.putRoleLocal)),
+		"delete-role":   adminOnly(handle(metaGroup, n.deleteRoleLocal)),
 		"read-index":    handle(anyGroup, n.readIndexLocal),
 		"txn":           handle(shardGroup, n.txnLocal),
 		"txn-prepare":   handle(shardGroup, n.prepareLocal),
@@ -104,6 +114,14 @@ func (n *Node) serveRPC(ctx context.Context, req rpc.Request) ([]byte, error) {
 		return nil, fmt.Errorf("%w: operation %q does not apply to group %s", ErrBadRequest, req.Op, req.Group)
 	case spec.leaderOnly && !g.isLeader():
 		return nil, errNotLeader
+	}
+	if req.Caller != "" {
+		ctx = WithCaller(ctx, req.Caller)
+		if spec.admin {
+			if err := n.RequireAdmin(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 	res, err := spec.run(ctx, g, req.Args)
 	if err != nil {
@@ -140,7 +158,7 @@ func (c *rpcClient) call(ctx context.Context, addr, groupName, op string, args, 
 	if err != nil {
 		return "", err
 	}
-	resp, err := c.c.Call(ctx, addr, rpc.Request{Group: groupName, Op: op, Args: raw})
+	resp, err := c.c.Call(ctx, addr, rpc.Request{Group: groupName, Op: op, Caller: callerOf(ctx), Args: raw})
 	var remote *rpc.RemoteError
 	switch {
 	case errors.As(err, &remote):

@@ -67,6 +67,9 @@ func (n *Node) Txn(ctx context.Context, req TxnRequest) (TxnResponse, error) {
 	if err := n.validateTxn(req); err != nil {
 		return TxnResponse{}, err
 	}
+	if err := n.authorizeTxn(ctx, fsm.Txn{Compares: req.Compares, Success: req.Success, Failure: req.Failure}); err != nil {
+		return TxnResponse{}, err
+	}
 	plan := n.planTxn(req)
 	if len(plan.shards) == 1 {
 		return n.txnSingle(ctx, plan.shards[0], req)

@@ -61,6 +61,9 @@ func leaderNow() int64 { return time.Now().UnixNano() }
 // txnLocal runs a single-shard transaction, settling or waiting out locks
 // held by cross-shard transactions (see applyUnlocked).
 func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, error) {
+	if err := n.authorizeTxn(ctx, a.Body); err != nil {
+		return txnReply{}, err
+	}
 	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeTxn(fsm.CommandTxn, fsm.TxnCmd{Body: a.Body}))
 	if err != nil {
 		return txnReply{}, err
@@ -76,6 +79,9 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 }
 
 func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepareReply, error) {
+	if err := n.authorizeTxn(ctx, a.Cmd.Body); err != nil {
+		return prepareReply{}, err
+	}
 	var r *fsm.Result
 	// A key held by a transaction that is already decided, but not yet
 	// resolved here (its resolve runs in the background), is settled at once

@@ -32,6 +32,7 @@ type Service interface {
 	PrepareBackup(ctx context.Context) (*backup.Writer, error)
 	Txn(ctx context.Context, req cluster.TxnRequest) (cluster.TxnResponse, error)
 	TxnRecord(ctx context.Context, id string) (fsm.Record, error)
+	AuthService
 }
 
 var _ Service = (*cluster.Node)(nil)
@@ -60,16 +61,17 @@ func New(svc Service) *Server {
 	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc)}
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
-	s.mux.HandleFunc("POST /v1/cluster/join", s.handleJoin)
-	s.mux.HandleFunc("POST /v1/cluster/leave", s.handleLeave)
-	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.handleTransfer)
-	s.mux.HandleFunc("POST /v1/cluster/snapshot", s.handleSnapshot)
-	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
+	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))
+	s.mux.HandleFunc("POST /v1/cluster/leave", s.admin(s.handleLeave))
+	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.admin(s.handleTransfer))
+	s.mux.HandleFunc("POST /v1/cluster/snapshot", s.admin(s.handleSnapshot))
+	s.mux.HandleFunc("GET /v1/backup", s.admin(s.handleBackup))
 	s.mux.HandleFunc("POST /v1/txn", s.handleTxn)
 	s.mux.HandleFunc("GET /v1/txn/{id}", s.handleTxnRecord)
 	s.mux.HandleFunc("GET /livez", s.handleLivez)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
+	s.routeAuth()
 	return s
 }
 
@@ -79,7 +81,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	rw.Header().Set(cluster.HeaderNode, s.svc.ID())
-	route := s.dispatch(rw, r)
+	route := "unauthenticated"
+	if authed := s.authenticate(rw, r); authed != nil {
+		route = s.dispatch(rw, authed)
+	}
 	s.metrics.observe(route, r.Method, rw.status, time.Since(start))
 }
 
@@ -103,7 +108,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 		}
 		return "/v1/kv/{key}"
 	}
-	h, pattern := s.mux.Handler(r)
+	_, pattern := s.mux.Handler(r)
 	if pattern == "" {
 		// The mux found nothing: answer in our error format rather than
 		// its plain-text 404/405.
@@ -115,7 +120,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
 		}
 		return "unknown"
 	}
-	h.ServeHTTP(w, r)
+	// The mux serves it (rather than h itself) so that path wildcards
+	// such as {name} are filled in.
+	s.mux.ServeHTTP(w, r)
 	return pattern
 }
 

@@ -18,6 +18,7 @@ import (
 
 // fakeService records calls and returns canned answers.
 type fakeService struct {
+	noAuth
 	calls  []string
 	putErr error
 	kv     fsm.KV
@@ -215,4 +216,24 @@ func TestMetricsExposeRequestCounters(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `raftkv_http_requests_total{code="200",method="PUT",route="/v1/kv/{key}"} 1`) {
 		t.Fatalf("metrics lack the request counter:\n%s", rec.Body)
 	}
+}
+
+// noAuth is a node with auth off: it never asks for a token.
+type noAuth struct{}
+
+var errAuthOff = fmt.Errorf("%w: auth is off", cluster.ErrBadRequest)
+
+func (noAuth) AuthEnabled() bool                                { return false }
+func (noAuth) Authenticate(string) (string, error)              { return "", errAuthOff }
+func (noAuth) RequireAdmin(context.Context) error               { return nil }
+func (noAuth) RevokeToken(context.Context, string) error        { return errAuthOff }
+func (noAuth) PutRole(context.Context, registry.Role) error     { return errAuthOff }
+func (noAuth) DeleteRole(context.Context, string) error         { return errAuthOff }
+func (noAuth) Tokens(context.Context) ([]registry.Token, error) { return nil, errAuthOff }
+func (noAuth) Roles(context.Context) ([]registry.Role, error)   { return nil, errAuthOff }
+func (noAuth) Role(context.Context, string) (registry.Role, error) {
+	return registry.Role{}, errAuthOff
+}
+func (noAuth) CreateToken(context.Context, cluster.TokenRequest) (cluster.NewToken, error) {
+	return cluster.NewToken{}, errAuthOff
 }

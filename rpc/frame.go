@@ -40,7 +40,11 @@ type Request struct {
 	// DeadlineMillis is the caller's remaining time when it sent the call
 	// (0: none). A duration rather than a time, so no clocks are compared.
 	DeadlineMillis uint64
-	Args           []byte
+	// Caller is the id of the client token a forwarded request is made
+	// for ("" for a node's own work), so the receiver checks the client's
+	// permissions rather than granting a node's.
+	Caller string
+	Args   []byte
 }
 
 // Response is the answer to one call. Code is empty on success; otherwise
@@ -75,10 +79,11 @@ func finishFrame(b []byte) []byte {
 
 // encodeRequest returns the whole frame for r.
 func encodeRequest(r Request) []byte {
-	b := beginFrame(kindRequest, 3*binary.MaxVarintLen64+len(r.Group)+len(r.Op)+len(r.Args))
+	b := beginFrame(kindRequest, 4*binary.MaxVarintLen64+len(r.Group)+len(r.Op)+len(r.Caller)+len(r.Args))
 	b = binary.AppendUvarint(b, r.DeadlineMillis)
 	b = appendText(b, r.Group)
 	b = appendText(b, r.Op)
+	b = appendText(b, r.Caller)
 	b = appendBytes(b, r.Args)
 	return finishFrame(b)
 }
@@ -102,6 +107,7 @@ func decodeRequest(body []byte) (Request, error) {
 	r := Request{DeadlineMillis: d.Uvarint()}
 	r.Group = name(d, "group")
 	r.Op = name(d, "operation")
+	r.Caller = name(d, "caller")
 	r.Args = d.Bytes()
 	if err := d.Finish(); err != nil {
 		return Request{}, fmt.Errorf("%w: request: %v", ErrFrame, err)

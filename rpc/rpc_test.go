@@ -201,9 +201,9 @@ func TestAnIdleConnectionIsClosedByTheServer(t *testing.T) {
 }
 
 func TestFramesRoundTrip(t *testing.T) {
-	req := Request{Group: "meta", Op: "register", DeadlineMillis: 1234, Args: []byte("args")}
+	req := Request{Group: "meta", Op: "register", DeadlineMillis: 1234, Caller: "tok1", Args: []byte("args")}
 	got, err := decodeRequest(encodeRequest(req)[4:])
-	if err != nil || got.Group != req.Group || got.Op != req.Op || got.DeadlineMillis != 1234 || string(got.Args) != "args" {
+	if err != nil || got.Group != req.Group || got.Op != req.Op || got.DeadlineMillis != 1234 || got.Caller != "tok1" || string(got.Args) != "args" {
 		t.Fatalf("request %+v %v", got, err)
 	}
 	resp := Response{Node: "n2", Code: "not_leader", Message: "no", Result: nil}
