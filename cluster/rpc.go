@@ -50,7 +50,7 @@ type opSpec struct {
 	// admin operations change the cluster: a client's forwarded call needs
 	// the admin role (a node's own call carries no caller).
 	admin bool
-	run        func(ctx context.Context, g *group, args []byte) (any, error)
+	run   func(ctx context.Context, g *group, args []byte) (any, error)
 }
 
 // handle adapts a typed operation to an opSpec.

@@ -1,8 +1,8 @@
 package registry
 
 import (
-	"errors"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"

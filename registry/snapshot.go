@@ -32,7 +32,7 @@ type regSnapshot struct {
 	hdr       snapshot.Header
 	clusterID string
 	shards    int
-	nodes     []Node // sorted by ID
+	nodes     []Node  // sorted by ID
 	roles     []Role  // sorted by name
 	tokens    []Token // sorted by id
 }
