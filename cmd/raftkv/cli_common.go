@@ -34,6 +34,7 @@ var stdin io.Reader = os.Stdin
 type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
+	token     string
 }
 
 // clientFlagsTitle heads the client flags on help pages.
@@ -45,9 +46,10 @@ func (cf *clientFlags) register(c *command) {
 		fs.StringVar(&cf.endpoints, "endpoints", defaultEndpoint,
 			"comma-separated node HTTP `ADDRS`, tried in order when one is down")
 		fs.DurationVar(&cf.timeout, "timeout", defaultTimeout, "deadline for the whole command")
+		fs.StringVar(&cf.token, "token", "", "bearer `TOKEN` for a cluster that runs with --auth (prefer RAFTKV_TOKEN: flags show in ps)")
 		c.outputFlag(false)
 	})
-	c.fromEnv("endpoints")
+	c.fromEnv("endpoints", "token")
 	c.check(func() error {
 		if cf.timeout <= 0 {
 			return errors.New("--timeout must be positive")
@@ -71,7 +73,7 @@ func (cf *clientFlags) endpointList() []string {
 
 // client returns a client for the --endpoints and --timeout flags.
 func (cf *clientFlags) client() *client.Client {
-	return client.New(cf.endpointList(), client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/"+version))
+	return client.New(cf.endpointList(), client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/"+version), client.WithToken(cf.token))
 }
 
 // invocation is one run of a client command: the command's parse state and

@@ -51,6 +51,7 @@ func init() {
 		{"cluster", &clusterCommands.help, cmdCluster},
 		{"chaos", &chaosCommands.help, cmdChaos},
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
+		{"auth", &authCommands.help, cmdAuth},
 		{"bench", &benchHelp, cmdBench},
 		{"version", &versionHelp, cmdVersion},
 		{"help", &helpHelp, cmdHelp},
@@ -107,7 +108,7 @@ Commands:
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.help.summary)
 	}
-	b.WriteString("\nClient commands (put, get, del, list, txn, cluster, snapshot save, bench)\ntake these flags:\n")
+	b.WriteString("\nClient commands (put, get, del, list, txn, cluster, snapshot save, auth, bench)\ntake these flags:\n")
 	var cf clientFlags
 	c := newCommand("", cmdHelpText{}, io.Discard, io.Discard)
 	cf.register(c)
