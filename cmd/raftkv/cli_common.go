@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/certs"
 )
 
 // Defaults of the client flags.
@@ -34,6 +37,11 @@ var stdin io.Reader = os.Stdin
 type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
+
+	// HTTPS: the CA of the servers' certificates and the client's own
+	// certificate, and the config made of them once parsed (nil: none given).
+	caCert, cert, key string
+	tls               *tls.Config
 }
 
 // clientFlagsTitle heads the client flags on help pages.
@@ -45,15 +53,28 @@ func (cf *clientFlags) register(c *command) {
 		fs.StringVar(&cf.endpoints, "endpoints", defaultEndpoint,
 			"comma-separated node HTTP `ADDRS`, tried in order when one is down")
 		fs.DurationVar(&cf.timeout, "timeout", defaultTimeout, "deadline for the whole command")
+		fs.StringVar(&cf.caCert, "ca-cert", "", "CA `FILE` that signed the nodes' HTTPS certificates; endpoints without a scheme then mean https")
+		fs.StringVar(&cf.cert, "cert", "", "client certificate `FILE`, for a cluster that requires one (with --key)")
+		fs.StringVar(&cf.key, "key", "", "private key `FILE` of --cert")
 		c.outputFlag(false)
 	})
-	c.fromEnv("endpoints")
+	c.fromEnv("endpoints", "ca-cert", "cert", "key")
 	c.check(func() error {
 		if cf.timeout <= 0 {
 			return errors.New("--timeout must be positive")
 		}
 		if len(cf.endpointList()) == 0 {
 			return errors.New("--endpoints is empty")
+		}
+		if (cf.cert == "") != (cf.key == "") {
+			return errors.New("--cert and --key must be given together")
+		}
+		if cf.caCert != "" || cf.cert != "" {
+			cfg, err := certs.ClientTLS(cf.caCert, cf.cert, cf.key)
+			if err != nil {
+				return err
+			}
+			cf.tls = cfg
 		}
 		return nil
 	})
@@ -69,9 +90,28 @@ func (cf *clientFlags) endpointList() []string {
 	return out
 }
 
-// client returns a client for the --endpoints and --timeout flags.
+// client returns a client for the --endpoints, --timeout and TLS flags.
 func (cf *clientFlags) client() *client.Client {
-	return client.New(cf.endpointList(), client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/"+version))
+	opts := []client.Option{client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/" + version)}
+	if cf.tls != nil {
+		opts = append(opts, client.WithTLS(cf.tls))
+	}
+	return client.New(cf.endpointList(), opts...)
+}
+
+// endpointURLs returns the endpoints as base URLs, by the client's rule: a
+// bare host:port is https when a TLS flag is given, http otherwise.
+func (cf *clientFlags) endpointURLs() []string { return cf.client().Endpoints() }
+
+// httpClient returns the HTTP client for the commands that send their own
+// requests rather than going through package client (txn, snapshot save).
+func (cf *clientFlags) httpClient() *http.Client {
+	if cf.tls == nil {
+		return http.DefaultClient
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cf.tls
+	return &http.Client{Transport: tr}
 }
 
 // invocation is one run of a client command: the command's parse state and
