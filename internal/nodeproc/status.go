@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -32,16 +33,18 @@ var probeClient = &http.Client{Transport: &http.Transport{
 	IdleConnTimeout:     30 * time.Second,
 }}
 
-// get sends GET http://addr+path within ProbeTimeout (or ctx's deadline, if
-// sooner) and returns the body of a 200 answer.
-func get(ctx context.Context, addr, path string) ([]byte, error) {
+// get sends GET base+path with hc within ProbeTimeout (or ctx's deadline,
+// if sooner) and returns the body of a 200 answer. base is a URL such as
+// http://addr.
+func get(ctx context.Context, hc *http.Client, base, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	addr := base[strings.Index(base, "://")+3:]
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", addr, path, err)
 	}
@@ -56,15 +59,20 @@ func get(ctx context.Context, addr, path string) ([]byte, error) {
 	return b, nil
 }
 
-// FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr.
+// FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr
+// over plain HTTP.
 func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
-	b, err := get(ctx, httpAddr, "/v1/cluster")
+	return fetchStatus(ctx, probeClient, "http://"+httpAddr)
+}
+
+func fetchStatus(ctx context.Context, hc *http.Client, base string) (*Status, error) {
+	b, err := get(ctx, hc, base, "/v1/cluster")
 	if err != nil {
 		return nil, err
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s /v1/cluster: %w in %s", httpAddr, err, b)
+		return nil, fmt.Errorf("%s/v1/cluster: %w in %s", base, err, b)
 	}
 	st.Raw = b
 	return &st, nil
@@ -72,7 +80,11 @@ func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
 
 // Status fetches GET /v1/cluster from this node.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
-	st, err := FetchStatus(ctx, n.HTTPAddr)
+	hc, err := n.probe()
+	if err != nil {
+		return nil, err
+	}
+	st, err := fetchStatus(ctx, hc, n.BaseURL())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
@@ -86,7 +98,11 @@ func (n *Node) Live(ctx context.Context) error { return n.expect200(ctx, "/livez
 func (n *Node) Ready(ctx context.Context) error { return n.expect200(ctx, "/readyz") }
 
 func (n *Node) expect200(ctx context.Context, path string) error {
-	if _, err := get(ctx, n.HTTPAddr, path); err != nil {
+	hc, err := n.probe()
+	if err != nil {
+		return err
+	}
+	if _, err := get(ctx, hc, n.BaseURL(), path); err != nil {
 		return fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return nil
