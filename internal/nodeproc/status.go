@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -39,22 +38,21 @@ var probeClient = &http.Client{Transport: &http.Transport{
 func get(ctx context.Context, hc *http.Client, base, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
-	addr := base[strings.Index(base, "://")+3:]
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", addr, path, err)
+		return nil, fmt.Errorf("%s%s: %w", base, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading body: %w", addr, path, err)
+		return nil, fmt.Errorf("%s%s: reading body: %w", base, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s: %d %s", addr, path, resp.StatusCode, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("%s%s: %d %s", base, path, resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return b, nil
 }
