@@ -10,6 +10,15 @@
 //	res, err := c.Put(ctx, "users/42", []byte("alice"), client.IfAbsent())
 //	v, err := c.Get(ctx, "users/42")
 //
+// # TLS
+//
+// WithTLS makes the client speak HTTPS, verifying the nodes with the
+// config's roots and presenting its certificate to a cluster that requires
+// client certificates; bare "host:port" endpoints then mean https:
+//
+//	cfg, err := certs.ClientTLS("ca.pem", "ops.pem", "ops-key.pem") // or any *tls.Config
+//	c := client.New([]string{"10.0.0.1:8080"}, client.WithTLS(cfg))
+//
 // # Failover and retries
 //
 // The client sends each request to the endpoint that answered last. When a
