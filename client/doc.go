@@ -16,8 +16,11 @@
 // config's roots and presenting its certificate to a cluster that requires
 // client certificates; bare "host:port" endpoints then mean https:
 //
-//	cfg, err := certs.ClientTLS("ca.pem", "ops.pem", "ops-key.pem") // or any *tls.Config
-//	c := client.New([]string{"10.0.0.1:8080"}, client.WithTLS(cfg))
+//	pool := x509.NewCertPool()
+//	pool.AppendCertsFromPEM(caPEM) // the cluster CA, ca.pem
+//	pair, err := tls.LoadX509KeyPair("ops.pem", "ops-key.pem")
+//	c := client.New([]string{"10.0.0.1:8080"},
+//		client.WithTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}))
 //
 // # Failover and retries
 //
