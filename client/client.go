@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ const (
 // and reuses connections; create one per process and share it.
 type Client struct {
 	endpoints []string // normalized base URLs ("http://host:port"); never changes
+	scheme    string   // given to endpoints without one: "http", or "https" with WithTLS
 	hc        *http.Client
 	timeout   time.Duration // per-call deadline; 0 means only the caller's ctx
 	userAgent string
@@ -49,6 +51,7 @@ type options struct {
 	httpClient  *http.Client
 	userAgent   string
 	token       string
+	tls         *tls.Config
 }
 
 // WithToken sends token as "Authorization: Bearer <token>" with every call,
@@ -72,30 +75,42 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 // Timeout set, since joins may legitimately take a while; use WithTimeout.
 func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.httpClient = hc } }
 
+// WithTLS makes the client speak HTTPS with cfg: it verifies the servers
+// (cfg.RootCAs, or the system's roots when nil) and presents cfg's
+// certificate to a server that requires one. An endpoint given as bare
+// "host:port" then means "https://host:port"; one written "http://..."
+// stays plaintext. Ignored with WithHTTPClient, whose transport carries its
+// own TLS settings.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
 
 // New returns a client for the given endpoints. An endpoint is "host:port"
-// or a URL such as "http://host:port". Empty entries are ignored; a client
-// without endpoints fails every call with ErrNoEndpoints.
+// or a URL such as "http://host:port" or "https://host:port"; "host:port"
+// means plain HTTP unless WithTLS is given. Empty entries are ignored; a
+// client without endpoints fails every call with ErrNoEndpoints.
 func New(endpoints []string, opts ...Option) *Client {
 	o := options{dialTimeout: DefaultDialTimeout, userAgent: "raftkv-client"}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, token: o.token}
+	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, scheme: "http", token: o.token}
+	if o.tls != nil {
+		c.scheme = "https"
+	}
 	for _, ep := range endpoints {
-		if ep = normalizeEndpoint(ep); ep != "" {
+		if ep = normalizeEndpoint(ep, c.scheme); ep != "" {
 			c.endpoints = append(c.endpoints, ep)
 		}
 	}
 	if c.hc == nil {
-		c.hc = newHTTPClient(o.dialTimeout)
+		c.hc = newHTTPClient(o.dialTimeout, o.tls)
 	}
 	return c
 }
 
-func newHTTPClient(dialTimeout time.Duration) *http.Client {
+func newHTTPClient(dialTimeout time.Duration, tlsConfig *tls.Config) *http.Client {
 	if dialTimeout <= 0 {
 		dialTimeout = DefaultDialTimeout
 	}
@@ -111,20 +126,21 @@ func newHTTPClient(dialTimeout time.Duration) *http.Client {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
+		TLSClientConfig:       tlsConfig,
 		ExpectContinueTimeout: time.Second,
 	}
 	return &http.Client{Transport: tr}
 }
 
-// normalizeEndpoint turns "host:port" into "http://host:port" and strips a
+// normalizeEndpoint turns "host:port" into "scheme://host:port" and strips a
 // trailing slash.
-func normalizeEndpoint(ep string) string {
+func normalizeEndpoint(ep, scheme string) string {
 	ep = strings.TrimSpace(ep)
 	if ep == "" {
 		return ""
 	}
 	if !strings.Contains(ep, "://") {
-		ep = "http://" + ep
+		ep = scheme + "://" + ep
 	}
 	return strings.TrimRight(ep, "/")
 }
@@ -136,8 +152,8 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // connections and options. Use it to address one particular node, for
 // example to probe it with Live.
 func (c *Client) At(endpoint string) *Client {
-	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, token: c.token}
-	if ep := normalizeEndpoint(endpoint); ep != "" {
+	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, scheme: c.scheme, token: c.token}
+	if ep := normalizeEndpoint(endpoint, c.scheme); ep != "" {
 		n.endpoints = []string{ep}
 	}
 	return n

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -357,5 +359,36 @@ func TestNoEndpoints(t *testing.T) {
 	c := New([]string{"", " "})
 	if _, err := c.Get(context.Background(), "k"); !errors.Is(err, ErrNoEndpoints) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestTLSEndpointWithoutScheme(t *testing.T) {
+	f := &fakeServer{t: t, node: "node1"}
+	f.mu.data = map[string]fakeEntry{}
+	srv := httptest.NewTLSServer(f)
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+
+	c := New([]string{hostPort}, WithTLS(&tls.Config{RootCAs: roots}))
+	if got, want := c.Endpoints(), []string{"https://" + hostPort}; len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("endpoints = %v, want %v", got, want)
+	}
+	if _, err := c.Put(context.Background(), "k", []byte("v")); err != nil {
+		t.Fatalf("put over TLS: %v", err)
+	}
+	if got := c.At(hostPort).Endpoints()[0]; got != "https://"+hostPort {
+		t.Fatalf("At(%q) = %q, want https", hostPort, got)
+	}
+
+	// Without the server's CA the handshake fails, and nothing is sent.
+	untrusting := New([]string{hostPort}, WithTLS(&tls.Config{RootCAs: x509.NewCertPool()}))
+	if _, err := untrusting.Get(context.Background(), "k"); err == nil {
+		t.Fatal("get succeeded against a server whose CA the client does not trust")
+	}
+	// An explicit http:// stays plaintext even with WithTLS.
+	if got := New([]string{"http://" + hostPort}, WithTLS(&tls.Config{})).Endpoints()[0]; got != "http://"+hostPort {
+		t.Fatalf("explicit http endpoint became %q", got)
 	}
 }

@@ -10,6 +10,18 @@
 //	res, err := c.Put(ctx, "users/42", []byte("alice"), client.IfAbsent())
 //	v, err := c.Get(ctx, "users/42")
 //
+// # TLS
+//
+// WithTLS makes the client speak HTTPS, verifying the nodes with the
+// config's roots and presenting its certificate to a cluster that requires
+// client certificates; bare "host:port" endpoints then mean https:
+//
+//	pool := x509.NewCertPool()
+//	pool.AppendCertsFromPEM(caPEM) // the cluster CA, ca.pem
+//	pair, err := tls.LoadX509KeyPair("ops.pem", "ops-key.pem")
+//	c := client.New([]string{"10.0.0.1:8080"},
+//		client.WithTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}))
+//
 // # Failover and retries
 //
 // The client sends each request to the endpoint that answered last. When a

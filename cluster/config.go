@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"fmt"
 	"regexp"
 	"time"
@@ -27,8 +28,21 @@ type Config struct {
 	Shards int
 	// Join lists HTTP addresses of existing members. Used only when the data
 	// dir holds no state yet; the node asks them to add it, retrying until it
-	// is a voter of every group.
+	// is a voter of every group. An entry is "host:port" (plain HTTP) or a
+	// URL, "http://host:port" or "https://host:port".
 	Join []string
+	// JoinTLS is the client config for https Join addresses: the CA that
+	// signed the members' HTTP certificates and, for a cluster that requires
+	// client certificates, this node's own. Nil means the system's roots and
+	// no client certificate.
+	JoinTLS *tls.Config
+
+	// PeerServerTLS and PeerClientTLS, set together (certs.PeerTLS makes
+	// both), put mutual TLS on the raft port: raft traffic and node-to-node
+	// calls then come only from nodes holding a certificate of the cluster
+	// CA. Nil serves and dials plaintext, trusting whoever reaches the port.
+	PeerServerTLS *tls.Config
+	PeerClientTLS *tls.Config
 
 	// Raft timing. A follower that hears nothing from its leader for
 	// HeartbeatTimeout (randomised up to 2x) starts a pre-vote; a leader
@@ -162,6 +176,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:
 		return fmt.Errorf("join timeout must be positive")
+	case (c.PeerServerTLS == nil) != (c.PeerClientTLS == nil):
+		return fmt.Errorf("peer TLS needs both the server and the client config")
 	}
 	if c.Txn != (TxnConfig{}) {
 		return c.Txn.Validate()

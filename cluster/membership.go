@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -362,10 +363,19 @@ func (n *Node) discover(ctx context.Context) (ClusterInfo, error) {
 	}
 }
 
+// joinURL is the URL of path on a --join address: as given when it names a
+// scheme, plain HTTP for a bare host:port.
+func joinURL(addr, path string) string {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return strings.TrimRight(addr, "/") + path
+}
+
 func (n *Node) fetchClusterInfo(ctx context.Context, addr string) (ClusterInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/cluster?consistency=stale", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, joinURL(addr, "/v1/cluster?consistency=stale"), nil)
 	if err != nil {
 		return ClusterInfo{}, err
 	}
@@ -422,7 +432,7 @@ func (n *Node) requestJoin(addr string, body []byte) error {
 		case <-ctx.Done():
 		}
 	}()
-	url := fmt.Sprintf("http://%s/v1/cluster/join?timeout=%s", addr, n.cfg.JoinTimeout)
+	url := joinURL(addr, fmt.Sprintf("/v1/cluster/join?timeout=%s", n.cfg.JoinTimeout))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err

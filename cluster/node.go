@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		logger = hclog.NewNullLogger()
 	}
 	logger = logger.With("node", cfg.NodeID)
-	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, public: newPublicClient(), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, public: newPublicClient(cfg.JoinTLS), stop: make(chan struct{})}
 	n.ops = n.opTable()
 	n.txn.cfg = cfg.Txn
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -196,7 +196,8 @@ func (n *Node) openGroups() error {
 		if bind == "" {
 			bind = n.cfg.RaftAddr
 		}
-		m, err := mux.Listen(bind, n.logger.Named("mux"))
+		m, err := mux.ListenConfig(mux.Config{Bind: bind, Logger: n.logger.Named("mux"),
+			ServerTLS: n.cfg.PeerServerTLS, ClientTLS: n.cfg.PeerClientTLS})
 		if err != nil {
 			return fmt.Errorf("raft port: %w", err)
 		}

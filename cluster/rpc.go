@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -130,11 +131,14 @@ func (n *Node) serveRPC(ctx context.Context, req rpc.Request) ([]byte, error) {
 	return rpc.Marshal(res)
 }
 
-// newPublicClient returns the HTTP client for the --join addresses.
-func newPublicClient() *http.Client {
+// newPublicClient returns the HTTP client for the --join addresses; tlsCfg
+// (Config.JoinTLS) is used for the https ones.
+func newPublicClient(tlsCfg *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		DialContext:     (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-		IdleConnTimeout: 30 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		IdleConnTimeout:     30 * time.Second,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: 5 * time.Second,
 	}}
 }
 

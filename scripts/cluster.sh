@@ -3,8 +3,9 @@
 # start it, kill and restart nodes, watch failover, tear it down.
 #
 # Everything lives under one folder (RAFTKV_CLUSTER_DIR): the binary, and per
-# node a data dir, a log file and a pid file. The script only ever signals
-# the processes whose pids it recorded there.
+# node a data dir, a log file and a pid file; with --tls also certs/, the
+# cluster CA and one certificate per node. The script only ever signals the
+# processes whose pids it recorded there.
 set -euo pipefail
 
 usage() {
@@ -12,8 +13,13 @@ usage() {
 Usage: scripts/cluster.sh <command> [args]
 
 Commands:
-  up [N]        build raftkv and start an N-node cluster (default 3); node1
+  up [N] [--tls]
+                build raftkv and start an N-node cluster (default 3); node1
                 bootstraps, the others join it. Starts only nodes not running.
+                --tls makes a CA and node certificates in the folder's certs/
+                ('raftkv certs') and runs every node with mutual TLS on the
+                raft port and HTTPS on the API; a folder with certs/ stays TLS
+                for every later command.
   down [--wipe] stop every node (SIGTERM, SIGKILL after ${STOP_WAIT}s); --wipe also
                 deletes the cluster folder (data, logs, binary)
   status        show which nodes run, then 'raftkv cluster status'
@@ -30,6 +36,7 @@ Environment:
 
 Example:
   scripts/cluster.sh up 3
+  scripts/cluster.sh up 3 --tls    # then: raftkv get KEY --ca-cert DIR/certs/ca.pem
   scripts/cluster.sh kill node1 && scripts/cluster.sh status
   scripts/cluster.sh restart node1
   scripts/cluster.sh down --wipe
@@ -48,6 +55,7 @@ STOP_WAIT=15  # seconds a node gets to exit after SIGTERM
 CLUSTER_DIR=${RAFTKV_CLUSTER_DIR:-./.raftkv-cluster}
 MARKER=.raftkv-cluster # marks a folder this script created (checked before --wipe)
 BIN=""
+TLS=false # set by 'up --tls', or by a folder that has certs/ca.pem (see detect_tls)
 
 die() {
 	echo "cluster.sh: $*" >&2
@@ -59,6 +67,7 @@ init_dir() {
 	CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
 	touch "$CLUSTER_DIR/$MARKER"
 	BIN="$CLUSTER_DIR/raftkv"
+	detect_tls
 }
 
 # resolve_dir makes CLUSTER_DIR absolute without creating it.
@@ -67,6 +76,31 @@ resolve_dir() {
 		CLUSTER_DIR=$(cd "$CLUSTER_DIR" && pwd)
 	fi
 	BIN="$CLUSTER_DIR/raftkv"
+	detect_tls
+}
+
+cert_dir() { echo "$CLUSTER_DIR/certs"; }
+ca_file() { echo "$(cert_dir)/ca.pem"; }
+
+# detect_tls turns TLS on for a folder whose cluster was made with --tls, so
+# that restart, status and a later up keep talking to it the same way.
+detect_tls() {
+	if [[ -f $(ca_file) ]]; then
+		TLS=true
+	fi
+}
+
+# make_certs makes the cluster CA (once) and node $1's certificate (once),
+# for the addresses the script uses: 127.0.0.1 and localhost.
+make_certs() {
+	local i=$1
+	if [[ ! -f $(ca_file) ]]; then
+		"$BIN" certs init --dir "$(cert_dir)" >/dev/null
+		echo "made a cluster CA in $(cert_dir)"
+	fi
+	if [[ ! -f $(cert_dir)/node$i.pem ]]; then
+		"$BIN" certs node --dir "$(cert_dir)" --name "node$i" --hosts 127.0.0.1,localhost >/dev/null
+	fi
 }
 
 build() {
@@ -116,8 +150,12 @@ node_pid() {
 	echo "$pid"
 }
 
-# http_status prints the HTTP status code of GET http://$1$2 (000 if none).
+# http_status prints the HTTP status code of GET http(s)://$1$2 (000 if none).
 http_status() {
+	if $TLS; then
+		curl -s -o /dev/null -w '%{http_code}' --max-time 1 --cacert "$(ca_file)" "https://$1$2" || true
+		return
+	fi
 	if command -v curl >/dev/null 2>&1; then
 		curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://$1$2" || true
 		return
@@ -144,7 +182,18 @@ start_node() {
 		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --shards "$SHARDS")
 	# A node with state ignores --join; node1 bootstraps when it has none.
 	if ((i > 1)); then
-		args+=(--join "$(http_addr 1)")
+		if $TLS; then
+			args+=(--join "https://$(http_addr 1)")
+		else
+			args+=(--join "$(http_addr 1)")
+		fi
+	fi
+	if $TLS; then
+		make_certs "$i"
+		local cert key
+		cert="$(cert_dir)/node$i.pem" key="$(cert_dir)/node$i-key.pem"
+		args+=(--tls-cert "$cert" --tls-key "$key"
+			--peer-tls-cert "$cert" --peer-tls-key "$key" --peer-ca "$(ca_file)")
 	fi
 	echo "== $(date -u +%FT%TZ) starting: ${args[*]}" >>"$(log_file "$i")"
 	# setsid keeps the node out of this terminal's process group, so a
@@ -155,6 +204,13 @@ start_node() {
 		nohup "$BIN" "${args[@]}" >>"$(log_file "$i")" 2>&1 </dev/null &
 	fi
 	echo "$!" >"$(pid_file "$i")"
+	# setsid and nohup exec the binary a moment later; until they have, the
+	# pid does not look like the node's to node_pid.
+	local try
+	for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		node_pid "$i" >/dev/null || ! kill -0 "$!" 2>/dev/null && break
+		sleep 0.1
+	done
 	echo "node$i started (pid $!): http $(http_addr "$i"), raft $(raft_addr "$i"), log $(log_file "$i")"
 }
 
@@ -203,12 +259,28 @@ signal_node() {
 }
 
 cmd_up() {
-	local n=${1:-3} i nodes=()
-	if ! is_uint "$n" || ((10#$n < 1)); then
-		die "up: N must be a positive number, got '$n'"
-	fi
-	n=$((10#$n))
+	local n=3 i nodes=() arg want_tls=false
+	for arg in "$@"; do
+		case $arg in
+		--tls) want_tls=true ;;
+		*)
+			if ! is_uint "$arg" || ((10#$arg < 1)); then
+				die "up: N must be a positive number, got '$arg'"
+			fi
+			n=$((10#$arg))
+			;;
+		esac
+	done
 	init_dir
+	if $want_tls && ! $TLS && [[ -n $(ls -A "$(node_dir 1)/data" 2>/dev/null) ]]; then
+		die "up --tls: $CLUSTER_DIR holds a cluster made without TLS; use another RAFTKV_CLUSTER_DIR or 'down --wipe' first"
+	fi
+	if $want_tls; then
+		command -v curl >/dev/null 2>&1 || die "up --tls: needs curl for the readiness checks over https"
+		TLS=true
+	elif $TLS; then
+		echo "$CLUSTER_DIR has certs/: starting with TLS, as it was made"
+	fi
 	build
 	# A fresh node1 bootstraps the cluster alone: let it become ready before
 	# the others join it. A node1 with state is restarting and needs its
@@ -233,6 +305,24 @@ cmd_up() {
 		IFS=,
 		echo "${eps[*]}"
 	)
+	if $TLS; then
+		local ca
+		ca=$(ca_file)
+		cat <<EOF
+
+Cluster of $n node(s) is ready, with TLS. Data, logs and certs/: $CLUSTER_DIR
+HTTPS endpoints: ${eps[*]}
+
+Try:
+  curl --cacert $ca -X PUT --data-binary hello https://${eps[0]}/v1/kv/greeting
+  curl --cacert $ca https://${eps[n - 1]}/v1/kv/greeting
+  curl --cacert $ca https://${eps[0]}/v1/cluster
+  export RAFTKV_ENDPOINTS=$ep_list RAFTKV_CA_CERT=$ca
+  $BIN put greeting hi && $BIN get greeting
+  $0 kill node1; $0 status     # watch another node take over
+EOF
+		return
+	fi
 	cat <<EOF
 
 Cluster of $n node(s) is ready. Data and logs: $CLUSTER_DIR
@@ -313,7 +403,11 @@ cmd_status() {
 		IFS=,
 		echo "${live[*]}"
 	)
-	"$BIN" cluster status --endpoints "$eps" --timeout 3s || echo "(cluster status failed)" >&2
+	local tls_args=()
+	if $TLS; then
+		tls_args=(--ca-cert "$(ca_file)")
+	fi
+	"$BIN" cluster status --endpoints "$eps" --timeout 3s ${tls_args[@]+"${tls_args[@]}"} || echo "(cluster status failed)" >&2
 }
 
 cmd_restart() {

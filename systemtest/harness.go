@@ -47,6 +47,10 @@ type Config struct {
 	Shards int
 	// ExtraArgs are added to every node's command line.
 	ExtraArgs []string
+	// TLS runs the cluster with transport security: a CA of its own, mutual
+	// TLS on the raft port, HTTPS with client certificates on the API (see
+	// nodeproc.Options.TLS).
+	TLS bool
 }
 
 // StartCluster starts an n-node cluster with the given shard count and waits
@@ -66,7 +70,7 @@ func StartClusterWith(tb testing.TB, cfg Config) *Cluster {
 		tb.Fatalf("systemtest: Binary is not set; call nodeproc.BuildBinary first")
 	}
 	c, err := nodeproc.New(nodeproc.Options{Nodes: cfg.Nodes, Shards: cfg.Shards, Bin: Binary,
-		Dir: tb.TempDir(), ExtraArgs: cfg.ExtraArgs, Logf: tb.Logf})
+		Dir: tb.TempDir(), ExtraArgs: cfg.ExtraArgs, TLS: cfg.TLS, Logf: tb.Logf})
 	if err != nil {
 		tb.Fatalf("systemtest: %v", err)
 	}

@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/certs"
 )
 
 // Defaults of the client flags.
@@ -35,6 +38,11 @@ type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
 	token     string
+
+	// HTTPS: the CA of the servers' certificates and the client's own
+	// certificate, and the config made of them once parsed (nil: none given).
+	caCert, cert, key string
+	tls               *tls.Config
 }
 
 // clientFlagsTitle heads the client flags on help pages.
@@ -47,15 +55,28 @@ func (cf *clientFlags) register(c *command) {
 			"comma-separated node HTTP `ADDRS`, tried in order when one is down")
 		fs.DurationVar(&cf.timeout, "timeout", defaultTimeout, "deadline for the whole command")
 		fs.StringVar(&cf.token, "token", "", "bearer `TOKEN` for a cluster that runs with --auth (prefer RAFTKV_TOKEN: flags show in ps)")
+		fs.StringVar(&cf.caCert, "ca-cert", "", "CA `FILE` that signed the nodes' HTTPS certificates; endpoints without a scheme then mean https")
+		fs.StringVar(&cf.cert, "cert", "", "client certificate `FILE`, for a cluster that requires one (with --key)")
+		fs.StringVar(&cf.key, "key", "", "private key `FILE` of --cert")
 		c.outputFlag(false)
 	})
-	c.fromEnv("endpoints", "token")
+	c.fromEnv("endpoints", "token", "ca-cert", "cert", "key")
 	c.check(func() error {
 		if cf.timeout <= 0 {
 			return errors.New("--timeout must be positive")
 		}
 		if len(cf.endpointList()) == 0 {
 			return errors.New("--endpoints is empty")
+		}
+		if (cf.cert == "") != (cf.key == "") {
+			return errors.New("--cert and --key must be given together")
+		}
+		if cf.caCert != "" || cf.cert != "" {
+			cfg, err := certs.ClientTLS(cf.caCert, cf.cert, cf.key)
+			if err != nil {
+				return err
+			}
+			cf.tls = cfg
 		}
 		return nil
 	})
@@ -71,9 +92,42 @@ func (cf *clientFlags) endpointList() []string {
 	return out
 }
 
-// client returns a client for the --endpoints and --timeout flags.
+// client returns a client for the --endpoints, --timeout and TLS flags.
 func (cf *clientFlags) client() *client.Client {
-	return client.New(cf.endpointList(), client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/"+version), client.WithToken(cf.token))
+	opts := []client.Option{client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/" + version), client.WithToken(cf.token)}
+	if cf.tls != nil {
+		opts = append(opts, client.WithTLS(cf.tls))
+	}
+	return client.New(cf.endpointList(), opts...)
+}
+
+// endpointURLs returns the endpoints as base URLs, by the client's rule: a
+// bare host:port is https when a TLS flag is given, http otherwise.
+func (cf *clientFlags) endpointURLs() []string { return cf.client().Endpoints() }
+
+// httpClient returns the HTTP client for the commands that send their own
+// requests rather than going through package client (txn, snapshot save).
+// It carries the TLS settings and the --token.
+func (cf *clientFlags) httpClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cf.tls
+	var rt http.RoundTripper = tr
+	if cf.token != "" {
+		rt = bearer{token: cf.token, next: tr}
+	}
+	return &http.Client{Transport: rt}
+}
+
+// bearer adds an Authorization header to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(req)
 }
 
 // invocation is one run of a client command: the command's parse state and

@@ -18,7 +18,8 @@ type leafCommand struct {
 // below without being added to them.
 func leafCommands() []leafCommand {
 	groups := map[string]*subcommands{
-		"cluster": &clusterCommands, "chaos": &chaosCommands, "snapshot": &snapshotCommands, "auth": &authCommands,
+		"cluster": &clusterCommands, "chaos": &chaosCommands, "snapshot": &snapshotCommands,
+		"certs": &certsCommands, "auth": &authCommands,
 	}
 	var out []leafCommand
 	for _, c := range commands {
@@ -72,7 +73,7 @@ func TestMainHelpListsEveryCommand(t *testing.T) {
 			t.Errorf("raftkv --help does not list %s (%s):\n%s", c.name, c.help.summary, out)
 		}
 	}
-	for _, group := range []*subcommands{&clusterCommands, &chaosCommands, &snapshotCommands, &authCommands} {
+	for _, group := range []*subcommands{&clusterCommands, &chaosCommands, &snapshotCommands, &certsCommands, &authCommands} {
 		code, out, errOut := runCLI(t, group.group, "--help")
 		if code != 0 || errOut != "" || !strings.HasPrefix(out, "raftkv "+group.group+" - "+group.help.summary+"\n") {
 			t.Errorf("raftkv %s --help: code %d, stderr %q, stdout:\n%s", group.group, code, errOut, out)

@@ -58,8 +58,8 @@ func cmdSnapshotSave(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	tmp := pos[0] + ".partial"
 	var lastErr error
-	for _, ep := range inv.endpointList() {
-		if lastErr = downloadBackup(ctx, ep, tmp); lastErr == nil {
+	for _, ep := range inv.endpointURLs() {
+		if lastErr = downloadBackup(ctx, inv.httpClient(), ep, tmp); lastErr == nil {
 			break
 		}
 	}
@@ -83,16 +83,14 @@ func cmdSnapshotSave(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func downloadBackup(ctx context.Context, endpoint, path string) error {
-	base := endpoint
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/backup", nil)
+// downloadBackup fetches GET /v1/backup from endpoint (a base URL) into
+// path.
+func downloadBackup(ctx context.Context, hc *http.Client, endpoint, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/v1/backup", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 )
 
 var txnHelp = cmdHelpText{
@@ -55,7 +55,7 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(inv.context(), inv.timeout)
 	defer cancel()
-	status, answer, err := postTxn(ctx, inv.endpointList(), body)
+	status, answer, err := postTxn(ctx, inv.httpClient(), inv.endpointURLs(), body)
 	if err != nil {
 		return inv.fail(err)
 	}
@@ -78,20 +78,18 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 // postTxn sends the transaction to the first endpoint that accepts a
 // connection. A request that reached a node is never resent: a transaction
 // is not idempotent.
-func postTxn(ctx context.Context, endpoints []string, body []byte) (int, []byte, error) {
+func postTxn(ctx context.Context, hc *http.Client, endpoints []string, body []byte) (int, []byte, error) {
 	var errs []error
 	for _, ep := range endpoints {
-		if !strings.Contains(ep, "://") {
-			ep = "http://" + ep
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(ep, "/")+"/v1/txn", bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep+"/v1/txn", bytes.NewReader(body))
 		if err != nil {
 			return 0, nil, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		var opErr *net.OpError
-		if err != nil && errors.As(err, &opErr) && opErr.Op == "dial" {
+		var certErr *tls.CertificateVerificationError
+		if err != nil && (errors.As(err, &opErr) && opErr.Op == "dial" || errors.As(err, &certErr)) {
 			errs = append(errs, err)
 			continue
 		}

@@ -8,8 +8,10 @@
 // command, "raftkv CMD --help" for a page with usage, a one-line summary,
 // the flags and examples, and exit code 2 on a usage error. Commands that
 // print results take -o text|json. Client commands share --endpoints
-// (env RAFTKV_ENDPOINTS), --timeout and -o; every serve flag can be set as
-// RAFTKV_<FLAG>.
+// (env RAFTKV_ENDPOINTS), --timeout, -o and the HTTPS flags --ca-cert,
+// --cert and --key (env RAFTKV_CA_CERT, RAFTKV_CERT, RAFTKV_KEY); every
+// serve flag can be set as RAFTKV_<FLAG>. "raftkv certs" makes the CA and
+// node certificates that serve's TLS flags take.
 package main
 
 import (
@@ -52,6 +54,7 @@ func init() {
 		{"chaos", &chaosCommands.help, cmdChaos},
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
 		{"auth", &authCommands.help, cmdAuth},
+		{"certs", &certsCommands.help, cmdCerts},
 		{"bench", &benchHelp, cmdBench},
 		{"version", &versionHelp, cmdVersion},
 		{"help", &helpHelp, cmdHelp},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/internal/certs"
 )
 
 // shutdownGrace bounds how long in-flight requests may take after a signal.
@@ -35,10 +37,28 @@ single-node cluster; with --join it asks an existing cluster to add it; with
 state in the data dir it restarts from that state (--join and --shards are
 then ignored). Every flag can also be set as RAFTKV_<FLAG> in the environment
 (upper case, dashes as underscores), e.g. RAFTKV_HTTP_ADDR=127.0.0.1:8081; a
-flag on the command line wins.`,
+flag on the command line wins.
+
+Transport security (docs/security.md): --tls-cert and --tls-key serve the
+HTTP API over HTTPS, and --tls-client-ca also requires client certificates
+signed by that CA. --peer-tls-cert, --peer-tls-key and --peer-ca, all three
+or none, put mutual TLS on the raft port: only nodes holding a certificate of
+the cluster CA may then send raft traffic or node-to-node calls. Make the
+files with 'raftkv certs'.
+
+A --join address is host:port, http://host:port or https://host:port. A bare
+host:port means https when this node serves its own API over TLS
+(--tls-cert), plain http otherwise. An https join address is verified with
+--join-ca (default --peer-ca), and this node presents its peer certificate
+(or, without one, its --tls-cert) to a cluster that requires client
+certificates.`,
 	examples: []string{
 		"raftkv serve",
 		"raftkv serve --id node2 --data-dir ./n2 --http-addr 127.0.0.1:8081 --raft-addr 127.0.0.1:7001 --join 127.0.0.1:8080",
+		"raftkv serve --id node2 --data-dir ./n2 --http-addr 127.0.0.1:8081 --raft-addr 127.0.0.1:7001 " +
+			"--tls-cert certs/node2.pem --tls-key certs/node2-key.pem " +
+			"--peer-tls-cert certs/node2.pem --peer-tls-key certs/node2-key.pem --peer-ca certs/ca.pem " +
+			"--join https://127.0.0.1:8080",
 	},
 }
 
@@ -49,6 +69,13 @@ type serveFlags struct {
 	join                         string
 	logLevel                     string
 	pprof                        bool
+
+	// Transport security: file names from the flags, then (loadTLS) the
+	// config of the HTTP API; the peer and join configs go into cfg.
+	tlsCert, tlsKey, tlsClientCA string
+	peerCert, peerKey, peerCA    string
+	joinCA                       string
+	httpTLS                      *tls.Config
 }
 
 // parseServeFlags parses serve's arguments. ok is false when serve must
@@ -80,6 +107,13 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.DurationVar(&c.Txn.RecoveryTimeout, "txn-recovery-timeout", c.Txn.RecoveryTimeout, "age at which a shard leader finishes a transaction whose coordinator went quiet")
 	fs.DurationVar(&c.Txn.Retention, "txn-retention", c.Txn.Retention, "how long decided transaction records stay readable via GET /v1/txn/{id}")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
+	fs.StringVar(&sf.tlsCert, "tls-cert", "", "certificate `FILE` of the HTTP API; with --tls-key it serves HTTPS")
+	fs.StringVar(&sf.tlsKey, "tls-key", "", "private key `FILE` of --tls-cert")
+	fs.StringVar(&sf.tlsClientCA, "tls-client-ca", "", "CA `FILE`: require HTTP API clients to present a certificate it signed")
+	fs.StringVar(&sf.peerCert, "peer-tls-cert", "", "node certificate `FILE` for mutual TLS on the raft port (with --peer-tls-key and --peer-ca)")
+	fs.StringVar(&sf.peerKey, "peer-tls-key", "", "private key `FILE` of --peer-tls-cert")
+	fs.StringVar(&sf.peerCA, "peer-ca", "", "cluster CA `FILE`: peers on the raft port must hold a certificate it signed")
+	fs.StringVar(&sf.joinCA, "join-ca", "", "CA `FILE` that verifies https --join addresses (default: --peer-ca)")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	cmd.check(func() error {
@@ -91,9 +125,16 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 				return fmt.Errorf("address %q cannot be dialled by peers: give a host:port, or set --advertise-http/--advertise-raft", a)
 			}
 		}
+		if err := sf.checkTLSFlags(); err != nil {
+			return err
+		}
 		for _, a := range strings.Split(sf.join, ",") {
 			if a = strings.TrimSpace(a); a != "" {
-				c.Join = append(c.Join, strings.TrimPrefix(a, "http://"))
+				addr, err := sf.joinAddr(a)
+				if err != nil {
+					return err
+				}
+				c.Join = append(c.Join, addr)
 			}
 		}
 		return c.Validate()
@@ -106,6 +147,113 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 		return nil, cmd.usageError("unexpected argument %q", pos[0]), false
 	}
 	return sf, 0, true
+}
+
+// checkTLSFlags checks that the TLS flags come in their sets; the files are
+// read later, by loadTLS.
+func (sf *serveFlags) checkTLSFlags() error {
+	if (sf.tlsCert == "") != (sf.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key must be given together")
+	}
+	if sf.tlsClientCA != "" && sf.tlsCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key: client certificates are checked only over HTTPS")
+	}
+	peer := map[string]string{"--peer-tls-cert": sf.peerCert, "--peer-tls-key": sf.peerKey, "--peer-ca": sf.peerCA}
+	var given, missing []string
+	for _, name := range []string{"--peer-tls-cert", "--peer-tls-key", "--peer-ca"} {
+		if peer[name] != "" {
+			given = append(given, name)
+		} else {
+			missing = append(missing, name)
+		}
+	}
+	if len(given) > 0 && len(missing) > 0 {
+		return fmt.Errorf("peer TLS needs all of --peer-tls-cert, --peer-tls-key and --peer-ca, or none: %s given without %s",
+			strings.Join(given, ", "), strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// joinAddr turns one --join entry into what cluster.Config.Join holds: a
+// bare host:port for plain HTTP, an https:// URL for TLS. A bare host:port
+// means https when this node serves its own API over TLS: the members of a
+// cluster run the same configuration.
+func (sf *serveFlags) joinAddr(a string) (string, error) {
+	scheme, hostPort, hasScheme := strings.Cut(a, "://")
+	if !hasScheme {
+		scheme, hostPort = "http", a
+		if sf.tlsCert != "" {
+			scheme = "https"
+		}
+	}
+	hostPort = strings.TrimRight(hostPort, "/")
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("--join %q: use host:port, http://host:port or https://host:port", a)
+	}
+	if host, port, err := net.SplitHostPort(hostPort); err != nil || host == "" || port == "" {
+		return "", fmt.Errorf("--join %q: use host:port, http://host:port or https://host:port", a)
+	}
+	if scheme == "http" {
+		return hostPort, nil
+	}
+	return "https://" + hostPort, nil
+}
+
+// loadTLS reads the certificate files named by the flags: the HTTP API's
+// config into sf.httpTLS, the raft port's and the join client's into sf.cfg.
+// A file that is missing, unreadable or does not fit its key or CA stops the
+// node here, naming the file.
+func (sf *serveFlags) loadTLS() error {
+	if sf.tlsCert != "" {
+		cfg, err := certs.ServerTLS(sf.tlsCert, sf.tlsKey, sf.tlsClientCA)
+		if err != nil {
+			return fmt.Errorf("client API TLS: %w", err)
+		}
+		sf.httpTLS = cfg
+	}
+	if sf.peerCert != "" {
+		server, client, err := certs.PeerTLS(sf.peerCert, sf.peerKey, sf.peerCA)
+		if err != nil {
+			return fmt.Errorf("peer TLS: %w", err)
+		}
+		sf.cfg.PeerServerTLS, sf.cfg.PeerClientTLS = server, client
+	}
+	// The join client presents the node's cluster certificate, the one that
+	// says it is a node, and falls back to its API certificate.
+	joinCA := firstNonEmpty(sf.joinCA, sf.peerCA)
+	cert, key := sf.peerCert, sf.peerKey
+	if cert == "" {
+		cert, key = sf.tlsCert, sf.tlsKey
+	}
+	if joinCA != "" || cert != "" {
+		cfg, err := certs.ClientTLS(joinCA, cert, key)
+		if err != nil {
+			return fmt.Errorf("join TLS: %w", err)
+		}
+		sf.cfg.JoinTLS = cfg
+	}
+	return nil
+}
+
+// warnPlaintext says which ports carry traffic in the clear: at Info for a
+// loopback address, where only this machine can listen in, and at Warn
+// otherwise.
+func (sf *serveFlags) warnPlaintext(logger hclog.Logger) {
+	say := func(addr, msg string, args ...any) {
+		args = append([]any{"addr", addr}, args...)
+		if host, _, err := net.SplitHostPort(addr); err == nil && (host == "localhost" || net.ParseIP(host).IsLoopback()) {
+			logger.Info(msg, args...)
+			return
+		}
+		logger.Warn(msg, args...)
+	}
+	if sf.httpTLS == nil {
+		say(sf.httpAddr, "client traffic is unencrypted: the HTTP API serves plain HTTP", "fix", "--tls-cert and --tls-key")
+	}
+	if sf.cfg.PeerServerTLS == nil {
+		say(sf.raftAddr, "raft port traffic is unencrypted and unauthenticated: anyone who reaches it is trusted as a node",
+			"fix", "--peer-tls-cert, --peer-tls-key and --peer-ca")
+	}
 }
 
 func firstNonEmpty(a, b string) string {
@@ -125,6 +273,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: hclog.LevelFromString(sf.logLevel), Output: stderr})
 	sf.cfg.Logger = logger
+	if err := sf.loadTLS(); err != nil {
+		logger.Error("raftkv cannot start", "error", err)
+		return 1
+	}
+	sf.warnPlaintext(logger)
 	if err := serve(sf, logger); err != nil {
 		logger.Error("raftkv stopped with an error", "error", err)
 		return 1
@@ -155,8 +308,14 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	logger.Info("raftkv node serving", "id", sf.cfg.NodeID, "http", sf.cfg.HTTPAddr, "raft", sf.cfg.RaftAddr, "data_dir", sf.cfg.DataDir)
+	if sf.httpTLS != nil {
+		srv.TLSConfig = sf.httpTLS
+		go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	logger.Info("raftkv node serving", "id", sf.cfg.NodeID, "http", sf.cfg.HTTPAddr, "raft", sf.cfg.RaftAddr, "data_dir", sf.cfg.DataDir,
+		"http_tls", sf.httpTLS != nil, "client_certs", sf.tlsClientCA != "", "peer_tls", sf.cfg.PeerServerTLS != nil)
 
 	select {
 	case <-ctx.Done():

@@ -43,6 +43,10 @@ type Options struct {
 	Dir string
 	// ExtraArgs are added to every node's command line.
 	ExtraArgs []string
+	// TLS makes a cluster CA in Dir/certs and runs every node with a
+	// certificate of it (Node.TLS): mutual TLS on the raft port, HTTPS with
+	// client certificates on the API, and joins through https://.
+	TLS bool
 	// Place, when set, gives node i (0-based) its addresses and, if it needs
 	// one, a Wrap command; those addresses are then kept. When nil, nodes
 	// get free 127.0.0.1 ports (others, should a port turn out taken).
@@ -67,6 +71,7 @@ type Cluster struct {
 	place    func(int, *Node)
 	attached bool
 	logf     func(format string, args ...any)
+	certDir  string // the CA's directory with Options.TLS, else ""
 }
 
 // New prepares a cluster of opts.Nodes nodes (none started yet; see Start)
@@ -92,6 +97,11 @@ func New(opts Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, err
 	}
+	if opts.TLS {
+		if err := c.initTLS(); err != nil {
+			return nil, err
+		}
+	}
 	for i := range opts.Nodes {
 		n := c.AddNode(fmt.Sprintf("node%d", i+1))
 		if c.place != nil {
@@ -107,7 +117,7 @@ func New(opts Options) (*Cluster, error) {
 func (c *Cluster) Start(ctx context.Context) error {
 	for i, n := range c.Nodes {
 		if i > 0 {
-			n.Join = []string{c.Nodes[0].HTTPAddr}
+			n.Join = []string{c.Nodes[0].joinAddr()}
 		}
 		if err := n.start(true, c.place == nil); err != nil {
 			return fmt.Errorf("start %s: %w", n.ID, err)

@@ -7,6 +7,11 @@
 // /v1/cluster, decoded by the client package's types so the repository has
 // one decoder of that answer.
 //
+// With Options.TLS the cluster gets a CA of its own and every node a
+// certificate of it (Node.TLS): mutual TLS on the raft port, HTTPS with
+// client certificates on the API, joins through https://, and the harness
+// probes each node with its own files.
+//
 // Every process is started with Pdeathsig=SIGKILL, so it dies with the
 // process that started it, and is only ever signalled by its own PID.
 //

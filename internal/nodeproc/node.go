@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,13 +31,17 @@ type Node struct {
 	Join []string
 	// Args are extra flags for this node.
 	Args []string
+	// TLS, when set, runs the node with transport security from these
+	// files (see TLSFiles); a node of a cluster started with Options.TLS
+	// gets a certificate of its CA at its first start if it has none.
+	TLS *TLSFiles
 	// Wrap, when set, is a command the binary runs under, e.g. `ip netns
 	// exec NS`. It must exec the binary in place so that the PID stays the
 	// node's.
 	Wrap []string
 
 	c *Cluster
-	// mu guards cmd, done, paused and expectExit.
+	// mu guards cmd, done, paused, expectExit and the TLS probe client.
 	mu sync.Mutex
 	// cmd and done describe the current (or last) process; done is closed
 	// once it has exited and been reaped.
@@ -46,6 +51,9 @@ type Node struct {
 	// expectExit is set while Stop or Kill is ending the process, so Close
 	// can tell an expected exit from a crash.
 	expectExit bool
+	// probeTLS is the probe client made for the TLSFiles probeFor.
+	probeTLS *http.Client
+	probeFor *TLSFiles
 }
 
 // logMarker starts the line written to the node log before every start.
@@ -120,6 +128,9 @@ func (n *Node) args() []string {
 	} else if n.c.Shards > 0 {
 		a = append(a, "--shards", strconv.Itoa(n.c.Shards))
 	}
+	if n.TLS != nil {
+		a = append(a, n.TLS.args()...)
+	}
 	return append(a, n.Args...)
 }
 
@@ -131,6 +142,20 @@ func (n *Node) Restart() error { return n.start(false, false) }
 // StartFresh wipes the node's data dir and starts it on its addresses (with
 // Join, if set), waiting for /livez like Restart.
 func (n *Node) StartFresh() error { return n.start(true, false) }
+
+// StartFreshUnanswered is StartFresh for a node that is expected never to
+// answer /livez, such as one whose cluster refuses it while it looks for
+// the cluster to join: it returns once the process runs. Kill or Close
+// ends it.
+func (n *Node) StartFreshUnanswered() error {
+	if n.Running() {
+		return fmt.Errorf("%s: start while running", n.ID)
+	}
+	if err := os.RemoveAll(n.DataDir); err != nil {
+		return err
+	}
+	return n.launch(false)
+}
 
 // start launches the node, retrying a few times on a port clash: on newly
 // picked ports when newPorts, else on the same ones after a pause (a port
@@ -152,7 +177,7 @@ func (n *Node) start(fresh, newPorts bool) error {
 				return err
 			}
 		}
-		if err = n.launch(); !errors.Is(err, errPortClash) {
+		if err = n.launch(true); !errors.Is(err, errPortClash) {
 			return err
 		}
 		if !newPorts {
@@ -167,10 +192,17 @@ var (
 	errExited    = errors.New("process exited")
 )
 
-// launch starts the process and waits for /livez.
-func (n *Node) launch() error {
+// launch starts the process and, if wait, waits for /livez.
+func (n *Node) launch(wait bool) error {
 	if n.c.attached {
 		return fmt.Errorf("%s: cannot start a node of an attached cluster", n.ID)
+	}
+	if n.TLS == nil && n.c.certDir != "" {
+		files, err := n.c.IssueTLS(n.ID)
+		if err != nil {
+			return err
+		}
+		n.TLS = files
 	}
 	if err := os.MkdirAll(filepath.Dir(n.LogPath), 0o755); err != nil {
 		return err
@@ -203,6 +235,9 @@ func (n *Node) launch() error {
 	n.mu.Lock()
 	n.cmd, n.done, n.paused, n.expectExit = cmd, done, false, false
 	n.mu.Unlock()
+	if !wait {
+		return nil
+	}
 
 	err = WaitFor(context.Background(), LiveTimeout, func() error {
 		if exited(done) {

@@ -32,39 +32,45 @@ var probeClient = &http.Client{Transport: &http.Transport{
 	IdleConnTimeout:     30 * time.Second,
 }}
 
-// get sends GET http://addr+path within ProbeTimeout (or ctx's deadline, if
-// sooner) and returns the body of a 200 answer.
-func get(ctx context.Context, addr, path string) ([]byte, error) {
+// get sends GET base+path with hc within ProbeTimeout (or ctx's deadline,
+// if sooner) and returns the body of a 200 answer. base is a URL such as
+// http://addr.
+func get(ctx context.Context, hc *http.Client, base, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := probeClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", addr, path, err)
+		return nil, fmt.Errorf("%s%s: %w", base, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: reading body: %w", addr, path, err)
+		return nil, fmt.Errorf("%s%s: reading body: %w", base, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s %s: %d %s", addr, path, resp.StatusCode, bytes.TrimSpace(b))
+		return nil, fmt.Errorf("%s%s: %d %s", base, path, resp.StatusCode, bytes.TrimSpace(b))
 	}
 	return b, nil
 }
 
-// FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr.
+// FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr
+// over plain HTTP.
 func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
-	b, err := get(ctx, httpAddr, "/v1/cluster")
+	return fetchStatus(ctx, probeClient, "http://"+httpAddr)
+}
+
+func fetchStatus(ctx context.Context, hc *http.Client, base string) (*Status, error) {
+	b, err := get(ctx, hc, base, "/v1/cluster")
 	if err != nil {
 		return nil, err
 	}
 	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s /v1/cluster: %w in %s", httpAddr, err, b)
+		return nil, fmt.Errorf("%s/v1/cluster: %w in %s", base, err, b)
 	}
 	st.Raw = b
 	return &st, nil
@@ -72,7 +78,11 @@ func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
 
 // Status fetches GET /v1/cluster from this node.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
-	st, err := FetchStatus(ctx, n.HTTPAddr)
+	hc, err := n.probe()
+	if err != nil {
+		return nil, err
+	}
+	st, err := fetchStatus(ctx, hc, n.BaseURL())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
@@ -86,7 +96,11 @@ func (n *Node) Live(ctx context.Context) error { return n.expect200(ctx, "/livez
 func (n *Node) Ready(ctx context.Context) error { return n.expect200(ctx, "/readyz") }
 
 func (n *Node) expect200(ctx context.Context, path string) error {
-	if _, err := get(ctx, n.HTTPAddr, path); err != nil {
+	hc, err := n.probe()
+	if err != nil {
+		return err
+	}
+	if _, err := get(ctx, hc, n.BaseURL(), path); err != nil {
 		return fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return nil
