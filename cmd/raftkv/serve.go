@@ -49,12 +49,13 @@ type serveFlags struct {
 	join                         string
 	logLevel                     string
 	pprof                        bool
+	http                         httpapi.ServerLimits
 }
 
 // parseServeFlags parses serve's arguments. ok is false when serve must
 // stop and exit with code: after --help (0) or a usage error (2).
 func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, code int, ok bool) {
-	sf = &serveFlags{cfg: cluster.DefaultConfig()}
+	sf = &serveFlags{cfg: cluster.DefaultConfig(), http: httpapi.DefaultServerLimits()}
 	cmd := newCommand("serve", serveHelp, stdout, stderr)
 	cmd.envAll = true
 	fs := cmd.fs
@@ -80,6 +81,8 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.DurationVar(&c.Txn.RecoveryTimeout, "txn-recovery-timeout", c.Txn.RecoveryTimeout, "age at which a shard leader finishes a transaction whose coordinator went quiet")
 	fs.DurationVar(&c.Txn.Retention, "txn-retention", c.Txn.Retention, "how long decided transaction records stay readable via GET /v1/txn/{id}")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
+	fs.IntVar(&sf.http.MaxConcurrentRequests, "max-concurrent-requests", sf.http.MaxConcurrentRequests, "requests served at once; past that a request is answered 503 with Retry-After at once (/livez, /readyz, /metrics are never refused)")
+	fs.IntVar(&c.MaxConcurrentBackups, "max-concurrent-backups", c.MaxConcurrentBackups, "backups staged on this node's disk at once; past that GET /v1/backup is answered 429 with Retry-After")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	cmd.check(func() error {
@@ -95,6 +98,10 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 			if a = strings.TrimSpace(a); a != "" {
 				c.Join = append(c.Join, strings.TrimPrefix(a, "http://"))
 			}
+		}
+		sf.http.MaxTxnBytes = c.Txn.MaxBytes
+		if err := sf.http.Validate(); err != nil {
+			return err
 		}
 		return c.Validate()
 	})
@@ -145,15 +152,12 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		ln.Close()
 		return err
 	}
-	var handler http.Handler = httpapi.New(node)
+	var handler http.Handler = httpapi.New(node, httpapi.WithLimits(sf.http))
 	if sf.pprof {
 		handler = withPprof(handler)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := &http.Server{Handler: handler}
+	sf.http.Configure(srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	logger.Info("raftkv node serving", "id", sf.cfg.NodeID, "http", sf.cfg.HTTPAddr, "raft", sf.cfg.RaftAddr, "data_dir", sf.cfg.DataDir)
