@@ -28,8 +28,8 @@ type ServerLimits struct {
 	// slower one (slow-loris) is disconnected.
 	ReadHeaderTimeout time.Duration
 	// ReadTimeout is how long a client has to send the whole request,
-	// body included. Once the body is read the deadline is lifted, so a
-	// handler that takes longer is not cancelled by it.
+	// body included. net/http lifts it once the body is read, so it never
+	// cancels a handler that takes longer (a backup, a join, ?timeout=).
 	ReadTimeout time.Duration
 	// WriteTimeout bounds a request from its headers to the end of its
 	// answer, so a client that stops reading cannot hold a request slot.
@@ -147,36 +147,6 @@ func (s *Server) admit(r *http.Request) (release func(), ok bool) {
 func (s *Server) errBusy() error {
 	return fmt.Errorf("%w: this node is already serving %d requests (--max-concurrent-requests); retry shortly or on another node",
 		cluster.ErrUnavailable, s.limits.MaxConcurrentRequests)
-}
-
-// liftReadDeadline arranges for the connection's read deadline
-// (ReadTimeout) to be lifted once r's body has been read. Once a body is
-// read, net/http watches the connection for the client going away, and
-// an expired read deadline looks like that: it would cancel the request's
-// context, cutting a long backup, join or ?timeout= request short.
-func liftReadDeadline(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	if r.Body == nil || r.Body == http.NoBody {
-		_ = rc.SetReadDeadline(time.Time{})
-		return
-	}
-	r.Body = &bodyDone{ReadCloser: r.Body, rc: rc}
-}
-
-// bodyDone lifts the read deadline when the body reaches its end.
-type bodyDone struct {
-	io.ReadCloser
-	rc   *http.ResponseController
-	done bool
-}
-
-func (b *bodyDone) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF && !b.done {
-		b.done = true
-		_ = b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 // bodyTooLarge returns, when err is a body read that hit its

@@ -91,7 +91,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	liftReadDeadline(rw, r)
 	route := s.dispatch(rw, r)
 	s.metrics.observe(route, r.Method, rw.status, time.Since(start))
 }
