@@ -113,7 +113,8 @@ func (l ServerLimits) Configure(srv *http.Server) {
 type Option func(*Server)
 
 // WithLimits makes the Server enforce l's request limits (concurrency and
-// body sizes). Without it New uses DefaultServerLimits.
+// body sizes); l must pass Validate. Without it New uses
+// DefaultServerLimits.
 func WithLimits(l ServerLimits) Option {
 	return func(s *Server) { s.limits = l }
 }
