@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
@@ -51,6 +52,8 @@ type GroupRecord struct {
 type Writer struct {
 	dir      string
 	manifest Manifest
+	onClose  func()
+	closed   sync.Once
 }
 
 // NewWriter starts an archive; tmpDir holds the checkpoints until Finish.
@@ -117,8 +120,21 @@ func (w *Writer) Finish(out io.Writer) error {
 	return tw.Close()
 }
 
+// OnClose sets f to run once, on the first Close (Finish closes too), after
+// the temporary folder is gone: whoever counts staged archives learns the
+// disk is free again.
+func (w *Writer) OnClose(f func()) { w.onClose = f }
+
 // Close removes the temporary folder; safe to call more than once.
-func (w *Writer) Close() error { return os.RemoveAll(w.dir) }
+func (w *Writer) Close() error {
+	err := os.RemoveAll(w.dir)
+	w.closed.Do(func() {
+		if w.onClose != nil {
+			w.onClose()
+		}
+	})
+	return err
+}
 
 func writeEntry(tw *tar.Writer, name string, size int64, body func(io.Writer) error) error {
 	hdr := &tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}

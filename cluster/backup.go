@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,14 +21,22 @@ import (
 // for an archive; the caller streams it with Finish and must Close it. Each
 // group's checkpoint is taken on this node's replica once it has applied
 // everything its leader had committed when the backup began (a read index),
-// so it holds every write acknowledged before the request.
+// so it holds every write acknowledged before the request. At most
+// Config.MaxConcurrentBackups are staged at once, from the call until
+// Close; past that it answers ErrOverloaded without touching the disk.
 func (n *Node) PrepareBackup(ctx context.Context) (*backup.Writer, error) {
+	release, err := stagedBackups.take(n)
+	if err != nil {
+		return nil, err
+	}
 	w, err := backup.NewWriter(os.TempDir(), backup.Manifest{
 		ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, CreatedAt: time.Now().UTC(),
 	})
 	if err != nil {
+		release()
 		return nil, err
 	}
+	w.OnClose(release)
 	for _, name := range n.order {
 		if err := n.backupGroup(ctx, w, n.groups[name]); err != nil {
 			w.Close()
@@ -35,6 +44,37 @@ func (n *Node) PrepareBackup(ctx context.Context) (*backup.Writer, error) {
 		}
 	}
 	return w, nil
+}
+
+// stagedBackups counts, per node, the backups between PrepareBackup and
+// Close. A node leaves the map when its count falls back to zero, so the
+// map holds only nodes with a backup on disk.
+var stagedBackups = backupSlots{staged: map[*Node]int{}}
+
+type backupSlots struct {
+	mu     sync.Mutex
+	staged map[*Node]int
+}
+
+// take claims one of n's backup slots; release gives it back (once).
+func (s *backupSlots) take(n *Node) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if limit := n.cfg.MaxConcurrentBackups; s.staged[n] >= limit {
+		return nil, fmt.Errorf("%w: %d backups are already being staged on node %s (the limit is %d); retry when one has been downloaded",
+			ErrOverloaded, s.staged[n], n.cfg.NodeID, limit)
+	}
+	s.staged[n]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.staged[n]--; s.staged[n] <= 0 {
+				delete(s.staged, n)
+			}
+		})
+	}, nil
 }
 
 func (n *Node) backupGroup(ctx context.Context, w *backup.Writer, g *group) error {

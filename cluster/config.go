@@ -83,6 +83,11 @@ type Config struct {
 	// ErrOverloaded (HTTP 429 with Retry-After) instead of joining a queue
 	// that would only grow latency.
 	MaxPendingWrites int
+	// MaxConcurrentBackups bounds the backups this node stages at once
+	// (each is a full copy of every group on local disk until it has been
+	// streamed). Past it PrepareBackup answers ErrOverloaded (HTTP 429 with
+	// Retry-After) at once.
+	MaxConcurrentBackups int
 	// JoinTimeout bounds one membership change across every group.
 	JoinTimeout time.Duration
 
@@ -117,31 +122,33 @@ const (
 	DefaultMaxValueBytes = 1 << 20
 	MaxKeyBytes          = 4096
 
-	DefaultMaxPendingWrites   = 1024
-	DefaultHeartbeatTimeout   = time.Second
-	DefaultLeaderLeaseTimeout = 500 * time.Millisecond
+	DefaultMaxPendingWrites     = 1024
+	DefaultMaxConcurrentBackups = 2
+	DefaultHeartbeatTimeout     = time.Second
+	DefaultLeaderLeaseTimeout   = 500 * time.Millisecond
 )
 
 // DefaultConfig returns the configuration of a single node called node1 on
 // the default ports.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:             "node1",
-		DataDir:            "./raftkv-data",
-		HTTPAddr:           "127.0.0.1:8080",
-		RaftAddr:           "127.0.0.1:7000",
-		Shards:             DefaultShards,
-		HeartbeatTimeout:   DefaultHeartbeatTimeout,
-		ElectionTimeout:    DefaultHeartbeatTimeout,
-		LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
-		MaxValueBytes:      DefaultMaxValueBytes,
-		MaxPendingWrites:   DefaultMaxPendingWrites,
-		JoinTimeout:        60 * time.Second,
-		Txn:                DefaultTxnConfig(),
-		BalanceInterval:    10 * time.Second,
-		SnapshotThreshold:  8192,
-		SnapshotInterval:   30 * time.Second,
-		TrailingLogs:       10240,
+		NodeID:               "node1",
+		DataDir:              "./raftkv-data",
+		HTTPAddr:             "127.0.0.1:8080",
+		RaftAddr:             "127.0.0.1:7000",
+		Shards:               DefaultShards,
+		HeartbeatTimeout:     DefaultHeartbeatTimeout,
+		ElectionTimeout:      DefaultHeartbeatTimeout,
+		LeaderLeaseTimeout:   DefaultLeaderLeaseTimeout,
+		MaxValueBytes:        DefaultMaxValueBytes,
+		MaxPendingWrites:     DefaultMaxPendingWrites,
+		MaxConcurrentBackups: DefaultMaxConcurrentBackups,
+		JoinTimeout:          60 * time.Second,
+		Txn:                  DefaultTxnConfig(),
+		BalanceInterval:      10 * time.Second,
+		SnapshotThreshold:    8192,
+		SnapshotInterval:     30 * time.Second,
+		TrailingLogs:         10240,
 	}
 }
 
@@ -172,6 +179,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max value bytes must be positive")
 	case c.MaxPendingWrites < 1:
 		return fmt.Errorf("max pending writes must be positive")
+	case c.MaxConcurrentBackups < 1:
+		return fmt.Errorf("max concurrent backups must be positive")
 	case c.SnapshotThreshold < 1 || c.SnapshotInterval < 5*time.Millisecond:
 		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:

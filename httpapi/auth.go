@@ -78,7 +78,7 @@ type createTokenRequest struct {
 
 func (s *Server) handleCreateToken(w http.ResponseWriter, r *http.Request) {
 	var req createTokenRequest
-	ctx, cancel, err := decodeWithDeadline(w, r, &req, DefaultTimeout)
+	ctx, cancel, err := s.decodeWithDeadline(w, r, &req, DefaultTimeout)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -148,7 +148,7 @@ type putRoleRequest struct {
 
 func (s *Server) handlePutRole(w http.ResponseWriter, r *http.Request) {
 	var req putRoleRequest
-	ctx, cancel, err := decodeWithDeadline(w, r, &req, DefaultTimeout)
+	ctx, cancel, err := s.decodeWithDeadline(w, r, &req, DefaultTimeout)
 	if err != nil {
 		writeError(w, err)
 		return

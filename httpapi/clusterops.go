@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -27,7 +28,7 @@ type joinRequest struct {
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 	var req joinRequest
-	ctx, cancel, err := decodeWithDeadline(w, r, &req, MembershipTimeout)
+	ctx, cancel, err := s.decodeWithDeadline(w, r, &req, MembershipTimeout)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -46,7 +47,7 @@ type leaveRequest struct {
 
 func (s *Server) handleLeave(w http.ResponseWriter, r *http.Request) {
 	var req leaveRequest
-	ctx, cancel, err := decodeWithDeadline(w, r, &req, MembershipTimeout)
+	ctx, cancel, err := s.decodeWithDeadline(w, r, &req, MembershipTimeout)
 	if err == nil && req.ID == "" {
 		cancel()
 		err = fmt.Errorf("%w: id is required", cluster.ErrBadRequest)
@@ -70,7 +71,7 @@ type transferRequest struct {
 
 func (s *Server) handleTransfer(w http.ResponseWriter, r *http.Request) {
 	var req transferRequest
-	ctx, cancel, err := decodeWithDeadline(w, r, &req, 2*DefaultTimeout)
+	ctx, cancel, err := s.decodeWithDeadline(w, r, &req, 2*DefaultTimeout)
 	if err == nil && req.Group == "" {
 		cancel()
 		err = fmt.Errorf("%w: group is required, e.g. \"shard-1\" or \"meta\"", cluster.ErrBadRequest)
@@ -124,6 +125,9 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	defer cancel()
 	bw, err := s.svc.PrepareBackup(ctx)
+	if errors.Is(err, cluster.ErrOverloaded) {
+		s.metrics.rejected.WithLabelValues(rejectBackups).Inc()
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -132,5 +136,7 @@ func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Disposition", `attachment; filename="raftkv-backup.tar"`)
 	w.WriteHeader(http.StatusOK)
-	_ = bw.Finish(w)
+	// An archive may take longer to download than WriteTimeout allows any
+	// request: it is cut only when the client stops reading.
+	_ = bw.Finish(&stallWriter{w: w, rc: http.NewResponseController(w), stall: backupStallTimeout})
 }

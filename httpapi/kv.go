@@ -20,16 +20,13 @@ type putResponse struct {
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
-	kr, err := parseKeyRequest(r, true)
+	kr, err := parseKeyRequest(r, key, true)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	defer kr.cancel()
-	var value []byte
-	if err = cluster.ValidateKey(key); err == nil {
-		value, err = readValue(w, r, s.svc.MaxValueBytes())
-	}
+	value, err := s.readValue(w, r, s.svc.MaxValueBytes())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -45,7 +42,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
-	kr, err := parseKeyRequest(r, false)
+	kr, err := parseKeyRequest(r, key, false)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -70,7 +67,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string) {
-	kr, err := parseKeyRequest(r, true)
+	kr, err := parseKeyRequest(r, key, true)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -111,22 +108,29 @@ type listResponse struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	prefix, after := q.Get("prefix"), q.Get("after")
+	for name, v := range map[string]string{"prefix": prefix, "after": after} {
+		if len(v) > cluster.MaxKeyBytes {
+			writeError(w, fmt.Errorf("%w: %s is %d bytes, longer than any key (%d)", cluster.ErrBadRequest, name, len(v), cluster.MaxKeyBytes))
+			return
+		}
+	}
 	limit := DefaultListLimit
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
-			writeError(w, fmt.Errorf("%w: limit must be between 1 and %d", cluster.ErrBadRequest, MaxListLimit))
+			writeError(w, fmt.Errorf("%w: limit must be between 1 and %d; page with after= for more", cluster.ErrBadRequest, MaxListLimit))
 			return
 		}
 		limit = n
 	}
-	kr, err := parseKeyRequest(r, false)
+	kr, err := parseOptions(r, false)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	defer kr.cancel()
-	res, err := s.svc.List(kr.ctx, q.Get("prefix"), q.Get("after"), limit, kr.consistency)
+	res, err := s.svc.List(kr.ctx, prefix, after, limit, kr.consistency)
 	if err != nil {
 		writeError(w, err)
 		return

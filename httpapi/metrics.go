@@ -18,6 +18,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	txns     *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(svc Service) *metrics {
@@ -37,7 +38,14 @@ func newMetrics(svc Service) *metrics {
 		Name: "raftkv_txn_total",
 		Help: "Transactions coordinated by this node, by mode (single, 2pc) and outcome (succeeded, failed_compare, or the error code).",
 	}, []string{"mode", "outcome"})
-	m.reg.MustRegister(m.requests, m.latency, m.txns, &raftCollector{svc: svc},
+	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "raftkv_http_rejected_total",
+		Help: "Requests refused by a limit before anything was done, by reason (max_concurrent_requests, body_too_large, max_concurrent_backups).",
+	}, []string{"reason"})
+	for _, reason := range []string{rejectConcurrency, rejectBody, rejectBackups} {
+		m.rejected.WithLabelValues(reason)
+	}
+	m.reg.MustRegister(m.requests, m.latency, m.txns, m.rejected, &raftCollector{svc: svc},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

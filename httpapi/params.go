@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,9 +22,20 @@ type keyRequest struct {
 	consistency cluster.Consistency // reads: ?consistency=
 }
 
-// parseKeyRequest reads a key request's conditions (writes) or consistency
-// (reads) and its deadline. On success the caller must call cancel.
-func parseKeyRequest(r *http.Request, write bool) (keyRequest, error) {
+// parseKeyRequest checks the key before anything else, then reads the
+// request's options (see parseOptions). On success the caller must call
+// cancel.
+func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error) {
+	if err := cluster.ValidateKey(key); err != nil {
+		return keyRequest{}, err
+	}
+	return parseOptions(r, write)
+}
+
+// parseOptions reads a key or list request's conditions (writes) or
+// consistency (reads) and its deadline. On success the caller must call
+// cancel.
+func parseOptions(r *http.Request, write bool) (keyRequest, error) {
 	var kr keyRequest
 	var err error
 	if write {
@@ -40,10 +50,11 @@ func parseKeyRequest(r *http.Request, write bool) (keyRequest, error) {
 	return kr, err
 }
 
-// decodeWithDeadline decodes a cluster operation's JSON body and applies its
-// deadline. On success the caller must call cancel.
-func decodeWithDeadline(w http.ResponseWriter, r *http.Request, v any, def time.Duration) (context.Context, context.CancelFunc, error) {
-	if err := decodeJSON(w, r, v); err != nil {
+// decodeWithDeadline decodes a cluster operation's JSON body (at most
+// maxJSONBody bytes) and applies its deadline. On success the caller must
+// call cancel.
+func (s *Server) decodeWithDeadline(w http.ResponseWriter, r *http.Request, v any, def time.Duration) (context.Context, context.CancelFunc, error) {
+	if err := s.decodeJSON(w, r, v, maxJSONBody, "request body"); err != nil {
 		return nil, nil, err
 	}
 	return withDeadline(r, def)
@@ -98,28 +109,36 @@ func condition(r *http.Request) (fsm.Condition, error) {
 	return fsm.Condition{}, nil
 }
 
-// readValue reads a request body of at most limit bytes.
-func readValue(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	if r.ContentLength > int64(limit) {
-		return nil, fmt.Errorf("%w: value is %d bytes, the limit is %d", cluster.ErrTooLarge, r.ContentLength, limit)
+// readValue reads a PUT body, the value itself: at most limit bytes.
+func (s *Server) readValue(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	body, err := s.limitBody(w, r, int64(limit), "value")
+	if err != nil {
+		return nil, err
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return nil, fmt.Errorf("%w: value is over the limit of %d bytes", cluster.ErrTooLarge, limit)
+	value, err := io.ReadAll(body)
+	if tl := s.bodyTooLarge(err, "value"); tl != nil {
+		return nil, tl
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading body: %v", cluster.ErrBadRequest, err)
 	}
-	return body, nil
+	return value, nil
 }
 
-// decodeJSON decodes a small JSON body strictly: unknown fields and trailing
-// data are errors, so a typo never silently does something else.
-func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+// decodeJSON decodes a JSON body of at most limit bytes strictly: unknown
+// fields and trailing data are errors, so a typo never silently does
+// something else.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any, limit int64, what string) error {
+	body, err := s.limitBody(w, r, limit, what)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if tl := s.bodyTooLarge(err, what); tl != nil {
+			return tl
+		}
 		return fmt.Errorf("%w: invalid JSON body: %v", cluster.ErrBadRequest, err)
 	}
 	if dec.More() {

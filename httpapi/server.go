@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/backup"
@@ -45,20 +46,23 @@ const (
 	MaxTimeout        = 5 * time.Minute
 	DefaultListLimit  = 1000
 	MaxListLimit      = 10000
-	// maxJSONBody bounds the JSON bodies of cluster operations.
-	maxJSONBody = 1 << 20
 )
 
 // Server is the HTTP handler of one node.
 type Server struct {
-	svc     Service
-	mux     *http.ServeMux
-	metrics *metrics
+	svc      Service
+	mux      *http.ServeMux
+	metrics  *metrics
+	limits   ServerLimits
+	inflight atomic.Int64 // requests holding a slot (see admit)
 }
 
 // New builds the handler for svc.
-func New(svc Service) *Server {
-	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc)}
+func New(svc Service, opts ...Option) *Server {
+	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc), limits: DefaultServerLimits()}
+	for _, o := range opts {
+		o(s)
+	}
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
 	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))
@@ -81,6 +85,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	rw.Header().Set(cluster.HeaderNode, s.svc.ID())
+	release, ok := s.admit(r)
+	if !ok {
+		s.metrics.rejected.WithLabelValues(rejectConcurrency).Inc()
+		writeError(rw, s.errBusy())
+		s.metrics.observe("rejected", r.Method, rw.status, time.Since(start))
+		return
+	}
+	defer release()
 	route := "unauthenticated"
 	if authed := s.authenticate(rw, r); authed != nil {
 		route = s.dispatch(rw, authed)

@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,12 +12,6 @@ import (
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 )
-
-// maxTxnBody bounds a POST /v1/txn body. The transaction's own limit (keys
-// plus values, 1 MiB by default) is checked by the node after decoding;
-// this one only stops a client from streaming without end, leaving room for
-// JSON and base64 overhead.
-const maxTxnBody = 4 << 20
 
 type txnCompareJSON struct {
 	Key         string  `json:"key"`
@@ -76,16 +69,12 @@ type txnRecordJSON struct {
 }
 
 func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
+	// The transaction's own limit (keys plus values) is checked by the node
+	// after decoding; this bound only stops a client from streaming without
+	// end, leaving room for JSON and base64.
 	var body txnRequestJSON
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxTxnBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, fmt.Errorf("%w: transaction body over %d bytes", cluster.ErrTooLarge, maxTxnBody))
-			return
-		}
-		writeError(w, fmt.Errorf("%w: invalid JSON body: %v", cluster.ErrBadRequest, err))
+	if err := s.decodeJSON(w, r, &body, int64(txnBodyFactor)*int64(s.limits.MaxTxnBytes), "transaction body"); err != nil {
+		writeError(w, err)
 		return
 	}
 	req, err := body.toRequest()
@@ -148,6 +137,9 @@ func (s *Server) handleTxnRecord(w http.ResponseWriter, r *http.Request) {
 func (b *txnRequestJSON) toRequest() (cluster.TxnRequest, error) {
 	var req cluster.TxnRequest
 	for i, c := range b.Compare {
+		if err := cluster.ValidateKey(c.Key); err != nil {
+			return req, fmt.Errorf("compare %d: %w", i, err)
+		}
 		cmp, err := c.toCompare()
 		if err != nil {
 			return req, fmt.Errorf("%w: compare %d: %v", cluster.ErrBadRequest, i, err)
@@ -160,6 +152,9 @@ func (b *txnRequestJSON) toRequest() (cluster.TxnRequest, error) {
 		out  *[]fsm.Op
 	}{{"success", b.Success, &req.Success}, {"failure", b.Failure, &req.Failure}} {
 		for i, o := range list.in {
+			if err := cluster.ValidateKey(o.Key); err != nil {
+				return req, fmt.Errorf("%s op %d: %w", list.name, i, err)
+			}
 			op, err := o.toOp()
 			if err != nil {
 				return req, fmt.Errorf("%w: %s op %d: %v", cluster.ErrBadRequest, list.name, i, err)

@@ -79,7 +79,7 @@ func TestTxnHandler(t *testing.T) {
 			t.Errorf("%s: status %d %s", name, rec.Code, rec.Body)
 		}
 	}
-	huge := `{"success":[{"op":"put","key":"a","value":"` + strings.Repeat("x", maxTxnBody) + `"}]}`
+	huge := `{"success":[{"op":"put","key":"a","value":"` + strings.Repeat("x", txnBodyFactor*DefaultServerLimits().MaxTxnBytes) + `"}]}`
 	if rec := serve(t, f, http.MethodPost, "/v1/txn", []byte(huge), nil); rec.Code != http.StatusRequestEntityTooLarge {
 		t.Errorf("huge body: status %d", rec.Code)
 	}

@@ -69,6 +69,7 @@ type serveFlags struct {
 	join                         string
 	logLevel                     string
 	pprof                        bool
+	http                         httpapi.ServerLimits
 
 	// Transport security: file names from the flags, then (loadTLS) the
 	// config of the HTTP API; the peer and join configs go into cfg.
@@ -81,7 +82,7 @@ type serveFlags struct {
 // parseServeFlags parses serve's arguments. ok is false when serve must
 // stop and exit with code: after --help (0) or a usage error (2).
 func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, code int, ok bool) {
-	sf = &serveFlags{cfg: cluster.DefaultConfig()}
+	sf = &serveFlags{cfg: cluster.DefaultConfig(), http: httpapi.DefaultServerLimits()}
 	cmd := newCommand("serve", serveHelp, stdout, stderr)
 	cmd.envAll = true
 	fs := cmd.fs
@@ -114,6 +115,11 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.StringVar(&sf.peerKey, "peer-tls-key", "", "private key `FILE` of --peer-tls-cert")
 	fs.StringVar(&sf.peerCA, "peer-ca", "", "cluster CA `FILE`: peers on the raft port must hold a certificate it signed")
 	fs.StringVar(&sf.joinCA, "join-ca", "", "CA `FILE` that verifies https --join addresses (default: --peer-ca)")
+	fs.IntVar(&sf.http.MaxConcurrentRequests, "max-concurrent-requests", sf.http.MaxConcurrentRequests, "requests served at once; past that a request is answered 503 with Retry-After at once (/livez, /readyz, /metrics are never refused)")
+	fs.BoolVar(&c.Auth, "auth", false, "require a bearer token with a role that allows it on every client request (docs/security.md)")
+	fs.StringVar(&c.BootstrapToken, "auth-bootstrap-token", "", "with --auth: the secret of an admin token stored as id \"bootstrap\" (at least 16 bytes; prefer RAFTKV_AUTH_BOOTSTRAP_TOKEN). Without it a new cluster prints a random one once")
+	fs.StringVar(&c.JoinToken, "join-token", "", "admin token sent to the --join addresses when the cluster runs with --auth (prefer RAFTKV_JOIN_TOKEN)")
+	fs.IntVar(&c.MaxConcurrentBackups, "max-concurrent-backups", c.MaxConcurrentBackups, "backups staged on this node's disk at once; past that GET /v1/backup is answered 429 with Retry-After")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
 	cmd.check(func() error {
@@ -136,6 +142,10 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 				}
 				c.Join = append(c.Join, addr)
 			}
+		}
+		sf.http.MaxTxnBytes = c.Txn.MaxBytes
+		if err := sf.http.Validate(); err != nil {
+			return err
 		}
 		return c.Validate()
 	})
@@ -273,6 +283,15 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "raftkv", Level: hclog.LevelFromString(sf.logLevel), Output: stderr})
 	sf.cfg.Logger = logger
+	sf.cfg.OnBootstrapToken = func(secret string) {
+		// Printed once, straight to the terminal and never to the log: the
+		// cluster keeps only its hash.
+		fmt.Fprintf(stderr, "\n=== raftkv: auth is on and this is a new cluster. Its admin token (shown once):\n\n    %s\n\n"+
+			"Use it with --token or RAFTKV_TOKEN; make narrower tokens with 'raftkv auth create-token'. ===\n\n", secret)
+	}
+	if !sf.cfg.Auth {
+		logger.Info("auth is off: anyone who reaches the HTTP port may read and write every key (--auth turns it on)")
+	}
 	if err := sf.loadTLS(); err != nil {
 		logger.Error("raftkv cannot start", "error", err)
 		return 1
@@ -298,15 +317,12 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		ln.Close()
 		return err
 	}
-	var handler http.Handler = httpapi.New(node)
+	var handler http.Handler = httpapi.New(node, httpapi.WithLimits(sf.http))
 	if sf.pprof {
 		handler = withPprof(handler)
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := &http.Server{Handler: handler}
+	sf.http.Configure(srv)
 	serveErr := make(chan error, 1)
 	if sf.httpTLS != nil {
 		srv.TLSConfig = sf.httpTLS
