@@ -164,12 +164,17 @@ func appendHead(b []byte, t CommandType, key string, cond Condition) []byte {
 
 // Decode parses a log entry. It never panics; an unknown version or type
 // or a malformed payload yields an error wrapping ErrUnknownVersion,
-// ErrUnknownCommand or ErrMalformed.
+// ErrUnknownCommand or ErrMalformed. Version 0 and type 0 were never
+// assigned, so they are malformed rather than unknown.
 func Decode(b []byte) (Command, error) {
 	if len(b) < 2 {
 		return Command{}, fmt.Errorf("%w: %d-byte entry", ErrMalformed, len(b))
 	}
-	if b[0] != CommandVersion {
+	switch {
+	case b[0] == 0:
+		// No build ever wrote version 0: this is damage, not skew.
+		return Command{}, fmt.Errorf("%w: envelope version 0", ErrMalformed)
+	case b[0] != CommandVersion:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	}
 	c := Command{Type: CommandType(b[1])}
@@ -188,6 +193,8 @@ func Decode(b []byte) (Command, error) {
 			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)
 		}
 		return c, nil
+	case c.Type == 0:
+		return Command{}, fmt.Errorf("%w: command type 0 is never assigned", ErrMalformed)
 	default:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
 	}
