@@ -119,15 +119,6 @@ func TestConfigEntriesAdvanceIndex(t *testing.T) {
 	}
 }
 
-func TestUndecodableEntryPanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic")
-		}
-	}()
-	New("meta").Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{CommandVersion, 77}})
-}
-
 func TestWaitApplied(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -154,7 +145,10 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{nil, ErrMalformed},
 		{[]byte{CommandVersion + 1, byte(CommandInit)}, ErrUnknownVersion},
-		{[]byte{CommandVersion, 0}, ErrUnknownCommand},
+		{[]byte{CommandVersion, 0}, ErrMalformed},
+		{[]byte{0, byte(CommandNoop)}, ErrMalformed},
+		{[]byte{CommandVersion, 10}, ErrUnknownCommand},
+		{[]byte{CommandVersion, 5}, ErrShardCommand},
 		{good[:len(good)-1], ErrMalformed},
 		{append(bytes.Clone(good), 0), ErrMalformed},
 		{[]byte{CommandVersion, byte(CommandRemoveNode), 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrMalformed},
