@@ -78,3 +78,30 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRestore hands arbitrary bytes to Restore as a checkpoint. It must
+// not panic; a checkpoint it refuses leaves the live state untouched, and
+// one it accepts persists back to the same state.
+func FuzzRestore(f *testing.F) {
+	f.Add(persist(f, busyShard(f).f))
+	f.Add(persist(f, newHarness(f).f))
+	f.Add([]byte("RKVSNAP\x00"))
+	f.Fuzz(func(t *testing.T, checkpoint []byte) {
+		h := busyShard(t)
+		before := persist(t, h.f)
+		if err := restore(h.f, checkpoint); err != nil {
+			if !bytes.Equal(persist(t, h.f), before) {
+				t.Fatalf("refused checkpoint (%v) changed the state", err)
+			}
+			return
+		}
+		again := persist(t, h.f)
+		g := New("shard-1")
+		if err := restore(g, again); err != nil {
+			t.Fatalf("a restored state does not checkpoint: %v", err)
+		}
+		if !bytes.Equal(persist(t, g), again) {
+			t.Fatal("restored state persists differently")
+		}
+	})
+}

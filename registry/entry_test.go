@@ -11,7 +11,7 @@ import (
 )
 
 // settledRegistry is an initialised registry with two nodes.
-func settledRegistry(t *testing.T) *harness {
+func settledRegistry(t testing.TB) *harness {
 	h := newHarness(t)
 	h.apply(EncodeInit("c1", 3))
 	h.apply(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "127.0.0.1:8001", RaftAddr: "127.0.0.1:9001"}))
@@ -21,7 +21,7 @@ func settledRegistry(t *testing.T) *harness {
 
 // stateBytes is f's checkpoint with the applied index left out, so states
 // can be compared whatever entries were counted.
-func stateBytes(t *testing.T, f *FSM) []byte {
+func stateBytes(t testing.TB, f *FSM) []byte {
 	t.Helper()
 	snap, _ := f.Snapshot()
 	s := snap.(*regSnapshot)

@@ -66,3 +66,29 @@ func FuzzApply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRestore hands arbitrary bytes to Restore as a checkpoint: no panic,
+// a refused checkpoint leaves the registry untouched, an accepted one
+// persists back to itself.
+func FuzzRestore(f *testing.F) {
+	f.Add(persist(f, settledRegistry(f).f))
+	f.Add(persist(f, New("meta")))
+	f.Fuzz(func(t *testing.T, checkpoint []byte) {
+		h := settledRegistry(t)
+		before := persist(t, h.f)
+		if err := restore(h.f, checkpoint); err != nil {
+			if !bytes.Equal(persist(t, h.f), before) {
+				t.Fatalf("refused checkpoint (%v) changed the registry", err)
+			}
+			return
+		}
+		again := persist(t, h.f)
+		g := New("meta")
+		if err := restore(g, again); err != nil {
+			t.Fatalf("a restored registry does not checkpoint: %v", err)
+		}
+		if !bytes.Equal(persist(t, g), again) {
+			t.Fatal("restored registry persists differently")
+		}
+	})
+}

@@ -14,12 +14,12 @@ import (
 )
 
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	f   *FSM
 	idx uint64
 }
 
-func newHarness(t *testing.T) *harness { return &harness{t: t, f: New("meta")} }
+func newHarness(t testing.TB) *harness { return &harness{t: t, f: New("meta")} }
 
 func (h *harness) apply(data []byte) *Result {
 	h.t.Helper()
