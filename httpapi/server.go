@@ -44,7 +44,7 @@ const (
 	MembershipTimeout = 60 * time.Second
 	MaxTimeout        = 5 * time.Minute
 	DefaultListLimit  = 1000
-	MaxListLimit      = 10000
+	MaxListLimit      = cluster.MaxListLimit // the nodes refuse bigger pages
 	// maxJSONBody bounds the JSON bodies of cluster operations.
 	maxJSONBody = 1 << 20
 )
