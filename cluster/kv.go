@@ -147,11 +147,14 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 	if err != nil {
 		return ListResult{}, err
 	}
-	parts := make([]part, n.shards)
-	var wg sync.WaitGroup
 	// Each shard returns its first `limit` keys; the first `limit` of their
 	// union are the page, and any key left over means more follow.
 	args := listArgs{Prefix: prefix, After: after, Limit: limit}
+	if err := validateListArgs(args); err != nil {
+		return ListResult{}, err
+	}
+	parts := make([]part, n.shards)
+	var wg sync.WaitGroup
 	for i := range n.shards {
 		wg.Add(1)
 		go func() {
@@ -181,6 +184,15 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 }
 
 func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
+	if err := n.ownKey(g, a.Key); err != nil {
+		return KVResult{}, err
+	}
+	if err := validCond(a.Cond); err != nil {
+		return KVResult{}, err
+	}
+	if len(a.Value) > n.cfg.MaxValueBytes {
+		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(a.Value), n.cfg.MaxValueBytes)
+	}
 	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
 		return KVResult{}, err
 	}
@@ -192,6 +204,12 @@ func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, err
 }
 
 func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	if err := n.ownKey(g, a.Key); err != nil {
+		return KVResult{}, err
+	}
+	if err := validCond(a.Cond); err != nil {
+		return KVResult{}, err
+	}
 	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
 		return KVResult{}, err
 	}
@@ -208,6 +226,9 @@ func kvResult(resp interface{}) (KVResult, error) {
 	if !ok {
 		return KVResult{}, fmt.Errorf("unexpected apply response %T", resp)
 	}
+	if err := refused(r); err != nil {
+		return KVResult{}, err
+	}
 	if r.Err != nil {
 		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
 	}
@@ -215,6 +236,9 @@ func kvResult(resp interface{}) (KVResult, error) {
 }
 
 func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
+	if err := n.ownKey(g, a.Key); err != nil {
+		return KVResult{}, err
+	}
 	if err := n.authorizeKeys(ctx, registry.AccessRead, a.Key); err != nil {
 		return KVResult{}, err
 	}
@@ -233,6 +257,9 @@ func (n *Node) getFrom(g *group, key string) (KVResult, error) {
 }
 
 func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {
+	if err := validateListArgs(a); err != nil {
+		return listReply{}, err
+	}
 	gr, err := n.grantsOf(ctx)
 	if err != nil {
 		return listReply{}, err

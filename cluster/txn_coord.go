@@ -161,6 +161,9 @@ func (n *Node) resolveInBackground(id string, rec fsm.Record) {
 // resolveAll resolves every non-primary participant in parallel, then marks
 // the record resolved. withHook consults the test hook (coordinator only).
 func (n *Node) resolveAll(ctx context.Context, id string, rec fsm.Record, withHook bool) error {
+	if len(rec.Participants) == 0 {
+		return fmt.Errorf("transaction %s: record lists no participants to resolve", id)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(rec.Participants))
 	for i, shard := range rec.Participants[1:] {

@@ -10,8 +10,9 @@ import (
 )
 
 // The transaction operations a group's leader runs (locally, or for another
-// node through /v1/internal/op). Each proposes one entry, stamped with this
-// leader's clock: the FSM never reads a clock itself.
+// node through /v1/internal/op). Each checks its arguments (validate.go),
+// then proposes one entry stamped with this leader's clock: the FSM never
+// reads a clock itself.
 
 type txnArgs struct {
 	Body fsm.Txn `json:"body"`
@@ -61,6 +62,9 @@ func leaderNow() int64 { return time.Now().UnixNano() }
 // txnLocal runs a single-shard transaction, settling or waiting out locks
 // held by cross-shard transactions (see applyUnlocked).
 func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, error) {
+	if err := n.validateBody(g, a.Body); err != nil {
+		return txnReply{}, err
+	}
 	if err := n.authorizeTxn(ctx, a.Body); err != nil {
 		return txnReply{}, err
 	}
@@ -70,6 +74,9 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 	}
 	r, err := txnResult(resp)
 	if err != nil {
+		return txnReply{}, err
+	}
+	if err := refused(r); err != nil {
 		return txnReply{}, err
 	}
 	if r.Txn == nil {
@@ -82,6 +89,13 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	if err := n.authorizeTxn(ctx, a.Cmd.Body); err != nil {
 		return prepareReply{}, err
 	}
+	if err := n.validatePrepare(g, a.Cmd); err != nil {
+		return prepareReply{}, err
+	}
+	// Only the fields a prepare uses are proposed; the others (an outcome,
+	// a GC cutoff) mean nothing here and could only trip the encoder.
+	cmd := fsm.TxnCmd{ID: a.Cmd.ID, Primary: a.Cmd.Primary, Participants: a.Cmd.Participants,
+		Deadline: a.Cmd.Deadline, Body: a.Cmd.Body}
 	var r *fsm.Result
 	// A key held by a transaction that is already decided, but not yet
 	// resolved here (its resolve runs in the background), is settled at once
@@ -89,8 +103,8 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	// coordinator back off. A locked prepare changes nothing, so the retry
 	// is safe.
 	for try := 0; try < 2; try++ {
-		a.Cmd.Now = leaderNow()
-		resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, a.Cmd))
+		cmd.Now = leaderNow()
+		resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, cmd))
 		if err != nil {
 			return prepareReply{}, err
 		}
@@ -109,6 +123,8 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 		return prepareReply{Vote: "locked", LockedBy: r.LockedBy}, nil
 	case errors.Is(r.Err, fsm.ErrTxnFinished):
 		return prepareReply{Vote: "finished"}, nil
+	case refused(r) != nil:
+		return prepareReply{}, refused(r)
 	case r.Err != nil || r.Txn == nil:
 		return prepareReply{}, fmt.Errorf("prepare: %v", r.Err)
 	}
@@ -116,6 +132,9 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 }
 
 func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Record, error) {
+	if err := n.validateDecide(g, a); err != nil {
+		return fsm.Record{}, err
+	}
 	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
 		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: leaderNow()}))
 	if err != nil {
@@ -125,24 +144,54 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 	if err != nil {
 		return fsm.Record{}, err
 	}
+	if err := refused(r); err != nil {
+		return fsm.Record{}, err
+	}
 	if r.Err != nil || r.Txn == nil || r.Txn.Record == nil {
 		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, a.ID, r.Err)
 	}
 	return *r.Txn.Record, nil
 }
 
+// resolveLocal applies a decision to g's part. Which outcome is the real
+// one is the record's business (on the primary); here the arguments only
+// have to be well formed.
 func (n *Node) resolveLocal(ctx context.Context, g *group, a decideArgs) (struct{}, error) {
-	_, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: leaderNow()}))
-	return struct{}{}, err
+	if _, err := n.txnPrimary(a.ID); err != nil {
+		return struct{}{}, err
+	}
+	if err := validOutcome(a.Outcome); err != nil {
+		return struct{}{}, err
+	}
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: leaderNow()}))
 }
 
 func (n *Node) markResolvedLocal(ctx context.Context, g *group, a idArgs) (struct{}, error) {
-	_, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: leaderNow()}))
-	return struct{}{}, err
+	if err := n.txnOnPrimary(g, a.ID); err != nil {
+		return struct{}{}, err
+	}
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: leaderNow()}))
+}
+
+// applyChecked proposes an entry whose result carries nothing but a
+// possible refusal.
+func applyChecked(ctx context.Context, g *group, cmd []byte) error {
+	resp, err := g.apply(ctx, cmd)
+	if err != nil {
+		return err
+	}
+	r, err := txnResult(resp)
+	if err != nil {
+		return err
+	}
+	return refused(r)
 }
 
 // recordLocal reads a transaction record linearizably.
 func (n *Node) recordLocal(ctx context.Context, g *group, a idArgs) (recordReply, error) {
+	if a.ID == "" || len(a.ID) > MaxTxnIDBytes {
+		return recordReply{}, badRequest("transaction id must be 1..%d bytes", MaxTxnIDBytes)
+	}
 	if err := g.readBarrier(ctx); err != nil {
 		return recordReply{}, err
 	}

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"slices"
 	"time"
 
 	"github.com/raftkv/raftkv/fsm"
@@ -20,6 +22,12 @@ import (
 //     resolve every participant again (idempotent), then mark it;
 //   - finished markers and resolved records older than Retention: one GC
 //     entry, proposed only when there is something to forget.
+//
+// Whatever a record or staged part holds, recovery does not panic: state
+// no coordinator of this cluster could have written (a record without
+// participants, a part whose id names no shard of this cluster, both left
+// by entries older builds accepted unchecked) is finished on this shard
+// alone, with a warning; see finishOrphan.
 func (n *Node) txnRecoveryLoop() {
 	for {
 		cfg := n.txnConfig()
@@ -44,7 +52,13 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 		if !stale(st.PreparedAt) {
 			continue
 		}
-		rec, err := n.finishTxn(ctx, st.Primary, st.ID, st.Participants)
+		if primary, ok := n.primaryOf(st.ID); !ok || primary != st.Primary {
+			// No primary of this cluster can hold a record for it, so no
+			// one can have committed it: dropping the part is the abort.
+			n.finishOrphan(ctx, g, st.ID, fsm.CommandTxnResolve, "staged part names no primary shard of this cluster")
+			continue
+		}
+		rec, err := n.finishTxn(ctx, st.Primary, st.ID, recoveryParticipants(st.Primary, g.name, st.Participants))
 		if err == nil {
 			err = n.resolveOn(ctx, g.name, st.ID, rec.Outcome())
 		}
@@ -52,6 +66,12 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 			"state", rec.State.String(), "error", err)
 	}
 	for _, r := range sum.Records {
+		if primary, ok := n.primaryOf(r.ID); !ok || primary != g.name || len(r.Participants) == 0 || r.Participants[0] != g.name {
+			if (r.State == fsm.StatePending && stale(r.StartedAt)) || (r.State != fsm.StatePending && !r.Resolved && stale(r.DecidedAt)) {
+				n.finishOrphan(ctx, g, r.ID, fsm.CommandTxnDecide, "record names no participants, or not this shard as its primary")
+			}
+			continue
+		}
 		switch {
 		case r.State == fsm.StatePending && stale(r.StartedAt):
 			rec, err := n.decideOn(ctx, g.name, r.ID, fsm.OutcomeAborted, r.Participants)
@@ -76,4 +96,40 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 			n.logger.Debug("transaction GC entry failed", "group", g.name, "error", err)
 		}
 	}
+}
+
+// recoveryParticipants returns the participant list to abort a stale part
+// with: its own, or, if that list is unusable, the primary and this shard.
+// Other participants' recovery finishes their own parts from the record.
+func recoveryParticipants(primary, self string, ps []string) []string {
+	if len(ps) > 0 && ps[0] == primary && !slices.Contains(ps, "") {
+		return ps
+	}
+	if self == primary {
+		return []string{primary}
+	}
+	return []string{primary, self}
+}
+
+// finishOrphan ends, on g alone, a transaction that no coordinator of this
+// cluster could have started: a record kept on g is aborted if still
+// pending (deciding also resolves g's own part) and marked resolved, so GC
+// forgets it; a staged part is dropped. The entries are proposed on g
+// directly, not through the operation checks, which refuse such ids.
+func (n *Node) finishOrphan(ctx context.Context, g *group, id string, how fsm.CommandType, why string) {
+	var err error
+	switch how {
+	case fsm.CommandTxnDecide:
+		now := time.Now().UnixNano()
+		_, err = g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
+			fsm.TxnCmd{ID: id, Outcome: fsm.OutcomeAborted, Participants: []string{g.name}, Now: now}))
+		if err == nil {
+			_, err = g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: id, Now: now}))
+		}
+	default:
+		_, err = g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolve,
+			fsm.TxnCmd{ID: id, Outcome: fsm.OutcomeAborted, Now: time.Now().UnixNano()}))
+	}
+	n.logger.Warn("finished a transaction no coordinator of this cluster started", "group", g.name, "txn", id,
+		"why", why, "error", err)
 }

@@ -140,16 +140,6 @@ func TestApplyBatchMixedTypes(t *testing.T) {
 	}
 }
 
-func TestUndecodableEntryPanics(t *testing.T) {
-	f := New("shard-1")
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic for an undecodable committed entry")
-		}
-	}()
-	f.Apply(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte{CommandVersion + 1, 1}})
-}
-
 // TestReturnedValuesAreCopies checks that callers cannot reach stored
 // memory through Get, List or a Result, nor through the proposal buffer.
 func TestReturnedValuesAreCopies(t *testing.T) {

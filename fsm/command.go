@@ -17,7 +17,9 @@ const CommandVersion = 1
 type CommandType uint8
 
 // Command types. The transaction commands (4..9) share one payload layout,
-// TxnCmd; numbers from 10 up are free.
+// TxnCmd. 10..13 are the registry's auth commands (registry.CommandPutRole
+// .. CommandDeleteToken), which a shard refuses as malformed; numbers from
+// 14 up are free in both.
 const (
 	CommandPut    CommandType = 1
 	CommandDelete CommandType = 2
@@ -44,6 +46,13 @@ const (
 	// CommandTxnGC forgets resolved records and finished-transaction
 	// markers older than Before (Now, Before).
 	CommandTxnGC CommandType = 9
+)
+
+// The registry's commands numbered from 10 (registry.CommandPutRole ..
+// registry.CommandDeleteToken); a test keeps these in step.
+const (
+	firstRegistryOnly CommandType = 10
+	lastRegistryOnly  CommandType = 13
 )
 
 func (t CommandType) String() string {
@@ -164,12 +173,17 @@ func appendHead(b []byte, t CommandType, key string, cond Condition) []byte {
 
 // Decode parses a log entry. It never panics; an unknown version or type
 // or a malformed payload yields an error wrapping ErrUnknownVersion,
-// ErrUnknownCommand or ErrMalformed.
+// ErrUnknownCommand or ErrMalformed. Version 0 and type 0 were never
+// assigned, so they are malformed rather than unknown.
 func Decode(b []byte) (Command, error) {
 	if len(b) < 2 {
 		return Command{}, fmt.Errorf("%w: %d-byte entry", ErrMalformed, len(b))
 	}
-	if b[0] != CommandVersion {
+	switch {
+	case b[0] == 0:
+		// No build ever wrote version 0: this is damage, not skew.
+		return Command{}, fmt.Errorf("%w: envelope version 0", ErrMalformed)
+	case b[0] != CommandVersion:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	}
 	c := Command{Type: CommandType(b[1])}
@@ -188,6 +202,13 @@ func Decode(b []byte) (Command, error) {
 			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)
 		}
 		return c, nil
+	case c.Type == 0:
+		return Command{}, fmt.Errorf("%w: command type 0 is never assigned", ErrMalformed)
+	case c.Type >= firstRegistryOnly && c.Type <= lastRegistryOnly:
+		// The registry's auth commands: a meta-group entry in a shard's
+		// log, refused like any malformed entry rather than taken for one
+		// from a newer raftkv.
+		return Command{}, fmt.Errorf("%w: type %d is a registry command", ErrMalformed, b[1])
 	default:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownCommand, b[1])
 	}

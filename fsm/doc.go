@@ -8,9 +8,11 @@
 // across replicas and usable as HTTP ETags.
 //
 // Log entries are a small versioned envelope (EncodePut, EncodeDelete,
-// EncodeNoop, Decode). Requests are validated before they are proposed;
-// a committed entry that does not decode stops the replica with a panic
-// rather than let it skip the entry and diverge.
+// EncodeNoop, EncodeTxn, Decode). Requests are validated before they are
+// proposed, and Apply checks again: a committed entry that is malformed or
+// breaks the entry rules is answered with an error and changes nothing,
+// while an entry written by a newer raftkv stops the node (a panic with a
+// *NewerEntryError) rather than let it skip the entry and diverge.
 //
 // State lives in a copy-on-write B-tree. Snapshot clones it in O(1) and
 // Persist streams the clone in the snapshot package's format while Apply

@@ -3,7 +3,6 @@ package fsm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -92,9 +91,11 @@ func (f *FSM) Apply(l *raft.Log) any {
 // applied index and yield nil. The batch becomes visible to readers as a
 // whole, before AppliedIndex moves past it.
 //
-// An entry that does not decode panics: it was validated before it was
-// proposed, so failing here means version skew or a corrupt log, and
-// stopping the replica beats letting it diverge from the others.
+// A command that is malformed or breaks the entry rules yields a *Result
+// whose Err wraps ErrMalformed or ErrInvalid and changes nothing. An entry
+// of an envelope version or command type this build does not know panics
+// with a *NewerEntryError: a newer raftkv wrote it, and stopping the
+// replica beats letting it diverge from the upgraded ones.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	if len(logs) == 0 {
@@ -113,13 +114,11 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		c, err := Decode(l.Data)
+		r, err := applyEntry(&f.st, l)
 		if err != nil {
-			panic(fmt.Sprintf("fsm: group %q: committed log entry index=%d term=%d cannot be decoded: %v; "+
-				"stopping this replica so it cannot diverge (version skew or log corruption)",
-				f.group, l.Index, l.Term, err))
+			panic(err)
 		}
-		out[i] = applyCommand(&f.st, l.Index, c)
+		out[i] = r
 	}
 }
 

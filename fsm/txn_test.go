@@ -140,7 +140,7 @@ func TestTwoPhaseOnPrimary(t *testing.T) {
 		t.Fatalf("staged write visible before the decision: %s", kv.Value)
 	}
 
-	d := TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 2000}
+	d := TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 2000, Participants: []string{"shard-1", "shard-x"}}
 	r = h.txn(CommandTxnDecide, d)
 	if r.Err != nil || r.Txn.Record.State != StateCommitted || !r.Txn.Record.Succeeded || r.Txn.Record.DecidedAt != 2000 {
 		t.Fatalf("decide: %+v %+v", r, r.Txn.Record)
@@ -152,7 +152,7 @@ func TestTwoPhaseOnPrimary(t *testing.T) {
 		t.Fatal("lock survives the decision")
 	}
 	// A second, different decision (recovery racing the coordinator) loses.
-	r = h.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeAborted, Now: 3000})
+	r = h.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeAborted, Now: 3000, Participants: []string{"shard-1", "shard-x"}})
 	if r.Txn.Record.State != StateCommitted || value(t, h.f, "a") != "5" {
 		t.Fatalf("second decision changed the record: %+v", r.Txn.Record)
 	}
@@ -213,7 +213,7 @@ func TestParticipantResolve(t *testing.T) {
 // commit decision cannot create a record, and GC keeps unresolved records.
 func TestRecoveryAbortWithoutRecord(t *testing.T) {
 	h := newHarness(t)
-	if r := h.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 5}); !errors.Is(r.Err, ErrNoRecord) {
+	if r := h.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 5, Participants: []string{"shard-1", "shard-x"}}); !errors.Is(r.Err, ErrNoRecord) {
 		t.Fatalf("commit without record: %+v", r)
 	}
 	r := h.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeAborted, Now: 5, Participants: []string{"shard-1", "shard-2"}})
@@ -282,7 +282,7 @@ func TestSnapshotKeepsTransactions(t *testing.T) {
 	// Continue both FSMs identically.
 	h2 := &harness{t: t, f: g, idx: h.idx}
 	for _, hh := range []*harness{h, h2} {
-		hh.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 20})
+		hh.txn(CommandTxnDecide, TxnCmd{ID: "t1", Outcome: OutcomeSuccess, Now: 20, Participants: []string{"shard-1", "shard-x"}})
 		hh.txn(CommandTxnResolve, TxnCmd{ID: "t2", Outcome: OutcomeAborted, Now: 20})
 	}
 	if !bytes.Equal(persist(t, h.f), persist(t, g)) {

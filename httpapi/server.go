@@ -45,7 +45,7 @@ const (
 	MembershipTimeout = 60 * time.Second
 	MaxTimeout        = 5 * time.Minute
 	DefaultListLimit  = 1000
-	MaxListLimit      = 10000
+	MaxListLimit      = cluster.MaxListLimit // the nodes refuse bigger pages
 )
 
 // Server is the HTTP handler of one node.

@@ -420,21 +420,34 @@ func TestHeaderRoundTrip(t *testing.T) {
 	}
 }
 
+// FuzzReadHeader feeds arbitrary bytes to the connection-header reader. It
+// must not panic, must never read past the longest header whatever the
+// bytes (what follows belongs to raft), and a header it accepts names a
+// valid group and re-encodes to exactly the bytes consumed.
 func FuzzReadHeader(f *testing.F) {
 	f.Add(encodeHeader("meta"))
+	f.Add(append(encodeHeader("shard-1"), "raft bytes"...))
+	f.Add(encodeHeader("shard-1")[:6])
 	f.Add([]byte("RKVM\x01\x00"))
 	f.Add([]byte("RKVM\x01\xff"))
+	f.Add([]byte("RKVM\x02\x04meta"))
+	f.Add([]byte("RKVM\x01\x04me a"))
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		g, err := readHeader(r)
+		consumed := data[:len(data)-r.Len()]
+		if len(consumed) > len(headerMagic)+2+MaxGroupLen {
+			t.Fatalf("read %d bytes, more than the longest header", len(consumed))
+		}
 		if err != nil {
 			return
 		}
-		// A header that parses re-encodes to exactly the bytes consumed.
-		consumed := data[:len(data)-r.Len()]
 		if !bytes.Equal(encodeHeader(g), consumed) {
 			t.Fatalf("parsed %q from %q", g, consumed)
+		}
+		if err := validGroup(g); err != nil {
+			t.Fatalf("accepted group %q: %v", g, err)
 		}
 	})
 }

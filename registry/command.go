@@ -22,11 +22,25 @@ const (
 	// CommandNoop changes nothing but advances AppliedIndex; raft's own
 	// LogNoop/LogBarrier entries never reach the FSM (see fsm.CommandNoop).
 	CommandNoop CommandType = 4
-	// Authentication state (auth.go): roles and tokens.
-	CommandPutRole     CommandType = 5
-	CommandDeleteRole  CommandType = 6
-	CommandPutToken    CommandType = 7
-	CommandDeleteToken CommandType = 8
+	// Authentication state (auth.go): roles and tokens. 5..9 are the
+	// fsm's (see below), so these start at 10.
+	CommandPutRole     CommandType = 10
+	CommandDeleteRole  CommandType = 11
+	CommandPutToken    CommandType = 12
+	CommandDeleteToken CommandType = 13
+)
+
+// The two state machines numbered their commands independently, so types
+// 1..4 mean one thing here and another in a shard (fsm.CommandPut..
+// fsm.CommandTxn). The fsm's transaction commands took 5..9, which the
+// registry never had: an entry of one of those types is a shard command in
+// the wrong log and is refused (ErrShardCommand) rather than taken for a
+// command from a newer raftkv. New commands of either machine take the next
+// number free in both (the auth commands took 10..13; 14 is next), and each
+// package lists the other's.
+const (
+	firstShardOnly = 5 // fsm.CommandTxn + 1 .. fsm.CommandTxnGC
+	lastShardOnly  = 9
 )
 
 func (t CommandType) String() string {
@@ -102,13 +116,22 @@ func appendString(b []byte, s string) []byte {
 }
 
 // Decode parses a registry log entry. It never panics; failures wrap
-// ErrUnknownVersion, ErrUnknownCommand or ErrMalformed.
+// ErrUnknownVersion or ErrUnknownCommand (an entry from a newer raftkv),
+// ErrShardCommand, or ErrMalformed (including version 0 and type 0, which
+// were never assigned).
 func Decode(b []byte) (Command, error) {
 	if len(b) < 2 {
 		return Command{}, fmt.Errorf("%w: %d-byte entry", ErrMalformed, len(b))
 	}
-	if b[0] != CommandVersion {
+	switch {
+	case b[0] == 0:
+		return Command{}, fmt.Errorf("%w: envelope version 0", ErrMalformed)
+	case b[0] != CommandVersion:
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
+	case b[1] == 0:
+		return Command{}, fmt.Errorf("%w: command type 0 is never assigned", ErrMalformed)
+	case b[1] >= firstShardOnly && b[1] <= lastShardOnly:
+		return Command{}, fmt.Errorf("%w: type %d", ErrShardCommand, b[1])
 	}
 	c := Command{Type: CommandType(b[1])}
 	d := wire.NewDecoder(b[2:])

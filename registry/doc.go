@@ -7,9 +7,12 @@
 // snapshot package's format (kind "registry"), verified in full before
 // they replace live state.
 //
-// Unlike the data shards, a command that decodes but asks for something
-// invalid (an empty node id, a shard count out of range) is not a reason to
+// A command that does not decode, asks for something invalid (an empty
+// node id, a shard count out of range) or belongs to the data shards (a
+// put or transaction proposed into the wrong group) is not a reason to
 // stop: every replica reaches the same verdict, so it is reported in
-// Result.Err and the state is left unchanged. Only an entry that does not
-// decode at all panics, since that means version skew or corruption.
+// Result.Err and the state is left unchanged. Only an entry written by a
+// newer raftkv (an envelope version or command type this build does not
+// know) stops the node, with a panic carrying a *NewerEntryError. See
+// DESIGN.md.
 package registry

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/internal/applied"
+	"github.com/raftkv/raftkv/snapshot"
 )
 
 // MaxShards bounds the shard count accepted by Init. Every node runs one
@@ -41,6 +42,10 @@ var (
 
 	// ErrMalformed reports a command or snapshot record that does not parse.
 	ErrMalformed = errors.New("registry: malformed encoding")
+
+	// ErrShardCommand is Result.Err for a data shard's command (fsm's
+	// transaction types) proposed into the meta group. Nothing changed.
+	ErrShardCommand = errors.New("registry: shard command in the meta group's log")
 
 	// ErrBadSnapshot reports a checkpoint that parses but cannot be this
 	// registry's state.
@@ -94,7 +99,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // ApplyBatch processes committed entries in order: a *Result for each
 // LogCommand, nil for configuration entries, which only advance the
-// applied index. An undecodable entry panics; see the package comment.
+// applied index. A malformed, invalid or shard command is a Result.Err;
+// an entry from a newer raftkv panics with a *NewerEntryError. See the
+// package comment.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	if len(logs) == 0 {
@@ -113,14 +120,55 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		c, err := Decode(l.Data)
+		r, err := f.st.applyEntry(f.group, l)
 		if err != nil {
-			panic(fmt.Sprintf("registry: group %q: committed log entry index=%d term=%d cannot be decoded: %v; "+
-				"stopping this replica so it cannot diverge (version skew or log corruption)",
-				f.group, l.Index, l.Term, err))
+			panic(err)
 		}
-		out[i] = f.st.apply(c)
+		out[i] = r
 	}
+}
+
+// MaxEntryBytes bounds the size of a command Apply accepts, so that every
+// checkpoint record of the state it creates stays under
+// snapshot.MaxRecordSize.
+const MaxEntryBytes = snapshot.MaxRecordSize - 1024
+
+// NewerEntryError reports a committed entry whose envelope version or
+// command type this build does not know: a newer raftkv wrote it. Skipping
+// it would let this replica diverge from upgraded ones, so Apply stops the
+// node with it.
+type NewerEntryError struct {
+	Group   string
+	Index   uint64
+	Version uint8
+	Type    uint8
+	err     error // ErrUnknownVersion or ErrUnknownCommand, for errors.Is
+}
+
+func (e *NewerEntryError) Error() string {
+	if e.Version != CommandVersion {
+		return fmt.Sprintf("registry: group %q: log entry envelope version %d at index %d was written by a newer raftkv; upgrade this node",
+			e.Group, e.Version, e.Index)
+	}
+	return fmt.Sprintf("registry: group %q: log entry type %d at index %d was written by a newer raftkv; upgrade this node",
+		e.Group, e.Type, e.Index)
+}
+
+func (e *NewerEntryError) Unwrap() error { return e.err }
+
+// applyEntry applies one LogCommand entry. The only error it returns is a
+// *NewerEntryError; every other failure is a Result.Err and changes nothing.
+func (s *state) applyEntry(group string, l *raft.Log) (*Result, error) {
+	c, err := Decode(l.Data)
+	switch {
+	case errors.Is(err, ErrUnknownVersion), errors.Is(err, ErrUnknownCommand):
+		return nil, &NewerEntryError{Group: group, Index: l.Index, Version: l.Data[0], Type: l.Data[1], err: err}
+	case err != nil:
+		return &Result{Err: err}, nil
+	case len(l.Data) > MaxEntryBytes:
+		return &Result{Err: fmt.Errorf("%w: %v entry of %d bytes, the limit is %d", ErrInvalid, c.Type, len(l.Data), MaxEntryBytes)}, nil
+	}
+	return s.apply(c), nil
 }
 
 // apply is the deterministic core: it reads only the command and the state.

@@ -15,12 +15,12 @@ import (
 )
 
 type harness struct {
-	t   *testing.T
+	t   testing.TB
 	f   *FSM
 	idx uint64
 }
 
-func newHarness(t *testing.T) *harness { return &harness{t: t, f: New("meta")} }
+func newHarness(t testing.TB) *harness { return &harness{t: t, f: New("meta")} }
 
 func (h *harness) apply(data []byte) *Result {
 	h.t.Helper()
@@ -120,15 +120,6 @@ func TestConfigEntriesAdvanceIndex(t *testing.T) {
 	}
 }
 
-func TestUndecodableEntryPanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic")
-		}
-	}()
-	New("meta").Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{CommandVersion, 77}})
-}
-
 func TestWaitApplied(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -155,7 +146,10 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{nil, ErrMalformed},
 		{[]byte{CommandVersion + 1, byte(CommandInit)}, ErrUnknownVersion},
-		{[]byte{CommandVersion, 0}, ErrUnknownCommand},
+		{[]byte{CommandVersion, 0}, ErrMalformed},
+		{[]byte{0, byte(CommandNoop)}, ErrMalformed},
+		{[]byte{CommandVersion, byte(CommandDeleteToken) + 1}, ErrUnknownCommand},
+		{[]byte{CommandVersion, 5}, ErrShardCommand},
 		{good[:len(good)-1], ErrMalformed},
 		{append(bytes.Clone(good), 0), ErrMalformed},
 		{[]byte{CommandVersion, byte(CommandRemoveNode), 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrMalformed},

@@ -1,0 +1,162 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftkv/raftkv/snapshot"
+)
+
+// MaxEntryBytes bounds the size of a command Apply accepts. Every record a
+// checkpoint writes for the state an entry creates (a key, a staged part, a
+// record) is at most a few dozen bytes longer than the entry, so this keeps
+// whatever Apply accepts under snapshot.MaxRecordSize: a checkpoint of it
+// can always be written and read back.
+const MaxEntryBytes = snapshot.MaxRecordSize - 1024
+
+// ErrInvalid is Result.Err for a command that decodes but breaks a rule no
+// proposer following this package's encoders would break: an empty key or
+// transaction id, a decision without an outcome or participants, an entry
+// over MaxEntryBytes. Nothing changed. Like a malformed entry (ErrMalformed
+// in Result.Err), every replica reaches the same verdict, so the entry is
+// counted as applied and the replica carries on.
+var ErrInvalid = errors.New("fsm: invalid command")
+
+// NewerEntryError reports a committed entry whose envelope version or
+// command type this build does not know: a newer raftkv wrote it. Applying
+// it is impossible and skipping it would let this replica diverge from the
+// upgraded ones, so the FSM stops the node with this message (see
+// DESIGN.md, "Malformed entries").
+type NewerEntryError struct {
+	Group   string
+	Index   uint64
+	Version uint8
+	Type    uint8
+	err     error // ErrUnknownVersion or ErrUnknownCommand, for errors.Is
+}
+
+func (e *NewerEntryError) Error() string {
+	if e.Version != CommandVersion {
+		return fmt.Sprintf("fsm: group %q: log entry envelope version %d at index %d was written by a newer raftkv; upgrade this node",
+			e.Group, e.Version, e.Index)
+	}
+	return fmt.Sprintf("fsm: group %q: log entry type %d at index %d was written by a newer raftkv; upgrade this node",
+		e.Group, e.Type, e.Index)
+}
+
+func (e *NewerEntryError) Unwrap() error { return e.err }
+
+// applyEntry applies one LogCommand entry to s. A malformed or invalid
+// command yields a Result carrying the error and changes nothing; the only
+// error returned is a *NewerEntryError, which the caller must not get past.
+func applyEntry(s *state, l *raft.Log) (*Result, error) {
+	c, err := Decode(l.Data)
+	switch {
+	case errors.Is(err, ErrUnknownVersion), errors.Is(err, ErrUnknownCommand):
+		return nil, &NewerEntryError{Group: s.group, Index: l.Index, Version: l.Data[0], Type: l.Data[1], err: err}
+	case err != nil:
+		return &Result{Err: err}, nil
+	}
+	if len(l.Data) > MaxEntryBytes {
+		return &Result{Err: fmt.Errorf("%w: %v entry of %d bytes, the limit is %d", ErrInvalid, c.Type, len(l.Data), MaxEntryBytes)}, nil
+	}
+	if err := checkCommand(c); err != nil {
+		return &Result{Err: fmt.Errorf("%w: %v: %v", ErrInvalid, c.Type, err)}, nil
+	}
+	return applyCommand(s, l.Index, c), nil
+}
+
+// checkCommand enforces the rules that keep the state within what a
+// checkpoint can hold and what recovery can act on. Decode has already
+// checked the enumerations; these are the rules between fields.
+func checkCommand(c Command) error {
+	switch c.Type {
+	case CommandPut, CommandDelete:
+		if c.Key == "" {
+			return errors.New("empty key")
+		}
+		return nil
+	case CommandNoop:
+		return nil
+	}
+	t := c.Txn
+	switch c.Type {
+	case CommandTxn:
+		return checkBody(&t.Body)
+	case CommandTxnPrepare:
+		if err := checkTxnID(t.ID); err != nil {
+			return err
+		}
+		if t.Primary == "" {
+			return errors.New("empty primary")
+		}
+		if err := checkParticipants(t.Participants); err != nil {
+			return err
+		}
+		if t.Participants[0] != t.Primary {
+			return fmt.Errorf("primary %q is not the first participant %q", t.Primary, t.Participants[0])
+		}
+		return checkBody(&t.Body)
+	case CommandTxnDecide:
+		if err := checkTxnID(t.ID); err != nil {
+			return err
+		}
+		if !t.Outcome.valid() {
+			return fmt.Errorf("outcome %d", t.Outcome)
+		}
+		return checkParticipants(t.Participants)
+	case CommandTxnResolve:
+		if err := checkTxnID(t.ID); err != nil {
+			return err
+		}
+		if !t.Outcome.valid() {
+			return fmt.Errorf("outcome %d", t.Outcome)
+		}
+		return nil
+	case CommandTxnResolved:
+		return checkTxnID(t.ID)
+	case CommandTxnGC:
+		return nil
+	}
+	return fmt.Errorf("no rules for %v", c.Type) // Decode returns no other type
+}
+
+func checkTxnID(id string) error {
+	if id == "" {
+		return errors.New("empty transaction id")
+	}
+	return nil
+}
+
+// checkParticipants: a decided record is resolved by visiting every
+// participant, primary first, so the list is never empty nor holds an
+// unnamed group.
+func checkParticipants(ps []string) error {
+	if len(ps) == 0 {
+		return errors.New("no participants")
+	}
+	for i, p := range ps {
+		if p == "" {
+			return fmt.Errorf("participant %d has no name", i)
+		}
+	}
+	return nil
+}
+
+// checkBody refuses unnamed keys, which no client request can carry.
+func checkBody(t *Txn) error {
+	for _, c := range t.Compares {
+		if c.Key == "" {
+			return errors.New("compare on an empty key")
+		}
+	}
+	for _, ops := range [][]Op{t.Success, t.Failure} {
+		for _, o := range ops {
+			if o.Key == "" {
+				return fmt.Errorf("%v of an empty key", o.Kind)
+			}
+		}
+	}
+	return nil
+}
