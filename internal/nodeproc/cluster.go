@@ -47,6 +47,12 @@ type Options struct {
 	// certificate of it (Node.TLS): mutual TLS on the raft port, HTTPS with
 	// client certificates on the API, and joins through https://.
 	TLS bool
+	// PeerTLSOnly, with TLS, keeps the API on plain HTTP: only the raft
+	// port runs mutual TLS (TLSFiles.PeerOnly).
+	PeerTLSOnly bool
+	// Token is the bearer token the harness's own requests (/v1/cluster)
+	// carry, for a cluster that runs with --auth; empty sends none.
+	Token string
 	// Place, when set, gives node i (0-based) its addresses and, if it needs
 	// one, a Wrap command; those addresses are then kept. When nil, nodes
 	// get free 127.0.0.1 ports (others, should a port turn out taken).
@@ -72,6 +78,8 @@ type Cluster struct {
 	attached bool
 	logf     func(format string, args ...any)
 	certDir  string // the CA's directory with Options.TLS, else ""
+	peerOnly bool   // Options.PeerTLSOnly
+	token    string // Options.Token
 }
 
 // New prepares a cluster of opts.Nodes nodes (none started yet; see Start)
@@ -84,7 +92,7 @@ func New(opts Options) (*Cluster, error) {
 		return nil, errors.New("nodeproc: no raftkv binary")
 	}
 	c := &Cluster{bin: opts.Bin, dir: opts.Dir, Shards: opts.Shards, extra: opts.ExtraArgs,
-		place: opts.Place, logf: opts.Logf}
+		place: opts.Place, logf: opts.Logf, peerOnly: opts.PeerTLSOnly, token: opts.Token}
 	if c.logf == nil {
 		c.logf = func(string, ...any) {}
 	}

@@ -33,14 +33,17 @@ var probeClient = &http.Client{Transport: &http.Transport{
 }}
 
 // get sends GET base+path with hc within ProbeTimeout (or ctx's deadline,
-// if sooner) and returns the body of a 200 answer. base is a URL such as
-// http://addr.
-func get(ctx context.Context, hc *http.Client, base, path string) ([]byte, error) {
+// if sooner), with token as its bearer token unless it is empty, and
+// returns the body of a 200 answer. base is a URL such as http://addr.
+func get(ctx context.Context, hc *http.Client, base, path, token string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -60,11 +63,11 @@ func get(ctx context.Context, hc *http.Client, base, path string) ([]byte, error
 // FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr
 // over plain HTTP.
 func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
-	return fetchStatus(ctx, probeClient, "http://"+httpAddr)
+	return fetchStatus(ctx, probeClient, "http://"+httpAddr, "")
 }
 
-func fetchStatus(ctx context.Context, hc *http.Client, base string) (*Status, error) {
-	b, err := get(ctx, hc, base, "/v1/cluster")
+func fetchStatus(ctx context.Context, hc *http.Client, base, token string) (*Status, error) {
+	b, err := get(ctx, hc, base, "/v1/cluster", token)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +85,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := fetchStatus(ctx, hc, n.BaseURL())
+	st, err := fetchStatus(ctx, hc, n.BaseURL(), n.c.token)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", n.ID, err)
 	}
@@ -100,7 +103,7 @@ func (n *Node) expect200(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := get(ctx, hc, n.BaseURL(), path); err != nil {
+	if _, err := get(ctx, hc, n.BaseURL(), path, n.c.token); err != nil {
 		return fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return nil

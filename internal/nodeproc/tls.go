@@ -24,13 +24,17 @@ type TLSFiles struct {
 	// JoinCA is --join-ca, the CA of the cluster the node joins; empty
 	// means CA.
 	JoinCA string
+	// PeerOnly keeps the API on plain HTTP: the files serve only mutual
+	// TLS on the raft port.
+	PeerOnly bool
 }
 
 func (f *TLSFiles) args() []string {
-	a := []string{
-		"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-client-ca", f.CA,
-		"--peer-tls-cert", f.Cert, "--peer-tls-key", f.Key, "--peer-ca", f.CA,
+	var a []string
+	if !f.PeerOnly {
+		a = append(a, "--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-client-ca", f.CA)
 	}
+	a = append(a, "--peer-tls-cert", f.Cert, "--peer-tls-key", f.Key, "--peer-ca", f.CA)
 	if f.JoinCA != "" {
 		a = append(a, "--join-ca", f.JoinCA)
 	}
@@ -57,7 +61,8 @@ func (c *Cluster) initTLS() error {
 }
 
 // IssueTLS gives a certificate of the cluster CA to a node of a cluster
-// started with Options.TLS, for 127.0.0.1 and localhost.
+// started with Options.TLS, for 127.0.0.1 and localhost (for the raft port
+// alone with Options.PeerTLSOnly).
 func (c *Cluster) IssueTLS(id string) (*TLSFiles, error) {
 	if c.certDir == "" {
 		return nil, fmt.Errorf("nodeproc: cluster has no CA (Options.TLS is off)")
@@ -66,25 +71,25 @@ func (c *Cluster) IssueTLS(id string) (*TLSFiles, error) {
 		return nil, fmt.Errorf("nodeproc: %w", err)
 	}
 	cert, key := certs.NodeFiles(c.certDir, id)
-	return &TLSFiles{CA: filepath.Join(c.certDir, certs.CAFile), Cert: cert, Key: key}, nil
+	return &TLSFiles{CA: filepath.Join(c.certDir, certs.CAFile), Cert: cert, Key: key, PeerOnly: c.peerOnly}, nil
 }
 
 // scheme is how the node's API is reached.
 func (n *Node) scheme() string {
-	if n.TLS != nil {
+	if n.TLS != nil && !n.TLS.PeerOnly {
 		return "https"
 	}
 	return "http"
 }
 
 // BaseURL is the node's API as a URL: http://HTTPAddr, or https:// when
-// the node runs with TLS.
+// the node's API runs with TLS.
 func (n *Node) BaseURL() string { return n.scheme() + "://" + n.HTTPAddr }
 
 // joinAddr is what another node passes as --join to join through this one:
 // the bare address for plain HTTP, as always, and the https URL with TLS.
 func (n *Node) joinAddr() string {
-	if n.TLS != nil {
+	if n.scheme() == "https" {
 		return n.BaseURL()
 	}
 	return n.HTTPAddr
@@ -94,7 +99,7 @@ func (n *Node) joinAddr() string {
 // the shared plaintext one, or one for the node's TLS files, made once per
 // TLSFiles value.
 func (n *Node) probe() (*http.Client, error) {
-	if n.TLS == nil {
+	if n.scheme() == "http" {
 		return probeClient, nil
 	}
 	n.mu.Lock()
