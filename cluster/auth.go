@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -211,7 +210,7 @@ func (n *Node) putTokenLocal(ctx context.Context, g *group, a putTokenArgs) (reg
 	if err := registry.ValidateToken(t); err != nil {
 		return registry.Token{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	if _, err := n.applyAuth(ctx, g, registry.EncodePutToken(t)); err != nil {
+	if _, err := n.applyRegistry(ctx, g, registry.EncodePutToken(t)); err != nil {
 		return registry.Token{}, err
 	}
 	return t, nil
@@ -227,7 +226,7 @@ func (n *Node) RevokeToken(ctx context.Context, id string) error {
 }
 
 func (n *Node) deleteTokenLocal(ctx context.Context, g *group, a idArgs) (bool, error) {
-	return n.applyAuth(ctx, g, registry.EncodeDeleteToken(a.ID))
+	return n.applyRegistry(ctx, g, registry.EncodeDeleteToken(a.ID))
 }
 
 // Tokens lists the tokens (never their secrets) as this node knows them.
@@ -254,7 +253,7 @@ func (n *Node) putRoleLocal(ctx context.Context, g *group, r registry.Role) (boo
 	if err := registry.ValidateRole(r); err != nil {
 		return false, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	return n.applyAuth(ctx, g, registry.EncodePutRole(r))
+	return n.applyRegistry(ctx, g, registry.EncodePutRole(r))
 }
 
 // DeleteRole removes a role; tokens naming it lose what it granted.
@@ -267,7 +266,7 @@ func (n *Node) DeleteRole(ctx context.Context, name string) error {
 }
 
 func (n *Node) deleteRoleLocal(ctx context.Context, g *group, a idArgs) (bool, error) {
-	return n.applyAuth(ctx, g, registry.EncodeDeleteRole(a.ID))
+	return n.applyRegistry(ctx, g, registry.EncodeDeleteRole(a.ID))
 }
 
 // Role returns one role as this node knows it.
@@ -288,30 +287,6 @@ func (n *Node) Roles(ctx context.Context) ([]registry.Role, error) {
 		return nil, err
 	}
 	return n.meta.reg.Roles(), nil
-}
-
-// applyAuth proposes an auth entry and maps the registry's verdict.
-func (n *Node) applyAuth(ctx context.Context, g *group, cmd []byte) (bool, error) {
-	if g.reg == nil {
-		return false, fmt.Errorf("%w: %s holds no registry", ErrBadRequest, g.name)
-	}
-	resp, err := g.apply(ctx, cmd)
-	if err != nil {
-		return false, err
-	}
-	r, ok := resp.(*registry.Result)
-	if !ok {
-		return false, fmt.Errorf("unexpected registry response %T", resp)
-	}
-	switch {
-	case r.Err == nil:
-		return r.Changed, nil
-	case errors.Is(r.Err, registry.ErrNotFound):
-		return false, fmt.Errorf("%w: %v", ErrNotFound, r.Err)
-	case errors.Is(r.Err, registry.ErrInvalid):
-		return false, fmt.Errorf("%w: %v", ErrBadRequest, r.Err)
-	}
-	return false, fmt.Errorf("%w: %v", ErrConflict, r.Err)
 }
 
 // bootstrapTokenID names the token made from Config.BootstrapToken.

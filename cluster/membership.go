@@ -136,6 +136,8 @@ func (n *Node) deregisterLocal(ctx context.Context, g *group, a idArgs) (bool, e
 	return changed, err
 }
 
+// applyRegistry proposes a registry entry and maps the registry's verdict
+// to this package's errors.
 func (n *Node) applyRegistry(ctx context.Context, g *group, cmd []byte) (bool, error) {
 	if g.reg == nil {
 		return false, fmt.Errorf("%w: %s holds no registry", ErrBadRequest, g.name)
@@ -148,10 +150,15 @@ func (n *Node) applyRegistry(ctx context.Context, g *group, cmd []byte) (bool, e
 	if !ok {
 		return false, fmt.Errorf("unexpected registry response %T", resp)
 	}
-	if r.Err != nil {
-		return false, fmt.Errorf("%w: %v", ErrConflict, r.Err)
+	switch {
+	case r.Err == nil:
+		return r.Changed, nil
+	case errors.Is(r.Err, registry.ErrNotFound), errors.Is(r.Err, registry.ErrUnknownNode):
+		return false, fmt.Errorf("%w: %w", ErrNotFound, r.Err)
+	case errors.Is(r.Err, registry.ErrInvalid), errors.Is(r.Err, registry.ErrMalformed), errors.Is(r.Err, registry.ErrShardCommand):
+		return false, fmt.Errorf("%w: %w", ErrBadRequest, r.Err)
 	}
-	return r.Changed, nil
+	return false, fmt.Errorf("%w: %w", ErrConflict, r.Err)
 }
 
 // addMemberLocal runs on the group's leader: add as non-voter, wait for the

@@ -30,6 +30,7 @@ func soloNode(t *testing.T) *Node {
 		_, tr := raft.NewInmemTransport("solo:7000")
 		return tr, nil
 	}
+	cfg.NewRPCLayer = func() (raft.StreamLayer, error) { return newLoopbackLayer() }
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := New(ctx, cfg)

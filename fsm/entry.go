@@ -3,6 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/wire"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/snapshot"
@@ -23,29 +24,9 @@ const MaxEntryBytes = snapshot.MaxRecordSize - 1024
 // counted as applied and the replica carries on.
 var ErrInvalid = errors.New("fsm: invalid command")
 
-// NewerEntryError reports a committed entry whose envelope version or
-// command type this build does not know: a newer raftkv wrote it. Applying
-// it is impossible and skipping it would let this replica diverge from the
-// upgraded ones, so the FSM stops the node with this message (see
-// DESIGN.md, "Malformed entries").
-type NewerEntryError struct {
-	Group   string
-	Index   uint64
-	Version uint8
-	Type    uint8
-	err     error // ErrUnknownVersion or ErrUnknownCommand, for errors.Is
-}
-
-func (e *NewerEntryError) Error() string {
-	if e.Version != CommandVersion {
-		return fmt.Sprintf("fsm: group %q: log entry envelope version %d at index %d was written by a newer raftkv; upgrade this node",
-			e.Group, e.Version, e.Index)
-	}
-	return fmt.Sprintf("fsm: group %q: log entry type %d at index %d was written by a newer raftkv; upgrade this node",
-		e.Group, e.Type, e.Index)
-}
-
-func (e *NewerEntryError) Unwrap() error { return e.err }
+// NewerEntryError reports a committed entry written by a newer raftkv; the
+// state machine stops the node with it (wire.NewerEntryError).
+type NewerEntryError = wire.NewerEntryError
 
 // applyEntry applies one LogCommand entry to s. A malformed or invalid
 // command yields a Result carrying the error and changes nothing; the only
@@ -54,7 +35,7 @@ func applyEntry(s *state, l *raft.Log) (*Result, error) {
 	c, err := Decode(l.Data)
 	switch {
 	case errors.Is(err, ErrUnknownVersion), errors.Is(err, ErrUnknownCommand):
-		return nil, &NewerEntryError{Group: s.group, Index: l.Index, Version: l.Data[0], Type: l.Data[1], err: err}
+		return nil, &NewerEntryError{Machine: "fsm", Group: s.group, Index: l.Index, Version: l.Data[0], Known: CommandVersion, Type: l.Data[1], Err: err}
 	case err != nil:
 		return &Result{Err: err}, nil
 	}

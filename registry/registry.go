@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/wire"
 	"slices"
 	"strings"
 	"sync"
@@ -133,28 +134,9 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 // snapshot.MaxRecordSize.
 const MaxEntryBytes = snapshot.MaxRecordSize - 1024
 
-// NewerEntryError reports a committed entry whose envelope version or
-// command type this build does not know: a newer raftkv wrote it. Skipping
-// it would let this replica diverge from upgraded ones, so Apply stops the
-// node with it.
-type NewerEntryError struct {
-	Group   string
-	Index   uint64
-	Version uint8
-	Type    uint8
-	err     error // ErrUnknownVersion or ErrUnknownCommand, for errors.Is
-}
-
-func (e *NewerEntryError) Error() string {
-	if e.Version != CommandVersion {
-		return fmt.Sprintf("registry: group %q: log entry envelope version %d at index %d was written by a newer raftkv; upgrade this node",
-			e.Group, e.Version, e.Index)
-	}
-	return fmt.Sprintf("registry: group %q: log entry type %d at index %d was written by a newer raftkv; upgrade this node",
-		e.Group, e.Type, e.Index)
-}
-
-func (e *NewerEntryError) Unwrap() error { return e.err }
+// NewerEntryError reports a committed entry written by a newer raftkv; the
+// state machine stops the node with it (wire.NewerEntryError).
+type NewerEntryError = wire.NewerEntryError
 
 // applyEntry applies one LogCommand entry. The only error it returns is a
 // *NewerEntryError; every other failure is a Result.Err and changes nothing.
@@ -162,7 +144,7 @@ func (s *state) applyEntry(group string, l *raft.Log) (*Result, error) {
 	c, err := Decode(l.Data)
 	switch {
 	case errors.Is(err, ErrUnknownVersion), errors.Is(err, ErrUnknownCommand):
-		return nil, &NewerEntryError{Group: group, Index: l.Index, Version: l.Data[0], Type: l.Data[1], err: err}
+		return nil, &NewerEntryError{Machine: "registry", Group: group, Index: l.Index, Version: l.Data[0], Known: CommandVersion, Type: l.Data[1], Err: err}
 	case err != nil:
 		return &Result{Err: err}, nil
 	case len(l.Data) > MaxEntryBytes:

@@ -103,3 +103,29 @@ func (d *Decoder) Finish() error {
 	}
 	return d.err
 }
+
+// NewerEntryError reports a committed log entry whose envelope version or
+// command type this build does not know: a newer raftkv wrote it. Applying
+// it is impossible and skipping it would let this replica diverge from
+// upgraded ones, so the state machine stops the node with this error (fsm
+// and registry both; see fsm/DESIGN.md, "Malformed entries").
+type NewerEntryError struct {
+	Machine string // "fsm" or "registry", for the message
+	Group   string
+	Index   uint64
+	Version uint8 // the entry's envelope version
+	Known   uint8 // the envelope version this build writes
+	Type    uint8
+	Err     error // the decoder's ErrUnknownVersion or ErrUnknownCommand, for errors.Is
+}
+
+func (e *NewerEntryError) Error() string {
+	if e.Version != e.Known {
+		return fmt.Sprintf("%s: group %q: log entry envelope version %d at index %d was written by a newer raftkv; upgrade this node",
+			e.Machine, e.Group, e.Version, e.Index)
+	}
+	return fmt.Sprintf("%s: group %q: log entry type %d at index %d was written by a newer raftkv; upgrade this node",
+		e.Machine, e.Group, e.Type, e.Index)
+}
+
+func (e *NewerEntryError) Unwrap() error { return e.Err }
