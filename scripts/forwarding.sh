@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# forwarding.sh: what a forwarded write costs next to one sent to the leader.
+# Starts a 3-node, 1-shard cluster of each given binary in turn (on
+# 127.0.0.1 ports from BASE, default 18300), then runs `raftkv bench --op put`
+# against the shard's leader alone and against a follower alone (every write
+# then takes one node-to-node hop), alternating binaries, and prints writes/s
+# and the CPU all three nodes spent per 1,000 writes.
+#
+#   scripts/forwarding.sh ./raftkv                 # one build
+#   scripts/forwarding.sh ./raftkv-old ./raftkv    # compare two builds, alternating
+#   ROUNDS=2 CLIENTS=64 DURATION=10s scripts/forwarding.sh ./a ./b
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 RAFTKV_BINARY [RAFTKV_BINARY...]" >&2; exit 2; }
+ROUNDS=${ROUNDS:-2} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-10s} BASE=${BASE:-18300}
+bench=$(realpath "$1") # any build's bench client will do; the first one drives all runs
+work=$(mktemp -d)
+pids=()
+stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; pids=(); }
+trap 'stop_all; rm -rf "$work"' EXIT
+
+cpu_ticks() { # utime+stime of the given pids, in clock ticks
+	local sum=0
+	for p in "$@"; do
+		read -r -a f <"/proc/$p/stat"
+		sum=$((sum + f[13] + f[14]))
+	done
+	echo "$sum"
+}
+
+start_cluster() { # $1 = binary
+	local bin=$1 i
+	rm -rf "$work/data"
+	for i in 1 2 3; do
+		local join=()
+		[ "$i" -gt 1 ] && join=(--join "127.0.0.1:$BASE")
+		"$bin" serve --id "n$i" --data-dir "$work/data/n$i" --shards 1 \
+			--http-addr "127.0.0.1:$((BASE + i - 1))" --raft-addr "127.0.0.1:$((BASE + 100 + i - 1))" \
+			--balance-interval 0 "${join[@]}" >"$work/n$i.log" 2>&1 &
+		pids+=($!)
+		for _ in $(seq 1 300); do
+			curl -sf "127.0.0.1:$((BASE + i - 1))/readyz" >/dev/null && break
+			sleep 0.1
+		done
+	done
+}
+
+leader_http() { # the HTTP address of shard-1's leader
+	curl -s "127.0.0.1:$BASE/v1/cluster" | python3 -c '
+import json,sys
+st=json.load(sys.stdin)
+lead=[g["leader"] for g in st["groups"] if g["name"]=="shard-1"][0]
+print([n["http_addr"] for n in st["nodes"] if n["id"]==lead][0])'
+}
+
+run() { # $1 = label, $2 = endpoint
+	local before after out
+	before=$(cpu_ticks "${pids[@]}")
+	out=$("$bench" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$2" -o json)
+	after=$(cpu_ticks "${pids[@]}")
+	python3 -c '
+import json,sys
+r=json.loads(sys.argv[1]); ticks=int(sys.argv[2]); hz=int(sys.argv[3]); label=sys.argv[4]
+cpu=1e6*ticks/hz/max(r["ok"],1)
+print("%-36s %7.0f writes/s  p50 %6.2f ms  p99 %7.2f ms  errors %3d  cpu/1000 writes %5.0f ms" % (label, r["ops_per_sec"], r["p50_ms"], r["p99_ms"], r["errors"], cpu))
+' "$out" "$((after - before))" "$(getconf CLK_TCK)" "$1"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+	for bin in "$@"; do
+		start_cluster "$(realpath "$bin")"
+		lead=$(leader_http)
+		follower=127.0.0.1:$BASE
+		for i in 1 2 3; do
+			[ "127.0.0.1:$((BASE + i - 1))" != "$lead" ] && follower=127.0.0.1:$((BASE + i - 1)) && break
+		done
+		run "round $round $(basename "$bin") leader" "$lead"
+		run "round $round $(basename "$bin") follower (forwarded)" "$follower"
+		stop_all
+	done
+done
