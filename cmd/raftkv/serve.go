@@ -263,6 +263,12 @@ func (sf *serveFlags) warnPlaintext(logger hclog.Logger) {
 	if sf.cfg.PeerServerTLS == nil {
 		say(sf.raftAddr, "raft port traffic is unencrypted and unauthenticated: anyone who reaches it is trusted as a node",
 			"fix", "--peer-tls-cert, --peer-tls-key and --peer-ca")
+		if sf.cfg.Auth {
+			// Tokens guard the HTTP port; a node-to-node call on the raft
+			// port carries no token of its own.
+			logger.Warn("--auth without peer TLS: whoever reaches the raft port can bypass the tokens", "addr", sf.raftAddr,
+				"fix", "--peer-tls-cert, --peer-tls-key and --peer-ca")
+		}
 	}
 }
 
