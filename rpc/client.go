@@ -40,7 +40,9 @@ type ClientConfig struct {
 	// DialTimeout bounds a new connection (default 2 s; less if the
 	// call's context ends sooner).
 	DialTimeout time.Duration
-	// MaxIdlePerPeer caps the idle connections kept per peer (default 32).
+	// MaxIdlePerPeer caps the idle connections kept per peer (default 256:
+	// a busy follower forwards hundreds of writes at once, and a call that
+	// finds no idle connection pays for a new one, TLS handshake included).
 	MaxIdlePerPeer int
 	// IdleTimeout drops a pooled connection unused for this long (default
 	// 30 s), well within the server's idle timeout so that the server
@@ -69,7 +71,7 @@ func NewClient(cfg ClientConfig) *Client {
 		cfg.DialTimeout = 2 * time.Second
 	}
 	if cfg.MaxIdlePerPeer <= 0 {
-		cfg.MaxIdlePerPeer = 32
+		cfg.MaxIdlePerPeer = 256
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second
