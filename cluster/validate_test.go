@@ -21,7 +21,10 @@ import (
 // transports and waits until it leads every group. The operation functions
 // under test are unexported, so this test lives inside the package and
 // cannot use raftkvtest, which imports it.
-func soloNode(t *testing.T) *Node {
+func soloNode(t *testing.T) *Node { return soloNodeWith(t, nil) }
+
+// soloNodeWith is soloNode with a hook that adjusts the config.
+func soloNodeWith(t *testing.T, tune func(*Config)) *Node {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.HTTPAddr, cfg.Shards = "solo", t.TempDir(), "solo:7000", "127.0.0.1:1", 2
@@ -31,6 +34,9 @@ func soloNode(t *testing.T) *Node {
 		return tr, nil
 	}
 	cfg.NewRPCLayer = func() (raft.StreamLayer, error) { return newLoopbackLayer() }
+	if tune != nil {
+		tune(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := New(ctx, cfg)
