@@ -43,8 +43,9 @@ var clusterStatusHelp = cmdHelpText{
 	usage:   "raftkv cluster status [flags]",
 	summary: "show nodes, their liveness and every raft group",
 	description: `Shows the cluster as the first reachable endpoint sees it: every registered
-node and whether the answering node can reach it (its /livez probe; when
-the server does not report it, a probe sent from here, 1s each), and every raft group with its leader, term, commit and applied
+node and whether the answering node can reach it (a node-to-node ping on
+the raft port; when the server does not report it, a /livez probe sent from
+here, 1s each), and every raft group with its leader, term, commit and applied
 index, last snapshot, members and lag (commit index minus applied index on
 the answering node). -o json prints the server's answer unchanged.`,
 	examples: []string{
