@@ -68,6 +68,11 @@ type group struct {
 	hasState bool // raft state existed on disk when the group was opened
 }
 
+// logCacheEntries is how many of a group's newest log entries are kept in
+// memory (raft.LogCache): several appends' worth, so a follower that keeps up
+// is always served from it.
+const logCacheEntries = 1024
+
 // snapshotRetain keeps two checkpoints so a corrupt newest one can fall back.
 const snapshotRetain = 2
 
@@ -99,11 +104,18 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		logs.Close()
 		return nil, false, fmt.Errorf("group %s: read log: %w", name, err)
 	}
+	// Replication reads back what was just appended, for every follower;
+	// the cache answers those reads from memory instead of the bolt file.
+	cached, err := raft.NewLogCache(logCacheEntries, logs)
+	if err != nil {
+		logs.Close()
+		return nil, false, fmt.Errorf("group %s: log cache: %w", name, err)
+	}
 	started := time.Now()
 	// NewRaft loads the newest checkpoint that restores cleanly (falling
 	// back to older ones) before it returns.
 	outcomes := &outcomeLog{stateMachine: sm}
-	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, logs, logs, snaps, trans)
+	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, cached, logs, snaps, trans)
 	if err != nil {
 		logs.Close()
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
