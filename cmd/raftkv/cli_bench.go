@@ -1,13 +1,24 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sort"
+	"net"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/raftkv/raftkv/client"
 )
@@ -19,16 +30,42 @@ var benchHelp = cmdHelpText{
 Each of --clients workers sends one request at a time, spread over the
 --endpoints round-robin, for --duration. --op put writes --value-size bytes
 to random keys among --keys; get reads them (linearizable, or --stale);
-mixed does half of each. Keys are written first for get and mixed.`,
+mixed reads with probability --read-ratio and writes otherwise. Keys are
+written first for get and mixed.
+
+--target etcd sends the same load to an etcd 3.4 cluster through its JSON
+gateway on the client port (POST /v3/kv/put and /v3/kv/range), so one client
+measures both systems: gets are linearizable there too, or serializable with
+--stale. --token is not sent to etcd; the endpoints default to
+127.0.0.1:2379.
+
+Latencies go into an HDR histogram (microseconds, 3 significant digits); the
+report gives p50, p90, p99, p99.9 and max. A request that fails counts as an
+error, not in the latencies.`,
 	examples: []string{
 		"raftkv bench --endpoints 127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082 --clients 64 --duration 10s",
 		"raftkv bench --op get --stale -o json",
+		"raftkv bench --op mixed --read-ratio 0.9 --clients 64",
+		"raftkv bench --target etcd --endpoints 127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 --clients 64",
 	},
 }
 
-// benchResult is what bench prints with -o json.
+// Targets of --target.
+const (
+	benchRaftkv = "raftkv"
+	benchEtcd   = "etcd"
+)
+
+// defaultEtcdEndpoint is etcd's client port, the endpoint of --target etcd
+// when --endpoints is not given.
+const defaultEtcdEndpoint = "127.0.0.1:2379"
+
+// benchResult is what bench prints with -o json. Scripts read these field
+// names: add fields, do not rename them.
 type benchResult struct {
+	Target    string  `json:"target"`
 	Op        string  `json:"op"`
+	ReadRatio float64 `json:"read_ratio,omitempty"` // mixed only
 	Clients   int     `json:"clients"`
 	Seconds   float64 `json:"seconds"`
 	OK        int     `json:"ok"`
@@ -37,18 +74,28 @@ type benchResult struct {
 	P50Ms     float64 `json:"p50_ms"`
 	P90Ms     float64 `json:"p90_ms"`
 	P99Ms     float64 `json:"p99_ms"`
+	P999Ms    float64 `json:"p999_ms"`
 	MaxMs     float64 `json:"max_ms"`
 	LastError string  `json:"last_error,omitempty"`
 }
 
+// benchConn is one worker's way to the system under test. Each call is one
+// request, answered before it returns.
+type benchConn interface {
+	put(ctx context.Context, key string, value []byte) error
+	get(ctx context.Context, key string) error
+}
+
 func cmdBench(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("bench", benchHelp, stdout, stderr)
+	target := inv.fs.String("target", benchRaftkv, "system to drive: raftkv, or etcd through its v3 JSON gateway")
 	clients := inv.fs.Int("clients", 16, "concurrent workers")
 	duration := inv.fs.Duration("duration", 10*time.Second, "how long to run")
 	op := inv.fs.String("op", "put", "put, get or mixed")
+	readRatio := inv.fs.Float64("read-ratio", 0.5, "share of gets in --op mixed, from 0 to 1")
 	valueSize := inv.fs.Int("value-size", 100, "bytes per value")
 	keys := inv.fs.Int("keys", 10000, "size of the key space")
-	stale := inv.fs.Bool("stale", false, "gets read the local replica (consistency=stale)")
+	stale := inv.fs.Bool("stale", false, "gets read the local replica (raftkv consistency=stale, etcd serializable)")
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -56,65 +103,76 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) > 0:
 		return inv.usageError("unexpected argument %q", pos[0])
+	case *target != benchRaftkv && *target != benchEtcd:
+		return inv.usageError("--target must be raftkv or etcd")
 	case *op != "put" && *op != "get" && *op != "mixed":
 		return inv.usageError("--op must be put, get or mixed")
+	case *readRatio < 0 || *readRatio > 1:
+		return inv.usageError("--read-ratio must be between 0 and 1")
 	case *clients < 1 || *keys < 1 || *valueSize < 0 || *duration <= 0:
 		return inv.usageError("--clients, --keys and --duration must be positive")
 	}
-	base := inv.client()
-	eps := base.Endpoints()
+	if *target == benchEtcd && !inv.flagGiven("endpoints") {
+		inv.endpoints = defaultEtcdEndpoint
+	}
+	conns := inv.benchConns(*target, *clients, *stale)
 	value := make([]byte, *valueSize)
 	key := func(i int) string { return fmt.Sprintf("bench/%08d", i) }
-	var readOpts []client.ReadOption
-	if *stale {
-		readOpts = append(readOpts, client.Stale())
-	}
 	if *op != "put" {
-		for i := 0; i < *keys; i++ {
-			if _, err := base.Put(context.Background(), key(i), value); err != nil {
-				return inv.fail(fmt.Errorf("preloading keys: %w", err))
-			}
+		if err := benchPreload(conns, *keys, key, value, inv.timeout); err != nil {
+			return inv.fail(fmt.Errorf("preloading keys: %w", err))
 		}
 	}
+
+	// One histogram for all workers: recording takes nanoseconds, so the
+	// lock costs nothing next to a request, and memory stays one
+	// histogram's whatever --clients is. Values are microseconds, up to a
+	// request's deadline.
+	hist := hdrhistogram.New(1, (inv.timeout + time.Second).Microseconds(), 3)
 	var mu sync.Mutex
-	var lat []time.Duration
-	res := benchResult{Op: *op, Clients: *clients}
+	res := benchResult{Target: *target, Op: *op, Clients: *clients}
+	if *op == "mixed" {
+		res.ReadRatio = *readRatio
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < *clients; w++ {
-		c := base.At(eps[w%len(eps)])
+	for w, c := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
-			var mine []time.Duration
 			var errs int
 			var last error
 			for ctx.Err() == nil {
 				k := key(rng.IntN(*keys))
+				read := *op == "get" || (*op == "mixed" && rng.Float64() < *readRatio)
 				// Each request gets its own deadline: the end of the run
 				// stops new requests but does not cut off those in flight.
 				rctx, rcancel := context.WithTimeout(context.Background(), inv.timeout)
 				t0 := time.Now()
 				var err error
-				if *op == "put" || (*op == "mixed" && rng.IntN(2) == 0) {
-					_, err = c.Put(rctx, k, value)
+				if read {
+					err = c.get(rctx, k)
 				} else {
-					_, err = c.Get(rctx, k, readOpts...)
+					err = c.put(rctx, k, value)
 				}
+				took := time.Since(t0)
 				rcancel()
 				if err != nil {
 					errs++
 					last = err
 					continue
 				}
-				mine = append(mine, time.Since(t0))
+				mu.Lock()
+				if hist.RecordValue(took.Microseconds()) != nil {
+					_ = hist.RecordValue(hist.HighestTrackableValue())
+				}
+				mu.Unlock()
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			lat = append(lat, mine...)
 			res.Errors += errs
 			if last != nil {
 				res.LastError = last.Error()
@@ -123,21 +181,23 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
-	res.OK = len(lat)
+	res.OK = int(hist.TotalCount())
 	res.OpsPerSec = float64(res.OK) / res.Seconds
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs = pct(0.50), pct(0.90), pct(0.99), pct(1)
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	res.P50Ms = ms(hist.ValueAtPercentile(50))
+	res.P90Ms = ms(hist.ValueAtPercentile(90))
+	res.P99Ms = ms(hist.ValueAtPercentile(99))
+	res.P999Ms = ms(hist.ValueAtPercentile(99.9))
+	res.MaxMs = ms(hist.Max())
 	if inv.json() {
 		_ = printJSON(stdout, res)
 	} else {
-		fmt.Fprintf(stdout, "%s: %d ok, %d errors in %.1fs with %d clients: %.0f ops/s; latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-			res.Op, res.OK, res.Errors, res.Seconds, res.Clients, res.OpsPerSec, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs)
+		label := res.Op
+		if res.Op == "mixed" {
+			label = fmt.Sprintf("mixed (%.0f%% gets)", 100*res.ReadRatio)
+		}
+		fmt.Fprintf(stdout, "%s %s: %d ok, %d errors in %.1fs with %d clients: %.0f ops/s; latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+			res.Target, label, res.OK, res.Errors, res.Seconds, res.Clients, res.OpsPerSec, res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms, res.MaxMs)
 		if res.LastError != "" {
 			fmt.Fprintf(stdout, "last error: %s\n", res.LastError)
 		}
@@ -146,4 +206,200 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// flagGiven reports whether the command line or the environment set flag
+// name.
+func (c *command) flagGiven(name string) bool {
+	given := false
+	c.fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
+}
+
+// benchConns returns one connection per worker, worker w on endpoint w
+// modulo the number of endpoints. All share one HTTP client whose pool
+// keeps a connection per worker, for either target: the benchmark measures
+// the servers, not a client that closes connections it has no room to
+// keep.
+func (inv *invocation) benchConns(target string, clients int, stale bool) []benchConn {
+	eps := inv.endpointURLs()
+	hc := benchHTTPClient(clients, inv.tls)
+	conns := make([]benchConn, clients)
+	switch target {
+	case benchEtcd:
+		for w := range conns {
+			conns[w] = &etcdConn{hc: hc, base: eps[w%len(eps)], serializable: stale}
+		}
+	default:
+		opts := []client.Option{client.WithHTTPClient(hc), client.WithTimeout(inv.timeout),
+			client.WithUserAgent("raftkv-cli/" + version), client.WithToken(inv.token)}
+		if inv.tls != nil {
+			opts = append(opts, client.WithTLS(inv.tls)) // for the https scheme of bare endpoints
+		}
+		base := client.New(eps, opts...)
+		var readOpts []client.ReadOption
+		if stale {
+			readOpts = append(readOpts, client.Stale())
+		}
+		for w := range conns {
+			conns[w] = raftkvConn{c: base.At(eps[w%len(eps)]), readOpts: readOpts}
+		}
+	}
+	return conns
+}
+
+// benchHTTPClient is the client package's transport with room for one idle
+// connection per worker.
+func benchHTTPClient(clients int, tlsConfig *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   client.DefaultDialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          clients,
+		MaxIdleConnsPerHost:   clients,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		TLSClientConfig:       tlsConfig,
+		ExpectContinueTimeout: time.Second,
+	}}
+}
+
+// benchPreload writes every key once, a few workers at a time, so that gets
+// find them.
+func benchPreload(conns []benchConn, keys int, key func(int) string, value []byte, timeout time.Duration) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, c := range conns[:min(len(conns), 16)] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= keys {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), timeout)
+				err := c.put(ctx, key(i), value)
+				cancel()
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					next.Store(int64(keys)) // stop the others
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// raftkvConn sends requests to one raftkv node.
+type raftkvConn struct {
+	c        *client.Client
+	readOpts []client.ReadOption
+}
+
+func (r raftkvConn) put(ctx context.Context, key string, value []byte) error {
+	_, err := r.c.Put(ctx, key, value)
+	return err
+}
+
+func (r raftkvConn) get(ctx context.Context, key string) error {
+	_, err := r.c.Get(ctx, key, r.readOpts...)
+	return err
+}
+
+// etcdConn sends requests to one etcd member's JSON gateway, the gRPC API
+// mapped onto HTTP/1.1 POSTs.
+type etcdConn struct {
+	hc           *http.Client
+	base         string // "http://host:port"
+	serializable bool
+}
+
+// etcdRequest is the body of /v3/kv/put and /v3/kv/range. Keys and values
+// are protobuf bytes fields, which the gateway's JSON spells in base64.
+type etcdRequest struct {
+	Key          string `json:"key"`
+	Value        string `json:"value,omitempty"`
+	Serializable bool   `json:"serializable,omitempty"`
+}
+
+// etcdRangeResponse is the part of a /v3/kv/range answer bench looks at.
+type etcdRangeResponse struct {
+	KVs []struct {
+		Key string `json:"key"`
+	} `json:"kvs"`
+}
+
+// etcdErrorBody is how the gateway reports a failed call.
+type etcdErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+}
+
+func (e *etcdConn) put(ctx context.Context, key string, value []byte) error {
+	_, err := e.call(ctx, "/v3/kv/put", etcdRequest{
+		Key:   base64.StdEncoding.EncodeToString([]byte(key)),
+		Value: base64.StdEncoding.EncodeToString(value),
+	})
+	return err
+}
+
+// get fails on a key that is not there, as a raftkv get does (404).
+func (e *etcdConn) get(ctx context.Context, key string) error {
+	body, err := e.call(ctx, "/v3/kv/range", etcdRequest{
+		Key:          base64.StdEncoding.EncodeToString([]byte(key)),
+		Serializable: e.serializable,
+	})
+	if err != nil {
+		return err
+	}
+	var rr etcdRangeResponse
+	if err := json.Unmarshal(body, &rr); err != nil {
+		return fmt.Errorf("etcd range: bad answer: %v", err)
+	}
+	if len(rr.KVs) == 0 {
+		return fmt.Errorf("etcd range: key %q not found", key)
+	}
+	return nil
+}
+
+// call POSTs req to path and returns the body of a 200 answer; any other
+// status is an error carrying etcd's message.
+func (e *etcdConn) call(ctx context.Context, path string, req etcdRequest) ([]byte, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, e.base+path, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := e.hc.Do(hr)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb etcdErrorBody
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &eb) == nil && cmp.Or(eb.Message, eb.Error) != "" {
+			msg = cmp.Or(eb.Message, eb.Error)
+		}
+		return nil, fmt.Errorf("etcd %s: HTTP %d: %s", path, resp.StatusCode, msg)
+	}
+	return body, nil
 }
