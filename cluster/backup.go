@@ -11,9 +11,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/raftkv/raftkv/backup"
+	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
 
@@ -181,7 +181,7 @@ func RestoreDataDir(archive string, rc RestoreConfig) (backup.Report, error) {
 	if err := installCheckpoint(rc, MetaGroup, 2, 1, self, snap.Persist); err != nil {
 		return rep, err
 	}
-	st := nodeState{NodeID: rc.NodeID, ClusterID: clusterID, Shards: m.Shards}
+	st := nodeState{NodeID: rc.NodeID, ClusterID: clusterID, Shards: m.Shards, LogFormat: currentLogFormat}
 	return rep, writeFileAtomic(filepath.Join(rc.DataDir, "node.json"), st)
 }
 
@@ -192,11 +192,15 @@ func installCheckpoint(rc RestoreConfig, name string, index, term uint64, conf r
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	db, err := logstore.Open(filepath.Join(rc.DataDir, sharedLogFile))
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer db.Close()
+	store, err := db.Group(name)
+	if err != nil {
+		return err
+	}
 	// raft's election term must not fall below the checkpoint's.
 	if err := store.SetUint64([]byte("CurrentTerm"), term); err != nil {
 		return err

@@ -16,7 +16,8 @@ type Config struct {
 	// NodeID names this node in every group. It must be unique in the cluster
 	// and stable across restarts: the raft state on disk belongs to it.
 	NodeID string
-	// DataDir holds node.json and one folder per group (raft.db, snapshots/).
+	// DataDir holds node.json, raft-log.db (every group's log) and one
+	// folder per group (its snapshots/).
 	DataDir string
 	// HTTPAddr and RaftAddr are the addresses peers use to reach this node
 	// (advertised, not necessarily the bind addresses).

@@ -12,9 +12,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
 
@@ -32,9 +32,9 @@ type group struct {
 	name   string
 	raft   *raft.Raft
 	fsm    stateMachine
-	kv     *fsm.FSM      // the data shards' state machine (nil for meta)
-	reg    *registry.FSM // the meta group's state machine (nil for shards)
-	logs   *raftboltdb.BoltStore
+	kv     *fsm.FSM        // the data shards' state machine (nil for meta)
+	reg    *registry.FSM   // the meta group's state machine (nil for shards)
+	logs   *logstore.Store // this group's part of the node's shared log file
 	snaps  *raft.FileSnapshotStore
 	trans  raft.Transport
 	logger hclog.Logger
@@ -76,23 +76,21 @@ const logCacheEntries = 1024
 // snapshotRetain keeps two checkpoints so a corrupt newest one can fall back.
 const snapshotRetain = 2
 
-func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, logger hclog.Logger) (*group, bool, error) {
+func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, logger hclog.Logger, db *logstore.DB) (*group, bool, error) {
 	dir := filepath.Join(cfg.DataDir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, false, fmt.Errorf("group %s: %w", name, err)
 	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	logs, err := db.Group(name)
 	if err != nil {
 		return nil, false, fmt.Errorf("group %s: open log store: %w", name, err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotRetain, logger.Named("snapshots"))
 	if err != nil {
-		logs.Close()
 		return nil, false, fmt.Errorf("group %s: open snapshot store: %w", name, err)
 	}
 	existing, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
-		logs.Close()
 		return nil, false, fmt.Errorf("group %s: read state: %w", name, err)
 	}
 	var newest uint64
@@ -101,14 +99,12 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	}
 	logLast, err := logs.LastIndex()
 	if err != nil {
-		logs.Close()
 		return nil, false, fmt.Errorf("group %s: read log: %w", name, err)
 	}
 	// Replication reads back what was just appended, for every follower;
 	// the cache answers those reads from memory instead of the bolt file.
 	cached, err := raft.NewLogCache(logCacheEntries, logs)
 	if err != nil {
-		logs.Close()
 		return nil, false, fmt.Errorf("group %s: log cache: %w", name, err)
 	}
 	started := time.Now()
@@ -117,7 +113,6 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	outcomes := &outcomeLog{stateMachine: sm}
 	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, cached, logs, snaps, trans)
 	if err != nil {
-		logs.Close()
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
@@ -390,9 +385,6 @@ func (g *group) close() error {
 			if e := c.Close(); e != nil && err == nil {
 				err = e
 			}
-		}
-		if e := g.logs.Close(); e != nil && err == nil {
-			err = e
 		}
 	})
 	return err

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/mux"
 	"github.com/raftkv/raftkv/registry"
 	"github.com/raftkv/raftkv/rpc"
@@ -34,7 +35,8 @@ type Node struct {
 	// learns it from the member it joins through.
 	clusterID string
 
-	mux    *mux.Mux // nil when cfg.NewTransport supplies transports
+	mux    *mux.Mux     // nil when cfg.NewTransport supplies transports
+	logDB  *logstore.DB // every group's raft log, in one file
 	groups map[string]*group
 	order  []string // meta first, then shard-1..shard-N
 	meta   *group
@@ -66,6 +68,9 @@ type nodeState struct {
 	NodeID    string `json:"node_id"`
 	ClusterID string `json:"cluster_id"`
 	Shards    int    `json:"shards"`
+	// LogFormat says how the raft logs are stored (logformat.go); 0, from
+	// before the field existed, is the per-group format.
+	LogFormat int `json:"log_format,omitempty"`
 }
 
 // startMode says how this start came about.
@@ -100,6 +105,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.shards, n.clusterID = state.Shards, state.ClusterID
+	if n.logDB, err = n.openLogDB(&state, n.groupNames()); err != nil {
+		return nil, err
+	}
 	if err := n.openGroups(); err != nil {
 		n.Close()
 		return nil, err
@@ -140,7 +148,7 @@ func (n *Node) loadOrCreateState(ctx context.Context) (nodeState, startMode, err
 	if !errors.Is(err, os.ErrNotExist) {
 		return nodeState{}, 0, err
 	}
-	st := nodeState{NodeID: n.cfg.NodeID}
+	st := nodeState{NodeID: n.cfg.NodeID, LogFormat: currentLogFormat}
 	mode := modeBootstrap
 	if len(n.cfg.Join) == 0 {
 		st.Shards, st.ClusterID = n.cfg.Shards, newClusterID()
@@ -188,6 +196,15 @@ func writeFileAtomic(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
+// groupNames lists the groups of this node: meta, then shard-1..shard-N.
+func (n *Node) groupNames() []string {
+	names := []string{MetaGroup}
+	for i := 1; i <= n.shards; i++ {
+		names = append(names, fmt.Sprintf("shard-%d", i))
+	}
+	return names
+}
+
 // openGroups creates the transport and storage of the meta group and every
 // shard, and starts their raft instances.
 func (n *Node) openGroups() error {
@@ -216,11 +233,7 @@ func (n *Node) openGroups() error {
 		}
 		n.rpcLayer = layer
 	}
-	names := []string{MetaGroup}
-	for i := 1; i <= n.shards; i++ {
-		names = append(names, fmt.Sprintf("shard-%d", i))
-	}
-	for _, name := range names {
+	for _, name := range n.groupNames() {
 		trans, err := n.transport(name)
 		if err != nil {
 			return err
@@ -236,7 +249,7 @@ func (n *Node) openGroups() error {
 			sm = kv
 		}
 		logger := n.logger.With("group", name)
-		g, existing, err := openGroup(&n.cfg, name, sm, trans, logger)
+		g, existing, err := openGroup(&n.cfg, name, sm, trans, logger, n.logDB)
 		if err != nil {
 			if c, ok := trans.(raft.WithClose); ok {
 				c.Close()
@@ -361,6 +374,11 @@ func (n *Node) Close() error {
 		if n.mux != nil {
 			if err := n.mux.Close(); err != nil && n.closeErr == nil {
 				n.closeErr = err
+			}
+		}
+		if n.logDB != nil {
+			if err := n.logDB.Close(); err != nil && n.closeErr == nil {
+				n.closeErr = fmt.Errorf("close the log file: %w", err)
 			}
 		}
 	})

@@ -12,9 +12,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
 
@@ -35,7 +35,11 @@ func benchDataDir(b *testing.B, keys, logEntries int) (string, Config) {
 	if err := installCheckpoint(rc, "shard-1", uint64(max(keys, 1)), 1, self, snap.Persist); err != nil {
 		b.Fatal(err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "shard-1", "raft.db")})
+	db, err := logstore.Open(filepath.Join(dir, sharedLogFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := db.Group("shard-1")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +54,7 @@ func benchDataDir(b *testing.B, keys, logEntries int) (string, Config) {
 			logs = logs[:0]
 		}
 	}
-	store.Close()
+	db.Close()
 	reg := registry.New(MetaGroup)
 	reg.Apply(&raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: registry.EncodeInit("bench", 1)})
 	reg.Apply(&raft.Log{Index: 2, Term: 1, Type: raft.LogCommand, Data: registry.EncodeUpsertNode(registry.Node{ID: "bench1", HTTPAddr: rc.HTTPAddr, RaftAddr: rc.RaftAddr})})
@@ -58,7 +62,7 @@ func benchDataDir(b *testing.B, keys, logEntries int) (string, Config) {
 	if err := installCheckpoint(rc, MetaGroup, 2, 1, self, rsnap.Persist); err != nil {
 		b.Fatal(err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "node.json"), nodeState{NodeID: "bench1", ClusterID: "bench", Shards: 1}); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, "node.json"), nodeState{NodeID: "bench1", ClusterID: "bench", Shards: 1, LogFormat: currentLogFormat}); err != nil {
 		b.Fatal(err)
 	}
 	cfg := DefaultConfig()

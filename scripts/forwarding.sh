@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# forwarding.sh: what a forwarded write costs next to one sent to the leader.
-# Starts a 3-node, 1-shard cluster of each given binary in turn (on
-# 127.0.0.1 ports from BASE, default 18300), then runs `raftkv bench --op put`
-# against the shard's leader alone and against a follower alone (every write
-# then takes one node-to-node hop), alternating binaries, and prints writes/s
-# and the CPU all three nodes spent per 1,000 writes.
+# forwarding.sh: what a forwarded write costs next to one sent to the leader,
+# and what writes spread over every node (as curl users send them) cost.
+# Starts a 3-node cluster of SHARDS shards (default 1) of each given binary in
+# turn (on 127.0.0.1 ports from BASE, default 18300), then runs `raftkv bench
+# --op put` against shard-1's leader alone, against a follower alone (with one
+# shard every write then takes one node-to-node hop), and spread over all
+# three nodes, alternating binaries, and prints writes/s and the CPU all three
+# nodes spent per 1,000 writes.
 #
 #   scripts/forwarding.sh ./raftkv                 # one build
 #   scripts/forwarding.sh ./raftkv-old ./raftkv    # compare two builds, alternating
-#   ROUNDS=2 CLIENTS=64 DURATION=10s scripts/forwarding.sh ./a ./b
+#   ROUNDS=2 CLIENTS=64 DURATION=10s SHARDS=4 scripts/forwarding.sh ./a ./b
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 RAFTKV_BINARY [RAFTKV_BINARY...]" >&2; exit 2; }
-ROUNDS=${ROUNDS:-2} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-10s} BASE=${BASE:-18300}
+ROUNDS=${ROUNDS:-2} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-10s} BASE=${BASE:-18300} SHARDS=${SHARDS:-1}
 bench=$(realpath "$1") # any build's bench client will do; the first one drives all runs
 work=$(mktemp -d)
 pids=()
@@ -33,7 +35,7 @@ start_cluster() { # $1 = binary
 	for i in 1 2 3; do
 		local join=()
 		[ "$i" -gt 1 ] && join=(--join "127.0.0.1:$BASE")
-		"$bin" serve --id "n$i" --data-dir "$work/data/n$i" --shards 1 \
+		"$bin" serve --id "n$i" --data-dir "$work/data/n$i" --shards "$SHARDS" \
 			--http-addr "127.0.0.1:$((BASE + i - 1))" --raft-addr "127.0.0.1:$((BASE + 100 + i - 1))" \
 			--balance-interval 0 "${join[@]}" >"$work/n$i.log" 2>&1 &
 		pids+=($!)
@@ -75,6 +77,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		done
 		run "round $round $(basename "$bin") leader" "$lead"
 		run "round $round $(basename "$bin") follower (forwarded)" "$follower"
+		run "round $round $(basename "$bin") spread over 3 nodes" "127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 		stop_all
 	done
 done
