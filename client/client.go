@@ -35,7 +35,8 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration // per-call deadline; 0 means only the caller's ctx
 	userAgent string
-	token     string // bearer token sent with every call ("" none)
+	token     string  // bearer token sent with every call ("" none)
+	router    *router // nil unless WithLeaderRouting
 
 	// preferred is the index into endpoints of the endpoint that answered
 	// last. Each call starts there.
@@ -46,12 +47,13 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	timeout     time.Duration
-	dialTimeout time.Duration
-	httpClient  *http.Client
-	userAgent   string
-	token       string
-	tls         *tls.Config
+	timeout       time.Duration
+	dialTimeout   time.Duration
+	httpClient    *http.Client
+	userAgent     string
+	token         string
+	tls           *tls.Config
+	leaderRouting bool
 }
 
 // WithToken sends token as "Authorization: Bearer <token>" with every call,
@@ -98,6 +100,9 @@ func New(endpoints []string, opts ...Option) *Client {
 	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, scheme: "http", token: o.token}
 	if o.tls != nil {
 		c.scheme = "https"
+	}
+	if o.leaderRouting {
+		c.router = &router{leaders: map[string]string{}}
 	}
 	for _, ep := range endpoints {
 		if ep = normalizeEndpoint(ep, c.scheme); ep != "" {
@@ -152,6 +157,7 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // connections and options. Use it to address one particular node, for
 // example to probe it with Live.
 func (c *Client) At(endpoint string) *Client {
+	// The copy keeps no router: it is for addressing one node on purpose.
 	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, scheme: c.scheme, token: c.token}
 	if ep := normalizeEndpoint(endpoint, c.scheme); ep != "" {
 		n.endpoints = []string{ep}
@@ -173,6 +179,9 @@ type request struct {
 	idempotent bool
 	// noDeadlineHint skips the timeout query parameter (health probes).
 	noDeadlineHint bool
+	// key, when set, is the key a key request is about: with leader
+	// routing the request goes to its shard's leader first.
+	key string
 }
 
 func (r *request) op() string { return r.method + " " + r.path }
@@ -196,6 +205,24 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	if c.router != nil && r.key != "" {
+		if lead := c.leaderURL(ctx, r.key); lead != "" {
+			resp, delivered, err := c.attempt(ctx, lead, r)
+			var apiErr *APIError
+			switch {
+			case err == nil:
+				c.learn(resp.header)
+				return resp, nil
+			case errors.As(err, &apiErr):
+				return nil, err
+			case delivered && r.write && !r.idempotent, ctx.Err() != nil:
+				return nil, &RequestError{Op: r.op(), Endpoint: lead, Err: err,
+					Timeout: errors.Is(ctx.Err(), context.DeadlineExceeded), Indeterminate: delivered && r.write}
+			}
+			// Not delivered: the leader it knew is gone. Any endpoint will
+			// forward, and its answer names the new leader.
+		}
+	}
 	n := len(c.endpoints)
 	start := int(c.preferred.Load()) % n
 	var causes []error
@@ -205,6 +232,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		resp, delivered, err := c.attempt(ctx, ep, r)
 		if err == nil {
 			c.preferred.Store(uint32(idx))
+			if c.router != nil && r.key != "" {
+				c.learn(resp.header)
+			}
 			return resp, nil
 		}
 		var apiErr *APIError

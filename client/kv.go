@@ -115,7 +115,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	}
 	h := wo.header()
 	h.Set("Content-Type", "application/octet-stream")
-	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true})
+	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key})
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -145,10 +145,12 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value
 		return Value{}, err
 	}
 	var q url.Values
+	routed := key // a linearizable read is served by the shard's leader
 	if ro.stale {
 		q = url.Values{"consistency": {"stale"}}
+		routed = "" // any replica will do
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, key: routed})
 	if err != nil {
 		return Value{}, err
 	}
@@ -177,7 +179,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 	if err != nil {
 		return false, err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodDelete, path: path, header: wo.header(), write: true})
+	resp, err := c.do(ctx, request{method: http.MethodDelete, path: path, header: wo.header(), write: true, key: key})
 	if err != nil {
 		return false, err
 	}

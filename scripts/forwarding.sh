@@ -5,8 +5,9 @@
 # turn (on 127.0.0.1 ports from BASE, default 18300), then runs `raftkv bench
 # --op put` against shard-1's leader alone, against a follower alone (with one
 # shard every write then takes one node-to-node hop), and spread over all
-# three nodes, alternating binaries, and prints writes/s and the CPU all three
-# nodes spent per 1,000 writes.
+# three nodes, then (when the bench client has --leader-aware) from a client
+# that sends each key to its shard's leader, alternating binaries, and prints
+# writes/s and the CPU all three nodes spent per 1,000 writes.
 #
 #   scripts/forwarding.sh ./raftkv                 # one build
 #   scripts/forwarding.sh ./raftkv-old ./raftkv    # compare two builds, alternating
@@ -54,17 +55,18 @@ lead=[g["leader"] for g in st["groups"] if g["name"]=="shard-1"][0]
 print([n["http_addr"] for n in st["nodes"] if n["id"]==lead][0])'
 }
 
-run() { # $1 = label, $2 = endpoint
-	local before after out
+run() { # $1 = label, $2 = endpoints, then extra bench flags
+	local before after out label=$1 eps=$2
+	shift 2
 	before=$(cpu_ticks "${pids[@]}")
-	out=$("$bench" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$2" -o json)
+	out=$("$bench" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$eps" -o json "$@")
 	after=$(cpu_ticks "${pids[@]}")
 	python3 -c '
 import json,sys
 r=json.loads(sys.argv[1]); ticks=int(sys.argv[2]); hz=int(sys.argv[3]); label=sys.argv[4]
 cpu=1e6*ticks/hz/max(r["ok"],1)
 print("%-36s %7.0f writes/s  p50 %6.2f ms  p99 %7.2f ms  errors %3d  cpu/1000 writes %5.0f ms" % (label, r["ops_per_sec"], r["p50_ms"], r["p99_ms"], r["errors"], cpu))
-' "$out" "$((after - before))" "$(getconf CLK_TCK)" "$1"
+'  "$out" "$((after - before))" "$(getconf CLK_TCK)" "$label"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -77,7 +79,11 @@ for round in $(seq 1 "$ROUNDS"); do
 		done
 		run "round $round $(basename "$bin") leader" "$lead"
 		run "round $round $(basename "$bin") follower (forwarded)" "$follower"
-		run "round $round $(basename "$bin") spread over 3 nodes" "127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
+		all="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
+		run "round $round $(basename "$bin") spread over 3 nodes" "$all"
+		if "$bench" bench --help 2>/dev/null | grep -q -- --leader-aware; then
+			run "round $round $(basename "$bin") leader-aware client" "$all" --leader-aware
+		fi
 		stop_all
 	done
 done

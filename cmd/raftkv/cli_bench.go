@@ -96,6 +96,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	valueSize := inv.fs.Int("value-size", 100, "bytes per value")
 	keys := inv.fs.Int("keys", 10000, "size of the key space")
 	stale := inv.fs.Bool("stale", false, "gets read the local replica (raftkv consistency=stale, etcd serializable)")
+	leaderAware := inv.fs.Bool("leader-aware", false, "raftkv: send each key to its shard's leader (learnt from GET /v1/cluster and every answer) instead of spreading requests over --endpoints")
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -115,7 +116,10 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *target == benchEtcd && !inv.flagGiven("endpoints") {
 		inv.endpoints = defaultEtcdEndpoint
 	}
-	conns := inv.benchConns(*target, *clients, *stale)
+	if *leaderAware && *target != benchRaftkv {
+		return inv.usageError("--leader-aware is for --target raftkv")
+	}
+	conns := inv.benchConns(*target, *clients, *stale, *leaderAware)
 	value := make([]byte, *valueSize)
 	key := func(i int) string { return fmt.Sprintf("bench/%08d", i) }
 	if *op != "put" {
@@ -221,7 +225,7 @@ func (c *command) flagGiven(name string) bool {
 // keeps a connection per worker, for either target: the benchmark measures
 // the servers, not a client that closes connections it has no room to
 // keep.
-func (inv *invocation) benchConns(target string, clients int, stale bool) []benchConn {
+func (inv *invocation) benchConns(target string, clients int, stale, leaderAware bool) []benchConn {
 	eps := inv.endpointURLs()
 	hc := benchHTTPClient(clients, inv.tls)
 	conns := make([]benchConn, clients)
@@ -236,13 +240,20 @@ func (inv *invocation) benchConns(target string, clients int, stale bool) []benc
 		if inv.tls != nil {
 			opts = append(opts, client.WithTLS(inv.tls)) // for the https scheme of bare endpoints
 		}
+		if leaderAware {
+			opts = append(opts, client.WithLeaderRouting())
+		}
 		base := client.New(eps, opts...)
 		var readOpts []client.ReadOption
 		if stale {
 			readOpts = append(readOpts, client.Stale())
 		}
 		for w := range conns {
-			conns[w] = raftkvConn{c: base.At(eps[w%len(eps)]), readOpts: readOpts}
+			c := base // one router for every worker
+			if !leaderAware {
+				c = base.At(eps[w%len(eps)]) // each worker stays on one node, as curl users do
+			}
+			conns[w] = raftkvConn{c: c, readOpts: readOpts}
 		}
 	}
 	return conns
