@@ -10,6 +10,20 @@
 //	res, err := c.Put(ctx, "users/42", []byte("alice"), client.IfAbsent())
 //	v, err := c.Get(ctx, "users/42")
 //
+// # Going straight to the leader
+//
+// A node that does not lead a key's shard forwards the request to the leader:
+// one more hop. WithLeaderRouting makes the client send each key request to
+// its shard's leader itself, learnt from GET /v1/cluster and kept current
+// from every answer (which names the node that served it), falling back to
+// the endpoints when that leader cannot be reached. It needs the nodes'
+// advertised HTTP addresses to be reachable from the client.
+//
+// # Authentication
+//
+// WithToken sends a bearer token with every call, for a cluster that runs
+// with --auth.
+//
 // # TLS
 //
 // WithTLS makes the client speak HTTPS, verifying the nodes with the
