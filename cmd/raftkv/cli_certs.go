@@ -106,12 +106,7 @@ func cmdCertsNode(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return c.usageError("unexpected argument %q", pos[0])
 	}
-	var list []string
-	for _, h := range strings.Split(*hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			list = append(list, h)
-		}
-	}
+	list := splitList(*hosts)
 	if err := certs.IssueNode(*dir, *name, list, *force); err != nil {
 		return c.fail(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -82,15 +81,7 @@ func (cf *clientFlags) register(c *command) {
 	})
 }
 
-func (cf *clientFlags) endpointList() []string {
-	var out []string
-	for _, ep := range strings.Split(cf.endpoints, ",") {
-		if ep = strings.TrimSpace(ep); ep != "" {
-			out = append(out, ep)
-		}
-	}
-	return out
-}
+func (cf *clientFlags) endpointList() []string { return splitList(cf.endpoints) }
 
 // client returns a client for the --endpoints, --timeout and TLS flags.
 func (cf *clientFlags) client() *client.Client {
