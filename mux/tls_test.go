@@ -197,12 +197,14 @@ func TestATLSDialerToAPlaintextMuxFailsCleanly(t *testing.T) {
 
 	accepted := acceptAsync(plainLayer)
 	start := time.Now()
-	c, err := secure.Dial(raft.ServerAddress(plain.Addr().String()), 2*time.Second)
+	// A dial that waited for its timeout, rather than ending when the
+	// plaintext mux hung up, would take the whole 20 s.
+	c, err := secure.Dial(raft.ServerAddress(plain.Addr().String()), 20*time.Second)
 	if err == nil {
 		c.Close()
 		t.Fatal("a TLS dial to a plaintext mux succeeded")
 	}
-	if d := time.Since(start); d > time.Second {
+	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("the failed dial took %v; it should end when the plaintext mux closes", d)
 	}
 	expectNoAccept(t, accepted)
@@ -218,8 +220,8 @@ func TestTheHandshakeMustFinishWithinTheHeaderTimeout(t *testing.T) {
 	silent := rawDial(t, m) // connects, never starts the handshake
 	start := time.Now()
 	expectClosedByServer(t, silent)
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("a silent client was kept %v", d)
+	if d := time.Since(start); d >= defaultHeaderTimeout {
+		t.Fatalf("a silent client was kept %v, past even the default header timeout", d)
 	}
 }
 
