@@ -11,6 +11,9 @@ import (
 	"time"
 )
 
+// blockStarted hears from the "block" handler once it runs.
+var blockStarted = make(chan struct{}, 1)
+
 // echoServer answers "echo" with its arguments, "fail" with an error and
 // "block" by waiting for its context, reporting why it ended on ended.
 func echoServer(t *testing.T, cfg ServerConfig, ended chan<- error) (*Server, string) {
@@ -34,6 +37,7 @@ func echoServer(t *testing.T, cfg ServerConfig, ended chan<- error) (*Server, st
 			}
 			return []byte(fmt.Sprint(time.Until(dl) > 0 && time.Until(dl) <= time.Minute)), nil
 		case "block":
+			blockStarted <- struct{}{}
 			<-ctx.Done()
 			ended <- ctx.Err()
 			return nil, ctx.Err()
@@ -96,7 +100,7 @@ func TestACallerThatGivesUpCancelsTheCall(t *testing.T) {
 	_, addr := echoServer(t, ServerConfig{}, ended)
 	c := tcpClient(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	go func() { <-blockStarted; cancel() }() // hang up once the call is running
 	_, err := c.Call(ctx, addr, Request{Op: "block"})
 	if !errors.Is(err, ErrBroken) {
 		t.Fatalf("cancelled call: %v, want ErrBroken", err)
