@@ -35,15 +35,36 @@ if [ ${#targets[@]} -eq 0 ]; then
 	exit 1
 fi
 
+# Go 1.26's fuzzing coordinator can fail a target with a bare "context
+# deadline exceeded" when a duration -fuzztime ends while a worker is busy
+# (golang/go#75804, fixed in Go 1.27), having found nothing. A real finding
+# always writes its input ("Failing input written to"); a run that fails
+# with only that message is run once more. A count budget (FUZZTIME=20000x)
+# has no deadline to race and is what CI uses.
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+fuzz_one() { # $1 = package, $2 = target
+	# -run '^$' skips the package's ordinary tests; the seed corpus of the
+	# target itself still runs first, as part of fuzzing.
+	go test -run '^$' -fuzz "^${2}\$" -fuzztime "$FUZZTIME" "$1" 2>&1 | tee "$out"
+	return "${PIPESTATUS[0]}"
+}
+deadline_flake() {
+	grep -q 'context deadline exceeded' "$out" && ! grep -q -e 'Failing input written' -e 'panic:' -e '_test.go:[0-9]*:' "$out"
+}
+
 failed=()
 for t in "${targets[@]}"; do
 	pkg=${t% *} name=${t#* }
 	echo "=== $name ($pkg, $FUZZTIME)"
-	# -run '^$' skips the package's ordinary tests; the seed corpus of the
-	# target itself still runs first, as part of fuzzing.
-	if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"; then
-		failed+=("$name ($pkg)")
+	if fuzz_one "$pkg" "$name"; then
+		continue
 	fi
+	if deadline_flake; then
+		echo "=== $name: only the fuzzing engine's deadline race (golang/go#75804); once more"
+		fuzz_one "$pkg" "$name" && continue
+	fi
+	failed+=("$name ($pkg)")
 done
 
 echo "fuzz.sh: ran ${#targets[@]} targets for $FUZZTIME each"
