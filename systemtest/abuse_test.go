@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -176,11 +177,7 @@ func (a *ackedKeys) add(key, value string) {
 func (a *ackedKeys) snapshot() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]string, len(a.m))
-	for k, v := range a.m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.m)
 }
 
 // wellBehaved sends a request with the admin token that must be answered

@@ -3,6 +3,7 @@ package systemtest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"sort"
 	"strconv"
@@ -104,11 +105,7 @@ func (l *writeLoad) waitAcked(t *testing.T, more int, timeout time.Duration) {
 func (l *writeLoad) Outcomes() map[string]int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]int, len(l.outcomes))
-	for k, v := range l.outcomes {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.outcomes)
 }
 
 // Stop stops the writers and returns the acknowledged writes. It may be
