@@ -16,7 +16,7 @@ type Config struct {
 	// NodeID names this node in every group. It must be unique in the cluster
 	// and stable across restarts: the raft state on disk belongs to it.
 	NodeID string
-	// DataDir holds node.json, raft-log.db (every group's log) and one
+	// DataDir holds node.json, raft-wal/ (every group's log) and one
 	// folder per group (its snapshots/).
 	DataDir string
 	// HTTPAddr and RaftAddr are the addresses peers use to reach this node

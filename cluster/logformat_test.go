@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/logstore"
@@ -51,15 +53,137 @@ func TestADataDirWithALogFilePerGroupIsMigrated(t *testing.T) {
 	}
 	var st map[string]any
 	data, _ := os.ReadFile(filepath.Join(dir, "node.json"))
-	if err := json.Unmarshal(data, &st); err != nil || st["log_format"] != float64(2) {
+	if err := json.Unmarshal(data, &st); err != nil || st["log_format"] != float64(3) {
 		t.Fatalf("node.json after the migration: %s", data)
+	}
+}
+
+// A data dir of log format 2 (every group in one bbolt file) is moved into
+// the write-ahead log on start, and nothing written before is lost.
+func TestADataDirWithASharedBoltLogIsMigrated(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 1, 2)
+	ctx := context.Background()
+	cl := client.New([]string{c.Nodes[0].HTTPAddr}, client.WithTimeout(10*time.Second))
+	for i := 0; i < 20; i++ {
+		if _, err := cl.Put(ctx, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Stop(0)
+	dir := c.Nodes[0].DataDir()
+	toSharedBoltFile(t, dir, raftkvtest.Groups(2))
+
+	c.Restart(0)
+	c.WaitReady()
+	cl = client.New([]string{c.Nodes[0].HTTPAddr}, client.WithTimeout(10*time.Second))
+	for i := 0; i < 20; i++ {
+		v, err := cl.Get(ctx, fmt.Sprint("k", i))
+		if err != nil || string(v.Value) != fmt.Sprint("v", i) {
+			t.Fatalf("k%d after the migration: %q %v", i, v.Value, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft-log.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("raft-log.db is still there after the migration: %v", err)
+	}
+	if got := logFormat(t, dir); got != float64(3) {
+		t.Fatalf("node.json has log_format %v after the migration, want 3", got)
+	}
+}
+
+func logFormat(t *testing.T, dir string) any {
+	t.Helper()
+	var st map[string]any
+	data, _ := os.ReadFile(filepath.Join(dir, "node.json"))
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st["log_format"]
+}
+
+// toSharedBoltFile rewrites a stopped node's data dir in log format 2: a
+// bbolt file with a bucket per group holding "logs" (big-endian index keys)
+// and "stable".
+func toSharedBoltFile(t *testing.T, dir string, groups []string) {
+	t.Helper()
+	wal := filepath.Join(dir, "raft-wal")
+	db, err := logstore.Open(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := bolt.Open(filepath.Join(dir, "raft-log.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = out.Update(func(tx *bolt.Tx) error {
+		for _, g := range groups {
+			from, err := db.Group(g)
+			if err != nil {
+				return err
+			}
+			root, err := tx.CreateBucket([]byte(g))
+			if err != nil {
+				return err
+			}
+			logs, _ := root.CreateBucket([]byte("logs"))
+			stable, _ := root.CreateBucket([]byte("stable"))
+			first, _ := from.FirstIndex()
+			last, _ := from.LastIndex()
+			for i := first; first > 0 && i <= last; i++ {
+				var l raft.Log
+				if err := from.GetLog(i, &l); err != nil {
+					return err
+				}
+				if err := logs.Put(binary.BigEndian.AppendUint64(nil, i), logstore.EncodeEntry(&l)); err != nil {
+					return err
+				}
+			}
+			for _, k := range []string{"CurrentTerm", "LastVoteTerm", "LastVoteCand"} {
+				if v, err := from.Get([]byte(k)); err == nil {
+					if err := stable.Put([]byte(k), v); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	db.Close()
+	if err := os.RemoveAll(wal); err != nil {
+		t.Fatal(err)
+	}
+	setLogFormat(t, dir, 2)
+}
+
+// setLogFormat rewrites node.json's log_format (0 removes it).
+func setLogFormat(t *testing.T, dir string, format int) {
+	t.Helper()
+	path := filepath.Join(dir, "node.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	delete(st, "log_format")
+	if format != 0 {
+		st["log_format"] = format
+	}
+	data, _ = json.Marshal(st)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // toPerGroupFiles rewrites a stopped node's data dir in the old layout.
 func toPerGroupFiles(t *testing.T, dir string, groups []string) {
 	t.Helper()
-	shared := filepath.Join(dir, "raft-log.db")
+	shared := filepath.Join(dir, "raft-wal")
 	db, err := logstore.Open(shared)
 	if err != nil {
 		t.Fatal(err)
@@ -94,21 +218,8 @@ func toPerGroupFiles(t *testing.T, dir string, groups []string) {
 		to.Close()
 	}
 	db.Close()
-	if err := os.Remove(shared); err != nil {
+	if err := os.RemoveAll(shared); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "node.json")
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st map[string]any
-	if err := json.Unmarshal(data, &st); err != nil {
-		t.Fatal(err)
-	}
-	delete(st, "log_format")
-	data, _ = json.Marshal(st)
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	setLogFormat(t, dir, 0)
 }

@@ -13,7 +13,7 @@ import (
 
 func openTemp(t testing.TB) (*DB, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "raft-log.db")
+	path := filepath.Join(t.TempDir(), "raft-wal")
 	d, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -160,23 +160,23 @@ func TestAClosedStoreRefusesWork(t *testing.T) {
 
 func TestACorruptEntryIsAnErrorNotAPanic(t *testing.T) {
 	var l raft.Log
-	for _, v := range [][]byte{nil, {9}, {entryVersion, 1, 0xff}, append(encodeLog(entry(1, "ok")), 7)} {
-		if err := decodeLog(1, v, &l); !errors.Is(err, ErrCorrupt) {
+	for _, v := range [][]byte{nil, {9}, {entryVersion, 1, 0xff}, append(EncodeEntry(entry(1, "ok")), 7)} {
+		if err := DecodeEntry(1, v, &l); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("decode %x: %v, want ErrCorrupt", v, err)
 		}
 	}
 }
 
 func FuzzDecodeLog(f *testing.F) {
-	f.Add(encodeLog(entry(5, "value")))
-	f.Add(encodeLog(&raft.Log{Type: raft.LogConfiguration}))
+	f.Add(EncodeEntry(entry(5, "value")))
+	f.Add(EncodeEntry(&raft.Log{Type: raft.LogConfiguration}))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var l raft.Log
-		if err := decodeLog(1, v, &l); err != nil {
+		if err := DecodeEntry(1, v, &l); err != nil {
 			return
 		}
 		var again raft.Log
-		if err := decodeLog(1, encodeLog(&l), &again); err != nil || again.Term != l.Term || string(again.Data) != string(l.Data) {
+		if err := DecodeEntry(1, EncodeEntry(&l), &again); err != nil || again.Term != l.Term || string(again.Data) != string(l.Data) {
 			t.Fatalf("%+v comes back as %+v, %v", l, again, err)
 		}
 	})

@@ -79,6 +79,9 @@ func (d *Decoder) Bytes() []byte {
 	return v
 }
 
+// Len is how many bytes are left to read.
+func (d *Decoder) Len() int { return len(d.b) }
+
 // Text reads a length-prefixed string (a copy).
 func (d *Decoder) Text() string { return string(d.Bytes()) }
 

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package logstore
+
+import "os"
+
+func fdatasync(f *os.File) error { return f.Sync() }
+
+func preallocate(*os.File, int64) error { return nil }
+
+func zeroRange(f *os.File, off, n int64) error { return writeZeros(f, off, n) }
