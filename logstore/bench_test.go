@@ -32,7 +32,7 @@ func BenchmarkStoreLogs(b *testing.B) {
 		}
 		runAppends(b, stores)
 	})
-	b.Run("shared-group-commit", func(b *testing.B) {
+	b.Run("wal-shared-group-commit", func(b *testing.B) {
 		d, _ := openTemp(b)
 		stores := make([]raft.LogStore, groups)
 		for g := range stores {
