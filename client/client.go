@@ -205,7 +205,8 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	if c.router != nil && r.key != "" {
+	routed := c.router != nil && r.key != ""
+	if routed {
 		if lead := c.leaderURL(ctx, r.key); lead != "" {
 			resp, delivered, err := c.attempt(ctx, lead, r)
 			var apiErr *APIError
@@ -214,13 +215,18 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				c.learn(resp.header)
 				return resp, nil
 			case errors.As(err, &apiErr):
-				return nil, err
+				return c.answered(ctx, r, lead, apiErr)
 			case delivered && r.write && !r.idempotent, ctx.Err() != nil:
 				return nil, &RequestError{Op: r.op(), Endpoint: lead, Err: err,
 					Timeout: errors.Is(ctx.Err(), context.DeadlineExceeded), Indeterminate: delivered && r.write}
 			}
-			// Not delivered: the leader it knew is gone. Any endpoint will
-			// forward, and its answer names the new leader.
+			if !delivered {
+				// The leader it knew is gone, or its address cannot be
+				// reached from here (a client behind a load balancer):
+				// stop trying it for a while. Any endpoint will forward,
+				// and its answer names the new leader.
+				c.markDown(lead)
+			}
 		}
 	}
 	n := len(c.endpoints)
@@ -241,6 +247,9 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		if errors.As(err, &apiErr) {
 			// The node answered; it is reachable even if it said no.
 			c.preferred.Store(uint32(idx))
+			if routed {
+				return c.answered(ctx, r, ep, apiErr)
+			}
 			return nil, err
 		}
 		indeterminate := delivered && r.write && !r.idempotent
@@ -332,6 +341,7 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 	if hresp.StatusCode < 200 || hresp.StatusCode > 299 {
 		data, _ := io.ReadAll(io.LimitReader(hresp.Body, maxErrorBody))
 		apiErr := decodeAPIError(hresp.StatusCode, data, node, r.write)
+		apiErr.header = hresp.Header
 		if secs, perr := strconv.Atoi(hresp.Header.Get("Retry-After")); perr == nil && secs > 0 {
 			apiErr.RetryAfter = time.Duration(secs) * time.Second
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -89,8 +90,15 @@ func (s *ClusterStatus) NodeByID(id string) (NodeInfo, bool) {
 }
 
 // Cluster returns the cluster status as seen by the node that answers.
-func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) {
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/cluster?probe=true"})
+// Every node is probed (probe=true), so Reachable is set.
+func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) { return c.status(ctx, true) }
+
+func (c *Client) status(ctx context.Context, probe bool) (ClusterStatus, error) {
+	var q url.Values
+	if probe {
+		q = url.Values{"probe": {"true"}}
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/cluster", query: q})
 	if err != nil {
 		return ClusterStatus{}, err
 	}

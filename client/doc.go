@@ -16,8 +16,14 @@
 // one more hop. WithLeaderRouting makes the client send each key request to
 // its shard's leader itself, learnt from GET /v1/cluster and kept current
 // from every answer (which names the node that served it), falling back to
-// the endpoints when that leader cannot be reached. It needs the nodes'
-// advertised HTTP addresses to be reachable from the client.
+// the endpoints when that leader cannot be reached. A node that cannot
+// reach the shard's leader answers 503 or 504 with a leader hint
+// (X-Raftkv-Leader): the client records it and sends the request once more
+// to the hinted leader when that is safe (a read, or a write answered 503,
+// which did not happen; never a write answered 504). It pays off when the
+// nodes' advertised HTTP addresses are reachable from the client; when they
+// are not (behind a load balancer), a leader address that fails to dial is
+// skipped for a while and the endpoints, which forward, serve everything.
 //
 // # Authentication
 //

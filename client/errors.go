@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -98,6 +99,10 @@ type APIError struct {
 	// Indeterminate is set for a 5xx answer to a write: the server documents
 	// that the write may or may not have been applied.
 	Indeterminate bool
+
+	// header is the answer's headers, from which a leader-routing client
+	// learns who leads the key's shard.
+	header http.Header
 }
 
 func (e *APIError) Error() string {

@@ -8,9 +8,20 @@ import (
 	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/internal/errcode"
 )
 
-const headerShard = "X-Raftkv-Shard"
+// Headers of key answers. X-Raftkv-Shard names the key's shard. The leader
+// hint (X-Raftkv-Leader, X-Raftkv-Leader-Addr) comes only with a 503 or
+// 504: the node could not get the request served by the shard's leader, and
+// says which node it believes leads the shard, so that a client which picks
+// leaders itself goes there next instead of waiting for its next look at
+// GET /v1/cluster.
+const (
+	headerShard      = "X-Raftkv-Shard"
+	headerLeader     = "X-Raftkv-Leader"
+	headerLeaderAddr = "X-Raftkv-Leader-Addr"
+)
 
 type putResponse struct {
 	Key      string `json:"key"`
@@ -34,6 +45,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 	res, err := s.svc.Put(kr.ctx, key, value, kr.cond)
 	setServed(w, res)
 	if err != nil {
+		s.hintLeader(w, res.Shard, err)
 		writeError(w, err)
 		return
 	}
@@ -51,6 +63,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 	res, err := s.svc.Get(kr.ctx, key, kr.consistency)
 	setServed(w, res)
 	if err != nil {
+		s.hintLeader(w, res.Shard, err)
 		writeError(w, err)
 		return
 	}
@@ -76,6 +89,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string
 	res, err := s.svc.Delete(kr.ctx, key, kr.cond)
 	setServed(w, res)
 	if err != nil {
+		s.hintLeader(w, res.Shard, err)
 		writeError(w, err)
 		return
 	}
@@ -89,6 +103,30 @@ func setServed(w http.ResponseWriter, res cluster.KVResult) {
 	}
 	if res.Shard != "" {
 		w.Header().Set(headerShard, res.Shard)
+	}
+}
+
+// hintLeader adds the leader hint to the answer of a key request that
+// failed with 503 unavailable or 504 timeout, the two ways a node says it
+// could not reach (or keep) the shard's leader. Any other error was decided
+// by the leader itself or before routing, and a hint would only repeat
+// X-Raftkv-Node. No hint is given when no leader is known, or when this
+// node believes it leads the shard: sending the request back here would
+// not help.
+func (s *Server) hintLeader(w http.ResponseWriter, shard string, err error) {
+	if shard == "" {
+		return
+	}
+	if code, _ := errorStatus(err); code != errcode.Unavailable && code != errcode.Timeout {
+		return
+	}
+	id, addr := s.svc.LeaderHint(shard)
+	if id == "" || id == s.svc.ID() {
+		return
+	}
+	w.Header().Set(headerLeader, id)
+	if addr != "" {
+		w.Header().Set(headerLeaderAddr, addr)
 	}
 }
 

@@ -33,6 +33,10 @@ type Service interface {
 	PrepareBackup(ctx context.Context) (*backup.Writer, error)
 	Txn(ctx context.Context, req cluster.TxnRequest) (cluster.TxnResponse, error)
 	TxnRecord(ctx context.Context, id string) (fsm.Record, error)
+	// LeaderHint names the leader of a group as the node knows it, and
+	// its HTTP address ("" when unknown), for the leader hint of an
+	// answer that could not be served.
+	LeaderHint(group string) (id, httpAddr string)
 	AuthService
 }
 

@@ -22,6 +22,8 @@ type fakeService struct {
 	calls  []string
 	putErr error
 	kv     fsm.KV
+	// leader and leaderAddr are what LeaderHint answers.
+	leader, leaderAddr string
 }
 
 func (f *fakeService) ID() string         { return "fake1" }
@@ -45,6 +47,7 @@ func (f *fakeService) List(_ context.Context, prefix, after string, limit int, c
 	f.calls = append(f.calls, fmt.Sprintf("list %s %s %d", prefix, after, limit))
 	return cluster.ListResult{Items: []fsm.KV{{Key: "a", Value: []byte("text")}, {Key: "b", Value: []byte{0xff, 0x00}}}}, nil
 }
+func (f *fakeService) LeaderHint(string) (string, string)          { return f.leader, f.leaderAddr }
 func (f *fakeService) Status() cluster.Status                      { return cluster.Status{Node: "fake1"} }
 func (f *fakeService) ProbedStatus(context.Context) cluster.Status { return f.Status() }
 func (f *fakeService) Ready() (bool, string)                       { return false, "meta has no leader" }
@@ -236,4 +239,37 @@ func (noAuth) Role(context.Context, string) (registry.Role, error) {
 }
 func (noAuth) CreateToken(context.Context, cluster.TokenRequest) (cluster.NewToken, error) {
 	return cluster.NewToken{}, errAuthOff
+}
+
+func TestKeyAnswersCarryALeaderHintOnlyWhenTheLeaderWasOutOfReach(t *testing.T) {
+	cases := []struct {
+		err          error
+		leader, addr string
+		wantHint     bool
+	}{
+		{fmt.Errorf("%w: no leader of shard-1 reachable before the deadline", cluster.ErrUnavailable), "node3", "10.0.0.3:8080", true},
+		{cluster.ErrIndeterminate, "node3", "10.0.0.3:8080", true},
+		{cluster.ErrTimeout, "node3", "", true},
+		// Answers the leader itself decided, or that came before routing.
+		{cluster.ErrPrecondition, "node3", "10.0.0.3:8080", false},
+		{cluster.ErrOverloaded, "node3", "10.0.0.3:8080", false},
+		{cluster.ErrConflict, "node3", "10.0.0.3:8080", false},
+		// Nothing useful to say: no leader known, or this node itself.
+		{cluster.ErrUnavailable, "", "", false},
+		{cluster.ErrUnavailable, "fake1", "127.0.0.1:1", false},
+	}
+	for _, tc := range cases {
+		svc := &fakeService{putErr: tc.err, leader: tc.leader, leaderAddr: tc.addr}
+		rec := serve(t, svc, "PUT", "/v1/kv/k", []byte("v"), nil)
+		gotID, gotAddr := rec.Header().Get("X-Raftkv-Leader"), rec.Header().Get("X-Raftkv-Leader-Addr")
+		if !tc.wantHint {
+			if gotID != "" || gotAddr != "" {
+				t.Errorf("%v with leader %q: hint %q %q, want none", tc.err, tc.leader, gotID, gotAddr)
+			}
+			continue
+		}
+		if gotID != tc.leader || gotAddr != tc.addr || rec.Header().Get("X-Raftkv-Shard") != "shard-1" {
+			t.Errorf("%v: headers %v, want leader %q at %q for shard-1", tc.err, rec.Header(), tc.leader, tc.addr)
+		}
+	}
 }

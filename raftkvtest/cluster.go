@@ -262,6 +262,12 @@ func (c *Cluster) Disconnect(i int) {
 	}
 }
 
+// CutCalls cuts the node-to-node calls between nodes i and j (forwarding
+// to a leader, catch-up checks, probes) but not raft traffic: each keeps
+// following the leader it knows and cannot forward to it, the case where a
+// node answers 503 with a leader hint.
+func (c *Cluster) CutCalls(i, j int) { c.calls.setCut(raftAddr(i), raftAddr(j), true) }
+
 // Heal reconnects every raft link.
 func (c *Cluster) Heal() { c.connectAll() }
 

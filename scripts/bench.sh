@@ -4,9 +4,12 @@
 # Builds ./cmd/raftkv (release build: -trimpath, no debug info), starts a
 # 3-node raftkv cluster (default flags) and a 3-node etcd cluster (Debian's
 # etcd-server, 3.4), all on 127.0.0.1 with data in a temp dir, then runs
-# `raftkv bench` against each in turn, raftkv then etcd, for every load and
-# round. Both get the same load: the workers spread round-robin over the
-# three members, 100-byte values, 10,000 keys. The CPU of a system's three
+# `raftkv bench` against each in turn for every load and round: raftkv with
+# plain HTTP clients spread over the nodes, raftkv with the leader-aware
+# client (`bench --leader-aware`: each key straight to its shard's leader),
+# then etcd. Every run gets the same load: the workers spread round-robin
+# over the three members (unless leader-aware), 100-byte values, 10,000
+# keys. The CPU of a system's three
 # server processes (utime+stime from /proc/PID/stat) is read before and
 # after each run, and given per 1,000 writes for the write loads (a read
 # run's figure would include its preload). One markdown table comes out at the end; with
@@ -21,10 +24,14 @@
 #   put1 put64 put256   writes with 1, 64 and 256 clients
 #   get64               linearizable reads with 64 clients
 #   mixed64             90% linearizable reads, 10% writes, 64 clients
+#   txn1 txn64          2-key transfers across two shards (a compare and two
+#                       puts in one transaction), 1 and 64 clients; with put1
+#                       the table also gives txn1's p50 over put1's
 #
 # Environment: DURATION per run (default 10s), ROUNDS (default 2), BASE
 # port (default 19400: raftkv HTTP BASE.., raft BASE+100.., etcd clients
-# BASE+200.., etcd peers BASE+300..).
+# BASE+200.., etcd peers BASE+300..), CLIENTS: the raftkv clients to run
+# (default "spread leader-aware"; "spread" or "leader-aware" for one).
 #
 # Every process it starts is stopped by pid, and the temp dir removed, on
 # any exit, Ctrl-C included.
@@ -46,19 +53,39 @@ for arg in "$@"; do
 done
 
 DURATION=${DURATION:-10s} ROUNDS=${ROUNDS:-2} BASE=${BASE:-19400}
-LOADS=${LOADS:-put1 put64 put256 get64 mixed64}
+all_loads="put1 put64 put256 get64 mixed64 txn1 txn64"
+LOADS=${LOADS:-$all_loads}
+CLIENTS=${CLIENTS:-spread leader-aware}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 docs=$repo/docs/benchmarks.md
 
 for load in $LOADS; do
 	case $load in
-	put1 | put64 | put256 | get64 | mixed64) ;;
+	put1 | put64 | put256 | get64 | mixed64 | txn1 | txn64) ;;
 	*)
-		echo "bench.sh: unknown load $load (known: put1 put64 put256 get64 mixed64)" >&2
+		echo "bench.sh: unknown load $load (known: $all_loads)" >&2
 		exit 2
 		;;
 	esac
 done
+# targets: the runs of each load, in order. raftkv is the spread client,
+# raftkv-la the leader-aware one.
+targets=()
+for kind in $CLIENTS; do
+	case $kind in
+	spread) targets+=(raftkv) ;;
+	leader-aware) targets+=(raftkv-la) ;;
+	*)
+		echo "bench.sh: unknown client $kind in CLIENTS (known: spread leader-aware)" >&2
+		exit 2
+		;;
+	esac
+done
+if [ ${#targets[@]} -eq 0 ]; then
+	echo "bench.sh: CLIENTS is empty" >&2
+	exit 2
+fi
+targets+=(etcd)
 
 if ! command -v etcd >/dev/null; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -198,6 +225,8 @@ bench_args() { # the bench flags of load $1
 	put256) echo "--op put --clients 256" ;;
 	get64) echo "--op get --clients 64" ;;
 	mixed64) echo "--op mixed --read-ratio 0.9 --clients 64" ;;
+	txn1) echo "--op txn --clients 1" ;;
+	txn64) echo "--op txn --clients 64" ;;
 	esac
 }
 
@@ -211,15 +240,15 @@ results=$work/results.tsv
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
 	for load in $LOADS; do
-		for target in raftkv etcd; do
-			if [ "$target" = raftkv ]; then
-				eps=$raftkv_endpoints server=("${raftkv_pids[@]}")
-			else
-				eps=$etcd_endpoints server=("${etcd_pids[@]}")
-			fi
+		for target in "${targets[@]}"; do
+			case $target in
+			raftkv) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv) ;;
+			raftkv-la) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv --leader-aware) ;;
+			etcd) eps=$etcd_endpoints server=("${etcd_pids[@]}") flags=(--target etcd) ;;
+			esac
 			before=$(cpu_ticks "${server[@]}")
 			# shellcheck disable=SC2046 # bench_args is a list of flags
-			out=$("$bin" bench --target "$target" --endpoints "$eps" $(bench_args "$load") \
+			out=$("$bin" bench "${flags[@]}" --endpoints "$eps" $(bench_args "$load") \
 				--duration "$DURATION" --timeout 10s -o json) || true
 			after=$(cpu_ticks "${server[@]}")
 			[ -n "$out" ] || out='{"ok":0,"errors":0,"ops_per_sec":0,"p50_ms":0,"p99_ms":0}'
@@ -227,21 +256,25 @@ for round in $(seq 1 "$ROUNDS"); do
 			python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
-print("round %s %-8s %-6s %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  errors %d" % (sys.argv[2], sys.argv[3], sys.argv[4], r["ops_per_sec"], r["p50_ms"], r["p99_ms"], r["errors"]))
+print("round %s %-8s %-9s %8.0f ops/s  p50 %6.2f ms  p99 %7.2f ms  errors %d" % (sys.argv[2], sys.argv[3], sys.argv[4], r["ops_per_sec"], r["p50_ms"], r["p99_ms"], r["errors"]))
 ' "$out" "$round" "$load" "$target" >&2
 		done
 	done
 done
 
 command="DURATION=$DURATION ROUNDS=$ROUNDS"
-[ "$LOADS" = "put1 put64 put256 get64 mixed64" ] || command+=" LOADS=\"$LOADS\""
+[ "$LOADS" = "$all_loads" ] || command+=" LOADS=\"$LOADS\""
+[ "$CLIENTS" = "spread leader-aware" ] || command+=" CLIENTS=\"$CLIENTS\""
 command+=" scripts/bench.sh"
-table=$(python3 - "$results" "$(getconf CLK_TCK)" <<'EOF'
+table=$(python3 - "$results" "$(getconf CLK_TCK)" "${targets[@]}" <<'EOF'
 import collections, json, sys
 
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 order = []
 hz = int(sys.argv[2])
+targets = sys.argv[3:]  # the raftkv clients, then etcd
+raftkvs = [t for t in targets if t != "etcd"]
+heading = {"raftkv": "raftkv", "raftkv-la": "raftkv leader-aware", "etcd": "etcd"}
 for line in open(sys.argv[1]):
     rnd, load, target, ticks, out = line.rstrip("\n").split("\t", 4)
     r = json.loads(out)
@@ -256,6 +289,8 @@ names = {
     "put256": ("writes, 256 clients", "writes/s"),
     "get64": ("linearizable reads, 64 clients", "reads/s"),
     "mixed64": ("90% reads / 10% writes, 64 clients", "ops/s"),
+    "txn1": ("2-key cross-shard transactions, 1 client", "txn/s"),
+    "txn64": ("2-key cross-shard transactions, 64 clients", "txn/s"),
 }
 
 def each(rs, field, fmt):
@@ -264,18 +299,37 @@ def each(rs, field, fmt):
 def mean(rs, field):
     return sum(r[field] for r in rs) / len(rs) if rs else 0
 
-print("| load | | raftkv | etcd | raftkv/etcd |")
-print("|---|---|---:|---:|---:|")
+def ratio(k, e, f):
+    return "%.2f" % (mean(k, f) / mean(e, f)) if mean(e, f) and k else "–"
+
+ratio_heads = ["%s/etcd" % heading[t] for t in raftkvs]
+print("| load | | %s | %s |" % (" | ".join(heading[t] for t in targets), " | ".join(ratio_heads)))
+print("|---|---|%s" % ("---:|" * (len(targets) + len(raftkvs))))
 for load in order:
-    k, e = rows[load]["raftkv"], rows[load]["etcd"]
+    e = rows[load]["etcd"]
     title, unit = names[load]
-    ratio = lambda f: "%.2f" % (mean(k, f) / mean(e, f)) if mean(e, f) else "–"
-    print("| %s | %s | %s | %s | %s |" % (title, unit, each(k, "ops_per_sec", "{:,.0f}"), each(e, "ops_per_sec", "{:,.0f}"), ratio("ops_per_sec")))
-    print("| | p50 | %s | %s | %s |" % (each(k, "p50_ms", "{:.2f} ms"), each(e, "p50_ms", "{:.2f} ms"), ratio("p50_ms")))
-    print("| | p99 | %s | %s | %s |" % (each(k, "p99_ms", "{:.2f} ms"), each(e, "p99_ms", "{:.2f} ms"), ratio("p99_ms")))
-    print("| | errors | %s | %s | |" % (each(k, "errors", "{:,}"), each(e, "errors", "{:,}")))
+    def row(label, field, fmt, ratios=True):
+        cells = [each(rows[load][t], field, fmt) for t in targets]
+        rs = [ratio(rows[load][t], e, field) if ratios else "" for t in raftkvs]
+        fields = list(label) + cells + rs
+        print("|" + "|".join(" %s " % f if f else " " for f in fields) + "|")
+    row((title, unit), "ops_per_sec", "{:,.0f}")
+    row(("", "p50"), "p50_ms", "{:.2f} ms")
+    row(("", "p99"), "p99_ms", "{:.2f} ms")
+    row(("", "errors"), "errors", "{:,}", ratios=False)
     if load.startswith("put"):
-        print("| | CPU per 1,000 writes | %s | %s | %s |" % (each(k, "cpu_ms_per_1000", "{:.0f} ms"), each(e, "cpu_ms_per_1000", "{:.0f} ms"), ratio("cpu_ms_per_1000")))
+        row(("", "CPU per 1,000 writes"), "cpu_ms_per_1000", "{:.0f} ms")
+
+# The transaction target: a 2-key cross-shard transaction's p50 at most 3x
+# a single write's, both with one client.
+if "txn1" in rows and "put1" in rows:
+    parts = []
+    for t in targets:
+        w, x = mean(rows["put1"][t], "p50_ms"), mean(rows["txn1"][t], "p50_ms")
+        if w:
+            parts.append("%s %.2f (%.2f ms / %.2f ms)" % (heading[t], x / w, x, w))
+    print()
+    print("p50 of a 2-key cross-shard transaction over a single write's, 1 client: " + "; ".join(parts) + ".")
 EOF
 )
 

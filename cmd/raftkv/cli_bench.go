@@ -21,6 +21,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/keyspace"
 )
 
 var benchHelp = cmdHelpText{
@@ -30,14 +31,22 @@ var benchHelp = cmdHelpText{
 Each of --clients workers sends one request at a time, spread over the
 --endpoints round-robin, for --duration. --op put writes --value-size bytes
 to random keys among --keys; get reads them (linearizable, or --stale);
-mixed reads with probability --read-ratio and writes otherwise. Keys are
-written first for get and mixed.
+mixed reads with probability --read-ratio and writes otherwise; txn runs a
+transfer between two keys of different shards: one transaction with a
+compare (the first key's version > 0) and a put of each key, so every one
+is a cross-shard (two-phase commit) transaction. Keys are written first for
+get, mixed and txn.
 
 --target etcd sends the same load to an etcd 3.4 cluster through its JSON
-gateway on the client port (POST /v3/kv/put and /v3/kv/range), so one client
-measures both systems: gets are linearizable there too, or serializable with
---stale. --token is not sent to etcd; the endpoints default to
-127.0.0.1:2379.
+gateway on the client port (POST /v3/kv/put, /v3/kv/range and /v3/kv/txn,
+the same compare and two puts), so one client measures both systems: gets
+are linearizable there too, or serializable with --stale. --token is not
+sent to etcd; the endpoints default to 127.0.0.1:2379.
+
+The load is spread over --endpoints, as plain HTTP clients would send it,
+whatever --no-leader-routing says; --leader-aware sends each key request
+(and each transaction) straight to the leader of its (first) key's shard
+instead.
 
 Latencies go into an HDR histogram (microseconds, 3 significant digits); the
 report gives p50, p90, p99, p99.9 and max. A request that fails counts as an
@@ -46,6 +55,7 @@ error, not in the latencies.`,
 		"raftkv bench --endpoints 127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082 --clients 64 --duration 10s",
 		"raftkv bench --op get --stale -o json",
 		"raftkv bench --op mixed --read-ratio 0.9 --clients 64",
+		"raftkv bench --op txn --clients 1 --leader-aware",
 		"raftkv bench --target etcd --endpoints 127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 --clients 64",
 	},
 }
@@ -84,6 +94,10 @@ type benchResult struct {
 type benchConn interface {
 	put(ctx context.Context, key string, value []byte) error
 	get(ctx context.Context, key string) error
+	// txn writes value to both keys in one transaction that first checks
+	// that a exists; a failed compare is an error, since the load is then
+	// not the one asked for.
+	txn(ctx context.Context, a, b string, value []byte) error
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -91,7 +105,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	target := inv.fs.String("target", benchRaftkv, "system to drive: raftkv, or etcd through its v3 JSON gateway")
 	clients := inv.fs.Int("clients", 16, "concurrent workers")
 	duration := inv.fs.Duration("duration", 10*time.Second, "how long to run")
-	op := inv.fs.String("op", "put", "put, get or mixed")
+	op := inv.fs.String("op", "put", "put, get, mixed or txn")
 	readRatio := inv.fs.Float64("read-ratio", 0.5, "share of gets in --op mixed, from 0 to 1")
 	valueSize := inv.fs.Int("value-size", 100, "bytes per value")
 	keys := inv.fs.Int("keys", 10000, "size of the key space")
@@ -106,12 +120,14 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return inv.usageError("unexpected argument %q", pos[0])
 	case *target != benchRaftkv && *target != benchEtcd:
 		return inv.usageError("--target must be raftkv or etcd")
-	case *op != "put" && *op != "get" && *op != "mixed":
-		return inv.usageError("--op must be put, get or mixed")
+	case *op != "put" && *op != "get" && *op != "mixed" && *op != "txn":
+		return inv.usageError("--op must be put, get, mixed or txn")
 	case *readRatio < 0 || *readRatio > 1:
 		return inv.usageError("--read-ratio must be between 0 and 1")
 	case *clients < 1 || *keys < 1 || *valueSize < 0 || *duration <= 0:
 		return inv.usageError("--clients, --keys and --duration must be positive")
+	case *op == "txn" && *keys < 2:
+		return inv.usageError("--op txn needs --keys of at least 2")
 	}
 	if *target == benchEtcd && !inv.flagGiven("endpoints") {
 		inv.endpoints = defaultEtcdEndpoint
@@ -119,9 +135,26 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *leaderAware && *target != benchRaftkv {
 		return inv.usageError("--leader-aware is for --target raftkv")
 	}
+	if *leaderAware && inv.noLeaderRouting {
+		return inv.usageError("--leader-aware and --no-leader-routing contradict each other")
+	}
 	conns := inv.benchConns(*target, *clients, *stale, *leaderAware)
 	value := make([]byte, *valueSize)
 	key := func(i int) string { return fmt.Sprintf("bench/%08d", i) }
+	var partner []int // with --op txn, the other key of key i's transfers
+	if *op == "txn" {
+		shards := 0 // etcd has one key space: any other key will do
+		if *target == benchRaftkv {
+			var err error
+			if shards, err = inv.benchShards(); err != nil {
+				return inv.fail(err)
+			}
+		}
+		var err error
+		if partner, err = benchPairs(*keys, key, shards); err != nil {
+			return inv.fail(err)
+		}
+	}
 	if *op != "put" {
 		if err := benchPreload(conns, *keys, key, value, inv.timeout); err != nil {
 			return inv.fail(fmt.Errorf("preloading keys: %w", err))
@@ -150,16 +183,20 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 			var errs int
 			var last error
 			for ctx.Err() == nil {
-				k := key(rng.IntN(*keys))
+				i := rng.IntN(*keys)
+				k := key(i)
 				read := *op == "get" || (*op == "mixed" && rng.Float64() < *readRatio)
 				// Each request gets its own deadline: the end of the run
 				// stops new requests but does not cut off those in flight.
 				rctx, rcancel := context.WithTimeout(context.Background(), inv.timeout)
 				t0 := time.Now()
 				var err error
-				if read {
+				switch {
+				case *op == "txn":
+					err = c.txn(rctx, k, key(partner[i]), value)
+				case read:
 					err = c.get(rctx, k)
-				} else {
+				default:
 					err = c.put(rctx, k, value)
 				}
 				took := time.Since(t0)
@@ -197,8 +234,15 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		_ = printJSON(stdout, res)
 	} else {
 		label := res.Op
-		if res.Op == "mixed" {
+		switch res.Op {
+		case "mixed":
 			label = fmt.Sprintf("mixed (%.0f%% gets)", 100*res.ReadRatio)
+		case "txn":
+			label = "txn (2 keys"
+			if res.Target == benchRaftkv {
+				label += " in 2 shards"
+			}
+			label += ")"
 		}
 		fmt.Fprintf(stdout, "%s %s: %d ok, %d errors in %.1fs with %d clients: %.0f ops/s; latency p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
 			res.Target, label, res.OK, res.Errors, res.Seconds, res.Clients, res.OpsPerSec, res.P50Ms, res.P90Ms, res.P99Ms, res.P999Ms, res.MaxMs)
@@ -210,6 +254,54 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// benchShards asks the cluster for its shard count, which --op txn needs
+// to pick key pairs that live in different shards.
+func (inv *invocation) benchShards() (int, error) {
+	opts := []client.Option{client.WithTimeout(inv.timeout), client.WithToken(inv.token)}
+	if inv.tls != nil {
+		opts = append(opts, client.WithTLS(inv.tls))
+	}
+	st, err := client.New(inv.endpointURLs(), opts...).Cluster(context.Background())
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("reading the shard count: %w", err)
+	case st.Shards < 2:
+		return 0, fmt.Errorf("--op txn runs transactions across two shards, and the cluster has %d", st.Shards)
+	}
+	return st.Shards, nil
+}
+
+// benchPairs gives each key i a partner: the next key (wrapping around)
+// in another shard of a cluster of shards shards, or simply the next key
+// when shards is 0. Both sides of a transfer are fixed per key so that a
+// run's transactions are the same for every target and client.
+func benchPairs(keys int, key func(int) string, shards int) ([]int, error) {
+	partner := make([]int, keys)
+	if shards == 0 {
+		for i := range partner {
+			partner[i] = (i + 1) % keys
+		}
+		return partner, nil
+	}
+	shardOf := make([]string, keys)
+	for i := range shardOf {
+		shardOf[i] = keyspace.ShardFor(key(i), shards)
+	}
+	for i := range partner {
+		partner[i] = -1
+		for d := 1; d < keys; d++ {
+			if j := (i + d) % keys; shardOf[j] != shardOf[i] {
+				partner[i] = j
+				break
+			}
+		}
+		if partner[i] < 0 {
+			return nil, fmt.Errorf("all %d keys live in %s: raise --keys for transactions across shards", keys, shardOf[i])
+		}
+	}
+	return partner, nil
 }
 
 // flagGiven reports whether the command line or the environment set flag
@@ -326,6 +418,17 @@ func (r raftkvConn) get(ctx context.Context, key string) error {
 	return err
 }
 
+func (r raftkvConn) txn(ctx context.Context, a, b string, value []byte) error {
+	res, err := r.c.Txn(ctx, client.Txn{
+		Compare: []client.TxnCompare{client.CompareVersion(a, ">", 0)},
+		Success: []client.TxnOp{client.PutOp(a, value), client.PutOp(b, value)},
+	})
+	if err == nil && !res.Succeeded {
+		err = fmt.Errorf("txn: the compare on %q failed: the key is missing", a)
+	}
+	return err
+}
+
 // etcdConn sends requests to one etcd member's JSON gateway, the gRPC API
 // mapped onto HTTP/1.1 POSTs.
 type etcdConn struct {
@@ -340,6 +443,30 @@ type etcdRequest struct {
 	Key          string `json:"key"`
 	Value        string `json:"value,omitempty"`
 	Serializable bool   `json:"serializable,omitempty"`
+}
+
+// etcdTxnRequest is the body of /v3/kv/txn: etcd's TxnRequest in the
+// gateway's JSON (enums by name, int64 as a string, bytes in base64).
+type etcdTxnRequest struct {
+	Compare []etcdCompare   `json:"compare"`
+	Success []etcdRequestOp `json:"success"`
+}
+
+type etcdCompare struct {
+	Key     string `json:"key"`
+	Target  string `json:"target"` // VERSION, CREATE, MOD, VALUE
+	Result  string `json:"result"` // EQUAL, GREATER, LESS, NOT_EQUAL
+	Version string `json:"version"`
+}
+
+type etcdRequestOp struct {
+	RequestPut etcdRequest `json:"request_put"`
+}
+
+// etcdTxnResponse is the part of a /v3/kv/txn answer bench looks at; the
+// gateway leaves out succeeded when it is false.
+type etcdTxnResponse struct {
+	Succeeded bool `json:"succeeded"`
 }
 
 // etcdRangeResponse is the part of a /v3/kv/range answer bench looks at.
@@ -383,9 +510,33 @@ func (e *etcdConn) get(ctx context.Context, key string) error {
 	return nil
 }
 
+// txn is raftkvConn.txn in etcd's terms: if a's version > 0, put both.
+func (e *etcdConn) txn(ctx context.Context, a, b string, value []byte) error {
+	b64 := func(s []byte) string { return base64.StdEncoding.EncodeToString(s) }
+	v := b64(value)
+	body, err := e.call(ctx, "/v3/kv/txn", etcdTxnRequest{
+		Compare: []etcdCompare{{Key: b64([]byte(a)), Target: "VERSION", Result: "GREATER", Version: "0"}},
+		Success: []etcdRequestOp{
+			{RequestPut: etcdRequest{Key: b64([]byte(a)), Value: v}},
+			{RequestPut: etcdRequest{Key: b64([]byte(b)), Value: v}},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	var tr etcdTxnResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return fmt.Errorf("etcd txn: bad answer: %v", err)
+	}
+	if !tr.Succeeded {
+		return fmt.Errorf("etcd txn: the compare on %q failed: the key is missing", a)
+	}
+	return nil
+}
+
 // call POSTs req to path and returns the body of a 200 answer; any other
 // status is an error carrying etcd's message.
-func (e *etcdConn) call(ctx context.Context, path string, req etcdRequest) ([]byte, error) {
+func (e *etcdConn) call(ctx context.Context, path string, req any) ([]byte, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, err

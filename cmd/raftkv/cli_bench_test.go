@@ -244,6 +244,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"bench", "--target", "consul"},
 		{"bench", "--op", "mixed", "--read-ratio", "1.5"},
 		{"bench", "--read-ratio", "-0.1"},
+		{"bench", "--op", "scan"},
+		{"bench", "--op", "txn", "--keys", "1"},
+		{"bench", "--leader-aware", "--no-leader-routing"},
 	} {
 		if code, out, errOut := runCLI(t, args...); code != 2 || out != "" || !strings.Contains(errOut, "Error:") {
 			t.Errorf("%v: code %d, stdout %q, stderr %q", args, code, out, errOut)

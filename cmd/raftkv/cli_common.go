@@ -37,6 +37,11 @@ type clientFlags struct {
 	endpoints string
 	timeout   time.Duration
 	token     string
+	// noLeaderRouting keeps every request on --endpoints. By default a
+	// key request goes straight to its shard's leader (client.
+	// WithLeaderRouting), which falls back to the endpoints when the
+	// leaders' own addresses cannot be reached.
+	noLeaderRouting bool
 
 	// HTTPS: the CA of the servers' certificates and the client's own
 	// certificate, and the config made of them once parsed (nil: none given).
@@ -57,9 +62,11 @@ func (cf *clientFlags) register(c *command) {
 		fs.StringVar(&cf.caCert, "ca-cert", "", "CA `FILE` that signed the nodes' HTTPS certificates; endpoints without a scheme then mean https")
 		fs.StringVar(&cf.cert, "cert", "", "client certificate `FILE`, for a cluster that requires one (with --key)")
 		fs.StringVar(&cf.key, "key", "", "private key `FILE` of --cert")
+		fs.BoolVar(&cf.noLeaderRouting, "no-leader-routing", false,
+			"send every request to --endpoints; by default key requests go straight to their shard's leader when its address answers")
 		c.outputFlag(false)
 	})
-	c.fromEnv("endpoints", "token", "ca-cert", "cert", "key")
+	c.fromEnv("endpoints", "token", "ca-cert", "cert", "key", "no-leader-routing")
 	c.check(func() error {
 		if cf.timeout <= 0 {
 			return errors.New("--timeout must be positive")
@@ -83,11 +90,16 @@ func (cf *clientFlags) register(c *command) {
 
 func (cf *clientFlags) endpointList() []string { return splitList(cf.endpoints) }
 
-// client returns a client for the --endpoints, --timeout and TLS flags.
+// client returns a client for the --endpoints, --timeout, TLS and
+// --no-leader-routing flags. Leader routing only changes where key
+// requests and transactions go; every other call uses the endpoints.
 func (cf *clientFlags) client() *client.Client {
 	opts := []client.Option{client.WithTimeout(cf.timeout), client.WithUserAgent("raftkv-cli/" + version), client.WithToken(cf.token)}
 	if cf.tls != nil {
 		opts = append(opts, client.WithTLS(cf.tls))
+	}
+	if !cf.noLeaderRouting {
+		opts = append(opts, client.WithLeaderRouting())
 	}
 	return client.New(cf.endpointList(), opts...)
 }
@@ -97,7 +109,7 @@ func (cf *clientFlags) client() *client.Client {
 func (cf *clientFlags) endpointURLs() []string { return cf.client().Endpoints() }
 
 // httpClient returns the HTTP client for the commands that send their own
-// requests rather than going through package client (txn, snapshot save).
+// requests rather than going through package client (snapshot save).
 // It carries the TLS settings and the --token.
 func (cf *clientFlags) httpClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -25,6 +25,7 @@ type fakeNode struct {
 	rev     uint64
 	posts   []string // bodies of POSTs to /v1/cluster/...
 	cluster string   // body of GET /v1/cluster
+	keyReqs int      // key requests and transactions received
 }
 
 func newFakeNode(t *testing.T, id string) (*fakeNode, *httptest.Server) {
@@ -59,7 +60,17 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == "/v1/kv":
 		f.list(w, r)
 	case strings.HasPrefix(path, "/v1/kv/"):
+		f.keyReqs++
 		f.key(w, r, strings.TrimPrefix(path, "/v1/kv/"), body)
+	case path == "/v1/txn":
+		// Enough of a transaction for routing tests: the answer of a
+		// single-shard one whose ops are not run.
+		f.keyReqs++
+		if strings.Contains(string(body), `"held"`) {
+			f.fail(w, 409, "conflict", "keys locked by other transactions")
+			return
+		}
+		io.WriteString(w, `{"succeeded":true,"results":[],"txn":{"id":"single.1","mode":"single","shards":["shard-1"]}}`)
 	default:
 		f.fail(w, 404, "not_found", "no route")
 	}

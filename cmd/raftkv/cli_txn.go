@@ -2,14 +2,9 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 )
 
@@ -53,19 +48,12 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 	if !json.Valid(body) {
 		return inv.usageError("the transaction is not valid JSON")
 	}
-	ctx, cancel := context.WithTimeout(inv.context(), inv.timeout)
-	defer cancel()
-	status, answer, err := postTxn(ctx, inv.httpClient(), inv.endpointURLs(), body)
+	// The client sends it to the primary shard's leader (unless
+	// --no-leader-routing) and never resends it once delivered: a
+	// transaction is not idempotent.
+	answer, err := inv.client().TxnJSON(inv.context(), body)
 	if err != nil {
 		return inv.fail(err)
-	}
-	if status != http.StatusOK {
-		var e struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		_ = json.Unmarshal(answer, &e)
-		fmt.Fprintf(stderr, "Error: %s: %s\n", e.Error.Code, e.Error.Message)
-		return 1
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, answer, "", "  ") == nil {
@@ -73,32 +61,4 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 	}
 	_, _ = stdout.Write(answer)
 	return 0
-}
-
-// postTxn sends the transaction to the first endpoint that accepts a
-// connection. A request that reached a node is never resent: a transaction
-// is not idempotent.
-func postTxn(ctx context.Context, hc *http.Client, endpoints []string, body []byte) (int, []byte, error) {
-	var errs []error
-	for _, ep := range endpoints {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep+"/v1/txn", bytes.NewReader(body))
-		if err != nil {
-			return 0, nil, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		var opErr *net.OpError
-		var certErr *tls.CertificateVerificationError
-		if err != nil && (errors.As(err, &opErr) && opErr.Op == "dial" || errors.As(err, &certErr)) {
-			errs = append(errs, err)
-			continue
-		}
-		if err != nil {
-			return 0, nil, fmt.Errorf("%w (the outcome is unknown: check before retrying)", err)
-		}
-		data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
-		return resp.StatusCode, data, err
-	}
-	return 0, nil, fmt.Errorf("no endpoint reachable: %w", errors.Join(errs...))
 }

@@ -1,0 +1,247 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"unicode/utf8"
+)
+
+// Compare targets of a transaction (docs/transactions.md).
+const (
+	TargetValue    = "value"    // compare Value with the key's value
+	TargetVersion  = "version"  // compare Number with the key's version (0: absent)
+	TargetRevision = "revision" // compare Number with the key's mod revision (0: absent)
+)
+
+// TxnCompare is one condition of a transaction: the key's Target, Op
+// ("==", "!=", "<" or ">") Value or Number.
+type TxnCompare struct {
+	Key    string
+	Target string
+	Op     string
+	Value  []byte // with TargetValue
+	Number uint64 // with TargetVersion and TargetRevision
+}
+
+// TxnOp is one operation of a transaction branch: Op is "put" (with
+// Value), "delete" or "get".
+type TxnOp struct {
+	Op    string
+	Key   string
+	Value []byte
+}
+
+// Txn is an atomic compare / success / failure transaction over any keys,
+// in one shard or across shards (POST /v1/txn).
+type Txn struct {
+	Compare []TxnCompare
+	Success []TxnOp
+	Failure []TxnOp
+}
+
+// TxnOpResult is the result of one op of the branch that ran.
+type TxnOpResult struct {
+	Op       string
+	Key      string
+	Found    bool
+	Value    []byte
+	Version  uint64
+	Revision uint64
+}
+
+// TxnResult is the answer to a transaction that was decided.
+type TxnResult struct {
+	Succeeded bool // the compares held and Success ran
+	Results   []TxnOpResult
+	ID        string
+	Mode      string   // "single" (one raft entry) or "2pc"
+	Shards    []string // participants, primary first
+	Node      string   // the node that coordinated it
+}
+
+// PutOp sets key to value.
+func PutOp(key string, value []byte) TxnOp { return TxnOp{Op: "put", Key: key, Value: value} }
+
+// GetOp reads key as it was before the transaction.
+func GetOp(key string) TxnOp { return TxnOp{Op: "get", Key: key} }
+
+// DeleteOp removes key.
+func DeleteOp(key string) TxnOp { return TxnOp{Op: "delete", Key: key} }
+
+// CompareValue holds when key's value is op value (as bytes); never on an
+// absent key.
+func CompareValue(key, op string, value []byte) TxnCompare {
+	return TxnCompare{Key: key, Target: TargetValue, Op: op, Value: value}
+}
+
+// CompareVersion holds when key's version is op version.
+func CompareVersion(key, op string, version uint64) TxnCompare {
+	return TxnCompare{Key: key, Target: TargetVersion, Op: op, Number: version}
+}
+
+// CompareRevision holds when key's mod revision is op revision.
+func CompareRevision(key, op string, revision uint64) TxnCompare {
+	return TxnCompare{Key: key, Target: TargetRevision, Op: op, Number: revision}
+}
+
+// The wire form of docs/transactions.md.
+type (
+	txnCompareWire struct {
+		Key         string  `json:"key"`
+		Target      string  `json:"target"`
+		Op          string  `json:"op"`
+		Value       *string `json:"value,omitempty"`
+		ValueBase64 string  `json:"value_base64,omitempty"`
+		Version     *uint64 `json:"version,omitempty"`
+		Revision    *uint64 `json:"revision,omitempty"`
+	}
+	txnOpWire struct {
+		Op          string  `json:"op"`
+		Key         string  `json:"key"`
+		Value       *string `json:"value,omitempty"`
+		ValueBase64 string  `json:"value_base64,omitempty"`
+	}
+	txnWire struct {
+		Compare []txnCompareWire `json:"compare"`
+		Success []txnOpWire      `json:"success"`
+		Failure []txnOpWire      `json:"failure"`
+	}
+	txnAnswerWire struct {
+		Succeeded bool `json:"succeeded"`
+		Results   []struct {
+			Op          string  `json:"op"`
+			Key         string  `json:"key"`
+			Found       bool    `json:"found"`
+			Value       *string `json:"value"`
+			ValueBase64 *string `json:"value_base64"`
+			Version     uint64  `json:"version"`
+			Revision    uint64  `json:"revision"`
+		} `json:"results"`
+		Txn struct {
+			ID     string   `json:"id"`
+			Mode   string   `json:"mode"`
+			Shards []string `json:"shards"`
+		} `json:"txn"`
+	}
+)
+
+// wireValue spells v as text when it is UTF-8 and as base64 otherwise.
+func wireValue(v []byte) (*string, string) {
+	if utf8.Valid(v) {
+		s := string(v)
+		return &s, ""
+	}
+	return nil, base64.StdEncoding.EncodeToString(v)
+}
+
+func (t Txn) wire() (txnWire, error) {
+	w := txnWire{Compare: []txnCompareWire{}, Success: []txnOpWire{}, Failure: []txnOpWire{}}
+	for i, c := range t.Compare {
+		cw := txnCompareWire{Key: c.Key, Target: c.Target, Op: c.Op}
+		switch c.Target {
+		case TargetValue:
+			cw.Value, cw.ValueBase64 = wireValue(c.Value)
+		case TargetVersion:
+			cw.Version = &c.Number
+		case TargetRevision:
+			cw.Revision = &c.Number
+		default:
+			return w, fmt.Errorf("%w: compare %d: target %q: use value, version or revision", ErrBadRequest, i, c.Target)
+		}
+		w.Compare = append(w.Compare, cw)
+	}
+	for _, branch := range []struct {
+		ops []TxnOp
+		out *[]txnOpWire
+	}{{t.Success, &w.Success}, {t.Failure, &w.Failure}} {
+		for _, o := range branch.ops {
+			ow := txnOpWire{Op: o.Op, Key: o.Key}
+			if o.Op == "put" {
+				if o.Value == nil {
+					o.Value = []byte{}
+				}
+				ow.Value, ow.ValueBase64 = wireValue(o.Value)
+			}
+			*branch.out = append(*branch.out, ow)
+		}
+	}
+	return w, nil
+}
+
+// primaryKey is the key whose shard holds a transaction's record (the
+// first compare's, else the first op's): with leader routing the
+// transaction goes to that shard's leader, which then coordinates it
+// without a hop for its own shard.
+func (w *txnWire) primaryKey() string {
+	switch {
+	case len(w.Compare) > 0:
+		return w.Compare[0].Key
+	case len(w.Success) > 0:
+		return w.Success[0].Key
+	case len(w.Failure) > 0:
+		return w.Failure[0].Key
+	}
+	return ""
+}
+
+// Txn runs t. It returns once the transaction is decided; Succeeded says
+// which branch ran. A transaction is a write that is never resent once
+// delivered: a failure after that is ErrIndeterminate (see
+// docs/transactions.md for finding out what happened).
+func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
+	w, err := t.wire()
+	if err != nil {
+		return TxnResult{}, err
+	}
+	body, err := json.Marshal(w)
+	if err != nil {
+		return TxnResult{}, err
+	}
+	resp, err := c.postTxn(ctx, body, w.primaryKey())
+	if err != nil {
+		return TxnResult{}, err
+	}
+	var a txnAnswerWire
+	if err := decodeJSON(resp, &a); err != nil {
+		return TxnResult{}, err
+	}
+	res := TxnResult{Succeeded: a.Succeeded, ID: a.Txn.ID, Mode: a.Txn.Mode, Shards: a.Txn.Shards, Node: resp.node}
+	for _, r := range a.Results {
+		or := TxnOpResult{Op: r.Op, Key: r.Key, Found: r.Found, Version: r.Version, Revision: r.Revision}
+		switch {
+		case r.ValueBase64 != nil:
+			if or.Value, err = base64.StdEncoding.DecodeString(*r.ValueBase64); err != nil {
+				return TxnResult{}, fmt.Errorf("raftkv: bad value_base64 for key %q: %w", r.Key, err)
+			}
+		case r.Value != nil:
+			or.Value = []byte(*r.Value)
+		}
+		res.Results = append(res.Results, or)
+	}
+	return res, nil
+}
+
+// TxnJSON sends a transaction already spelt in the JSON of
+// docs/transactions.md and returns the answer's body as the server sent
+// it, for tools that pass JSON through (raftkv txn). body is not checked
+// beyond finding its primary key for leader routing; the server reports
+// what is wrong with it.
+func (c *Client) TxnJSON(ctx context.Context, body []byte) (json.RawMessage, error) {
+	var w txnWire
+	_ = json.Unmarshal(body, &w) // a body of the wrong shape is routed anywhere and refused there
+	resp, err := c.postTxn(ctx, body, w.primaryKey())
+	if err != nil {
+		return nil, err
+	}
+	return json.RawMessage(resp.body), nil
+}
+
+func (c *Client) postTxn(ctx context.Context, body []byte, primary string) (*response, error) {
+	// key routes the transaction; its answers name no shard
+	// (X-Raftkv-Shard), so the router learns nothing wrong from them.
+	return c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, write: true,
+		header: http.Header{"Content-Type": {"application/json"}}, key: primary})
+}
