@@ -188,6 +188,8 @@ type clientConn struct {
 	dead    chan struct{} // closed when the reader stops
 	err     error         // why the reader stopped; set before dead closes
 	once    sync.Once
+
+	writeDeadline time.Time // what the connection's write deadline is set to; used by one call at a time
 }
 
 func startConn(conn net.Conn) *clientConn {
@@ -228,8 +230,11 @@ func (cc *clientConn) open() bool {
 func (cc *clientConn) close() { cc.once.Do(func() { _ = cc.conn.Close() }) }
 
 func (cc *clientConn) exchange(ctx context.Context, frame []byte) (Response, error) {
-	if dl, ok := ctx.Deadline(); ok {
+	// The write deadline is the call's (none without one); it is left set
+	// after the write and replaced by the next call's.
+	if dl, _ := ctx.Deadline(); !dl.Equal(cc.writeDeadline) {
 		_ = cc.conn.SetWriteDeadline(dl)
+		cc.writeDeadline = dl
 	}
 	if n, err := cc.conn.Write(frame); err != nil {
 		if n == 0 {
@@ -237,7 +242,6 @@ func (cc *clientConn) exchange(ctx context.Context, frame []byte) (Response, err
 		}
 		return Response{}, fmt.Errorf("%w: %v", ErrBroken, err)
 	}
-	_ = cc.conn.SetWriteDeadline(time.Time{})
 	select {
 	case body := <-cc.replies:
 		resp, err := decodeResponse(body)

@@ -36,6 +36,9 @@ func echoServer(t *testing.T, cfg ServerConfig, ended chan<- error) (*Server, st
 				return []byte("none"), nil
 			}
 			return []byte(fmt.Sprint(time.Until(dl) > 0 && time.Until(dl) <= time.Minute)), nil
+		case "slow":
+			time.Sleep(300 * time.Millisecond) // longer than the idle timeout of the test below
+			return []byte("done"), nil
 		case "block":
 			blockStarted <- struct{}{}
 			<-ctx.Done()
@@ -201,6 +204,19 @@ func TestAnIdleConnectionIsClosedByTheServer(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(conn); err != nil {
 		t.Fatalf("want the idle connection closed, got %v", err)
+	}
+}
+
+// The idle timeout is for connections that ask nothing: a call that runs
+// longer is answered.
+func TestACallLongerThanTheIdleTimeoutIsAnswered(t *testing.T) {
+	_, addr := echoServer(t, ServerConfig{IdleTimeout: 100 * time.Millisecond}, nil)
+	c := tcpClient(t)
+	for range 2 {
+		resp, err := c.Call(context.Background(), addr, Request{Op: "slow"})
+		if err != nil || string(resp.Result) != "done" {
+			t.Fatalf("slow call: %q %v", resp.Result, err)
+		}
 	}
 }
 

@@ -1,8 +1,9 @@
 package rpc
 
 import (
-	"bytes"
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -126,28 +127,48 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-// aLongTimeAgo is a deadline in the past: setting it makes a blocked Read
-// return at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
+// serveConn answers the calls of one connection, one at a time. A reader
+// goroutine, owned by serveConn, reads frames for the connection's whole
+// life, so a call costs no goroutine, and the reader sees at once when the
+// caller hangs up during a call.
 func (s *Server) serveConn(conn net.Conn) {
 	defer s.wg.Done()
+	cc := &serverConn{conn: conn, frames: make(chan frameRead, 1), stop: make(chan struct{})}
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.readLoop(cc)
+	}()
 	defer func() {
+		close(cc.stop)
 		_ = conn.Close()
+		<-readerDone
 		s.mu.Lock()
 		delete(s.mu.conns, conn)
 		s.mu.Unlock()
 	}()
 	remote := conn.RemoteAddr().String()
+	idle := time.NewTimer(s.cfg.IdleTimeout)
+	defer idle.Stop()
 	for {
-		req, err := s.readRequest(conn)
+		var fr frameRead
+		select {
+		case fr = <-cc.frames:
+		case <-idle.C:
+			return // nothing asked for a while: the client pools elsewhere
+		}
+		req, err := fr.body, fr.err
+		var r Request
+		if err == nil {
+			r, err = decodeRequest(req)
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				s.cfg.Logger.Warn("rpc: dropping connection", "remote", remote, "error", err)
 			}
 			return
 		}
-		resp, alive := s.call(conn, req)
+		resp, alive := s.call(cc, r)
 		if !alive {
 			return // the caller hung up; nobody reads the reply
 		}
@@ -155,30 +176,80 @@ func (s *Server) serveConn(conn net.Conn) {
 		if _, err := conn.Write(encodeResponse(resp)); err != nil {
 			return
 		}
+		idle.Reset(s.cfg.IdleTimeout)
 	}
 }
 
-// readRequest waits up to the idle timeout for a request to begin and up to
-// the frame timeout for the rest of it.
-func (s *Server) readRequest(conn net.Conn) (Request, error) {
-	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
-	var first [1]byte
-	if _, err := io.ReadFull(conn, first[:]); err != nil {
-		return Request{}, err
+// serverConn is what serveConn and its reader share.
+type serverConn struct {
+	conn   net.Conn
+	frames chan frameRead // the reader's frames, then its error
+	stop   chan struct{}  // closed when serveConn returns
+
+	mu     sync.Mutex
+	cancel context.CancelFunc // the running call's; nil between calls
+	hungUp bool               // the caller went away (or sent early) during a call
+}
+
+type frameRead struct {
+	body []byte
+	err  error
+}
+
+// readLoop reads request frames until the connection fails. A request may
+// take as long as it likes to begin (serveConn times idleness out); once
+// its first byte is in, the rest must come within the frame timeout. A
+// frame or an error while a call runs means the caller hung up (a
+// well-behaved one sends nothing before its reply), and cancels the call.
+func (s *Server) readLoop(cc *serverConn) {
+	br := bufio.NewReaderSize(cc.conn, 16<<10)
+	for {
+		var fr frameRead
+		if _, err := br.Peek(1); err != nil {
+			fr.err = err
+		} else {
+			timed := !frameBuffered(br)
+			if timed {
+				_ = cc.conn.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
+			}
+			fr.body, fr.err = readFrame(br, MaxRequestBytes)
+			if timed && fr.err == nil {
+				_ = cc.conn.SetReadDeadline(time.Time{})
+			}
+		}
+		cc.mu.Lock()
+		if cc.cancel != nil {
+			cc.hungUp = true
+			cc.cancel()
+		}
+		cc.mu.Unlock()
+		select {
+		case cc.frames <- fr:
+		case <-cc.stop:
+			return
+		}
+		if fr.err != nil {
+			return
+		}
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.FrameTimeout))
-	body, err := readFrame(io.MultiReader(bytes.NewReader(first[:]), conn), MaxRequestBytes)
+}
+
+// frameBuffered reports whether a whole frame already sits in br, so it
+// can be read without waiting on (or setting a deadline for) the network.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	prefix, err := br.Peek(4)
 	if err != nil {
-		return Request{}, err
+		return false
 	}
-	return decodeRequest(body)
+	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(prefix))
 }
 
-// call runs the handler. While it runs, a background read watches the
-// connection: a well-behaved caller sends nothing until it has the reply, so
-// the read ending means the caller hung up (or gave up at its deadline), and
-// the call's context is cancelled. alive is false in that case.
-func (s *Server) call(conn net.Conn, req Request) (resp Response, alive bool) {
+// call runs the handler with a context that the reader cancels if the
+// caller hangs up meanwhile; alive is false in that case.
+func (s *Server) call(cc *serverConn, req Request) (resp Response, alive bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if req.DeadlineMillis > 0 {
@@ -187,25 +258,19 @@ func (s *Server) call(conn net.Conn, req Request) (resp Response, alive bool) {
 		ctx, cancelTimeout = context.WithTimeout(ctx, d)
 		defer cancelTimeout()
 	}
-	_ = conn.SetReadDeadline(time.Time{})
-	hungUp := make(chan bool, 1)
-	go func() {
-		var b [1]byte
-		_, err := conn.Read(b[:])
-		// A timeout is ours, set below to end this read; anything else
-		// (end of stream, reset, or a byte the caller had no business
-		// sending yet) ends the connection.
-		gone := err == nil || !errors.Is(err, os.ErrDeadlineExceeded)
-		if gone {
-			cancel()
-		}
-		hungUp <- gone
-	}()
+	cc.mu.Lock()
+	cc.cancel, cc.hungUp = cancel, false
+	cc.mu.Unlock()
 
 	result, err := s.cfg.Handler(ctx, req)
 
-	_ = conn.SetReadDeadline(aLongTimeAgo)
-	if <-hungUp {
+	// Cleared before the reply is written, so the caller's next request
+	// (sent only once it has the reply) is never taken for a hang-up.
+	cc.mu.Lock()
+	cc.cancel = nil
+	gone := cc.hungUp
+	cc.mu.Unlock()
+	if gone {
 		return Response{}, false
 	}
 	resp = Response{Node: s.cfg.NodeID}
