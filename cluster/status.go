@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
 
@@ -21,6 +22,8 @@ type Status struct {
 	// RecentElections are this node's latest candidacies and step-downs,
 	// oldest first (elections.go explains the causes).
 	RecentElections []ElectionEvent `json:"recent_elections"`
+	// Log is the node's write-ahead log (every group's raft log).
+	Log logstore.Stats `json:"log"`
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
@@ -65,6 +68,9 @@ func (n *Node) Status() Status {
 		st.Groups = append(st.Groups, n.groups[name].status())
 	}
 	st.RecentElections = n.recent.list()
+	if n.logDB != nil {
+		st.Log = n.logDB.Stats()
+	}
 	return st
 }
 

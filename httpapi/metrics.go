@@ -91,16 +91,26 @@ var (
 	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
 	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
+
+	descLogWrites   = prometheus.NewDesc("raftkv_log_writes_total", "Writes to the node's write-ahead log, each one fdatasync.", nil, nil)
+	descLogRequests = prometheus.NewDesc("raftkv_log_requests_total", "Appends, deletions and stable values the log's writes carried (over writes: what group commit saves).", nil, nil)
+	descLogSync     = prometheus.NewDesc("raftkv_log_sync_seconds_total", "Time spent waiting for the log's fdatasync.", nil, nil)
+	descLogSegments = prometheus.NewDesc("raftkv_log_segments", "Segment files of the node's write-ahead log.", nil, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge} {
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge,
+		descLogWrites, descLogRequests, descLogSync, descLogSegments} {
 		ch <- d
 	}
 }
 
 func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.svc.Status()
+	ch <- prometheus.MustNewConstMetric(descLogWrites, prometheus.CounterValue, float64(st.Log.Writes))
+	ch <- prometheus.MustNewConstMetric(descLogRequests, prometheus.CounterValue, float64(st.Log.Requests))
+	ch <- prometheus.MustNewConstMetric(descLogSync, prometheus.CounterValue, st.Log.SyncSeconds)
+	ch <- prometheus.MustNewConstMetric(descLogSegments, prometheus.GaugeValue, float64(st.Log.Segments))
 	for _, g := range st.Groups {
 		gauge := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, g.Name)

@@ -80,6 +80,7 @@ type DB struct {
 	groupMu sync.Mutex // serialises group creation
 
 	commits, batched atomic.Uint64 // writes the committer made, requests they carried
+	syncNanos        atomic.Uint64 // time spent in fdatasync
 
 	closeMu sync.RWMutex // closed, and the right to send on reqs
 	closed  bool
@@ -143,9 +144,28 @@ func (d *DB) Close() error {
 	return d.closeFiles()
 }
 
-// Stats reports how many writes the committer made and how many requests
-// they carried: their ratio is what group commit saved.
-func (d *DB) Stats() (commits, appends uint64) { return d.commits.Load(), d.batched.Load() }
+// Stats are the log's counters since it was opened.
+type Stats struct {
+	// Writes is how many writes (each one fdatasync) the committer made;
+	// Requests how many appends, deletes and stable values they carried.
+	// Requests/Writes is what group commit saved.
+	Writes   uint64 `json:"writes"`
+	Requests uint64 `json:"requests"`
+	// SyncSeconds is the time spent waiting for fdatasync.
+	SyncSeconds float64 `json:"sync_seconds"`
+	// Segments is how many segment files the log has now.
+	Segments int `json:"segments"`
+}
+
+// Stats reports the log's counters.
+func (d *DB) Stats() Stats {
+	return Stats{
+		Writes:      d.commits.Load(),
+		Requests:    d.batched.Load(),
+		SyncSeconds: float64(d.syncNanos.Load()) / 1e9,
+		Segments:    d.Segments(),
+	}
+}
 
 // Segments reports how many segment files the log has now.
 func (d *DB) Segments() int {

@@ -130,6 +130,10 @@ func TestConcurrentAppendsOfManyGroupsAllCommit(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	st := d.Stats()
+	if st.Requests < groups*appends || st.Writes == 0 || st.Writes > st.Requests || st.SyncSeconds <= 0 {
+		t.Fatalf("stats after %d appends: %+v", groups*appends, st)
+	}
 	d.Close()
 	d2, err := Open(path)
 	if err != nil {

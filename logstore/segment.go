@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/raftkv/raftkv/internal/wire"
 )
@@ -491,9 +492,11 @@ func (d *DB) commit(batch []*request, buf *[]byte) error {
 	if _, err := head.f.WriteAt(data, head.size); err != nil {
 		return d.fail(fmt.Errorf("write segment %d: %w", head.seq, err))
 	}
+	synced := time.Now()
 	if err := fdatasync(head.f); err != nil {
 		return d.fail(fmt.Errorf("sync segment %d: %w", head.seq, err))
 	}
+	d.syncNanos.Add(uint64(time.Since(synced)))
 	d.mu.Lock()
 	for i, r := range batch {
 		if r.apply != nil {
