@@ -216,7 +216,7 @@ python3 "$helper" load raftkv "$raftkv_http" "$KEYS"
 t1=$EPOCHREALTIME
 curl -sf -X POST "http://$raftkv_http/v1/cluster/snapshot" >/dev/null || lib_die "raftkv checkpoint failed"
 python3 "$helper" tail raftkv "$raftkv_http" "$KEYS" "$TAIL"
-echo "restart.sh: raftkv loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')  s, checkpoint taken, $TAIL writes after it:" >&2
+echo "restart.sh: raftkv loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, checkpoint taken, $TAIL writes after it:" >&2
 raftkv_status >&2
 lib_stop "$pid"
 
@@ -271,10 +271,12 @@ rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
     rnd, target, ms, rss, extra = line.rstrip("\n").split("\t")
     keys, ckpt, replayed, recovery = extra.split()
-    rows[target].append(dict(ms=float(ms), rss=float(rss), ckpt=ckpt, replayed=replayed, recovery=recovery))
+    num = lambda v: int(v) if v.lstrip("-").isdigit() else v
+    rows[target].append(dict(ms=float(ms), rss=float(rss), ckpt=num(ckpt), replayed=num(replayed), recovery=num(recovery)))
 
 def each(rs, f, fmt="{}"):
-    return ", ".join(fmt.format(r[f]) for r in rs)
+    # A figure the node did not report ("-") is printed as it is.
+    return ", ".join(fmt.format(r[f]) if not isinstance(r[f], str) else r[f] for r in rs)
 
 def mean(rs, f):
     return sum(r[f] for r in rs) / len(rs)
@@ -284,8 +286,9 @@ print("| | raftkv | etcd | raftkv/etcd |")
 print("|---|---:|---:|---:|")
 print("| start to ready (/readyz 200, /health true) | %s | %s | %.2f |" % (each(k, "ms", "{:,.0f} ms"), each(e, "ms", "{:,.0f} ms"), mean(k, "ms") / mean(e, "ms")))
 print("| RSS when ready | %s | %s | %.2f |" % (each(k, "rss", "{:,.0f} MiB"), each(e, "rss", "{:,.0f} MiB"), mean(k, "rss") / mean(e, "rss")))
-print("| log entries after the newest checkpoint | %s | %s | |" % (each(k, "replayed"), e[0]["replayed"]))
-print("| raftkv: checkpoint load, and checkpoint + replay | %s; %s | | |" % (each(k, "ckpt", "{} ms"), each(k, "recovery", "{} ms")))
+print("| log entries after the newest checkpoint | %s | %s | |" % (each(k, "replayed", "{:,}"), each(e[:1], "replayed", "{:,}")))
+print("| raftkv: checkpoint load | %s | | |" % each(k, "ckpt", "{} ms"))
+print("| raftkv: recovery (checkpoint, election, replay) | %s | | |" % each(k, "recovery", "{} ms"))
 EOF
 )
 
