@@ -49,7 +49,7 @@ lib_start() {
 # SIGKILLs what is left, reaps them and forgets them in LIB_PIDS. Only the
 # pids this script started are ever signalled.
 lib_stop() {
-	local p alive keep=()
+	local p alive
 	[ $# -gt 0 ] || return 0
 	for p in "$@"; do kill "$p" 2>/dev/null || true; done
 	for _ in $(seq 1 100); do
@@ -62,10 +62,32 @@ lib_stop() {
 		kill -KILL "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
+	lib_forget "$@"
+}
+
+# lib_forget drops the given pids from LIB_PIDS.
+lib_forget() {
+	local p keep=()
 	for p in "${LIB_PIDS[@]}"; do
 		[[ " $* " == *" $p "* ]] || keep+=("$p")
 	done
 	LIB_PIDS=("${keep[@]}")
+}
+
+# lib_run runs a command to completion with its stdout in the file $1 and
+# returns its status. It runs in the background, recorded in LIB_PIDS, while
+# the script waits for it: a signal then interrupts the wait at once and
+# the exit trap stops the command too (a foreground command would first run
+# to its end).
+lib_run() {
+	local out=$1 pid rc=0
+	shift
+	"$@" >"$out" &
+	pid=$!
+	LIB_PIDS+=("$pid")
+	wait "$pid" || rc=$?
+	lib_forget "$pid"
+	return "$rc"
 }
 
 # lib_build_raftkv builds ./cmd/raftkv as bench.sh does (release build:

@@ -212,10 +212,10 @@ lib_start "$LIB_WORK/logs/raftkv-setup.log" "${raftkv_cmd[@]}"
 pid=$LIB_PID
 lib_wait_for 60 raftkv "$pid" curl -sf "http://$raftkv_http/readyz"
 t0=$EPOCHREALTIME
-python3 "$helper" load raftkv "$raftkv_http" "$KEYS"
+lib_run /dev/null python3 "$helper" load raftkv "$raftkv_http" "$KEYS"
 t1=$EPOCHREALTIME
 curl -sf -X POST "http://$raftkv_http/v1/cluster/snapshot" >/dev/null || lib_die "raftkv checkpoint failed"
-python3 "$helper" tail raftkv "$raftkv_http" "$KEYS" "$TAIL"
+lib_run /dev/null python3 "$helper" tail raftkv "$raftkv_http" "$KEYS" "$TAIL"
 echo "restart.sh: raftkv loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s, checkpoint taken, $TAIL writes after it:" >&2
 raftkv_status >&2
 lib_stop "$pid"
@@ -224,9 +224,9 @@ lib_start "$LIB_WORK/logs/etcd-setup.log" "${etcd_cmd[@]}"
 pid=$LIB_PID
 lib_wait_for 60 etcd "$pid" etcd_ready
 t0=$EPOCHREALTIME
-python3 "$helper" load etcd "$etcd_client" "$KEYS"
+lib_run /dev/null python3 "$helper" load etcd "$etcd_client" "$KEYS"
 t1=$EPOCHREALTIME
-python3 "$helper" tail etcd "$etcd_client" "$KEYS" "$TAIL"
+lib_run /dev/null python3 "$helper" tail etcd "$etcd_client" "$KEYS" "$TAIL"
 read -r etcd_tail etcd_snap < <(etcd_log_after_snapshot)
 echo "restart.sh: etcd loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; newest snapshot at index $etcd_snap, $etcd_tail entries after it" >&2
 lib_stop "$pid"
@@ -241,7 +241,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		start=$EPOCHREALTIME
 		lib_start "$LIB_WORK/logs/$target-$round.log" "${cmd[@]}"
 		pid=$LIB_PID
-		read -r ms rss < <(python3 "$helper" ready "$target" "$addr" "$start" "$pid") || lib_die "$target did not restart (log: $(tail -n 3 "$LIB_WORK/logs/$target-$round.log"))"
+		lib_run "$LIB_WORK/ready" python3 "$helper" ready "$target" "$addr" "$start" "$pid" ||
+			lib_die "$target did not restart (log: $(tail -n 3 "$LIB_WORK/logs/$target-$round.log"))"
+		read -r ms rss <"$LIB_WORK/ready"
 		extra=""
 		if [ "$target" = raftkv ]; then
 			# recovery_ms is -1 until the group has replayed its log; wait

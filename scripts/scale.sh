@@ -103,8 +103,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		start_cluster "$shards"
 		idle=$(lib_cpu_over "$IDLE" "${nodes[@]}")
 		before=$(lib_cpu_ticks "${nodes[@]}")
-		out=$("$bin" bench --endpoints "$endpoints" --op put --clients "$CLIENTS" \
-			--duration "$DURATION" --timeout 10s -o json) || true
+		lib_run "$LIB_WORK/bench.json" "$bin" bench --endpoints "$endpoints" --op put --clients "$CLIENTS" \
+			--duration "$DURATION" --timeout 10s -o json || true
+		out=$(cat "$LIB_WORK/bench.json")
 		after=$(lib_cpu_ticks "${nodes[@]}")
 		lib_stop "${nodes[@]}"
 		[ -n "$out" ] || out='{"ok":0,"errors":0,"ops_per_sec":0,"p50_ms":0,"p99_ms":0}'
