@@ -128,7 +128,42 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	r.RegisterObserver(g.observer)
 	g.kv, g.reg = kvOf(sm), regOf(sm)
 	g.noteRestored(started, newest, logLast)
+	g.campaignIfAlone(raft.ServerID(cfg.NodeID))
 	return g, existing, nil
+}
+
+// campaignIfAlone starts an election at once when this node is the group's
+// only voter (a single-node cluster starting or restarting): nobody else
+// can lead, so waiting out the heartbeat timeout (1 to 2 s by default)
+// would only delay readiness. raft has no call for it, but lowering the
+// heartbeat timeout wakes its follower loop, which then finds it never
+// heard from a leader and campaigns; the timeout is put back at once.
+// Groups with other voters wait as usual, so a restarting member does not
+// disturb a leader that is there.
+func (g *group) campaignIfAlone(self raft.ServerID) {
+	f := g.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters, alone := 0, false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+			alone = s.ID == self
+		}
+	}
+	if voters != 1 || !alone {
+		return
+	}
+	rc := g.raft.ReloadableConfig()
+	kick := rc
+	kick.HeartbeatTimeout -= time.Millisecond
+	if err := g.raft.ReloadConfig(kick); err != nil {
+		return // e.g. the lease timeout equals the heartbeat timeout: wait as usual
+	}
+	if err := g.raft.ReloadConfig(rc); err != nil {
+		g.logger.Warn("could not restore the heartbeat timeout", "error", err)
+	}
 }
 
 func kvOf(sm stateMachine) *fsm.FSM {
@@ -184,6 +219,7 @@ func (g *group) bootstrap(id, raftAddr string) error {
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		return fmt.Errorf("group %s: bootstrap: %w", g.name, err)
 	}
+	g.campaignIfAlone(raft.ServerID(id))
 	return nil
 }
 
