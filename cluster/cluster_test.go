@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +62,45 @@ func TestWriteThroughFollowerIsForwardedToTheShardLeader(t *testing.T) {
 	got := raftkvtest.Get(c.Nodes[other].HTTPAddr, key)
 	if got.Status != http.StatusOK || string(got.Body) != "v1" {
 		t.Fatalf("linearizable get via the other follower: %d %q", got.Status, got.Body)
+	}
+}
+
+// Many writers at once through a follower: every write is forwarded (in
+// batch calls), answered for itself, and readable afterwards.
+func TestConcurrentWritesThroughAFollowerAllLand(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 3, 1)
+	leader := c.Leader("shard-1")
+	follower := c.Nodes[(leader+1)%3]
+	const writers, each = 32, 10
+	var wg sync.WaitGroup
+	failed := make(chan string, writers*each)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("v%d-%d", w, i)
+				if resp := raftkvtest.Put(follower.HTTPAddr, k, v); resp.Status != http.StatusOK {
+					failed <- fmt.Sprintf("put %s: %d %s", k, resp.Status, resp.Body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failed)
+	for f := range failed {
+		t.Fatal(f)
+	}
+	for w := range writers {
+		for i := range each {
+			k, v := fmt.Sprintf("w%d-%d", w, i), fmt.Sprintf("v%d-%d", w, i)
+			if got := raftkvtest.Get(c.Nodes[leader].HTTPAddr, k); got.Status != http.StatusOK || string(got.Body) != v {
+				t.Fatalf("%s on the leader: %d %q, want %q", k, got.Status, got.Body, v)
+			}
+		}
+	}
+	if st := follower.Status().Forwarded; st.Requests < writers*each || st.Calls == 0 || st.Calls > st.Requests {
+		t.Fatalf("forwarding stats on the follower: %+v", st)
 	}
 }
 

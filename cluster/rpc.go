@@ -99,6 +99,7 @@ func (n *Node) opTable() map[string]opSpec {
 		"applied":       local(handle(anyGroup, n.appliedHere)),
 		"ping":          local(handle(metaGroup, n.pingHere)),
 		"ready":         local(handle(metaGroup, n.readyHere)),
+		"batch":         n.batchOp(),
 	}
 }
 
@@ -148,16 +149,21 @@ var errDialFailed = errors.New("could not reach the leader")
 
 // rpcClient sends operations to other nodes.
 type rpcClient struct {
-	c *rpc.Client
+	c     *rpc.Client
+	batch *batcher // forwarded key operations (batch.go)
 }
 
 func newRPCClient(dial rpc.DialFunc) *rpcClient {
-	return &rpcClient{c: rpc.NewClient(rpc.ClientConfig{Dial: dial})}
+	c := rpc.NewClient(rpc.ClientConfig{Dial: dial})
+	return &rpcClient{c: c, batch: &batcher{c: c, lanes: map[laneKey]*lane{}}}
 }
 
 // call runs op on the node whose raft port is addr and decodes its result
 // into out. It returns the id of the node that answered.
 func (c *rpcClient) call(ctx context.Context, addr, groupName, op string, args, out any) (string, error) {
+	if batchable[op] {
+		return c.batch.call(ctx, addr, groupName, op, args, out)
+	}
 	raw, err := rpc.Marshal(args)
 	if err != nil {
 		return "", err

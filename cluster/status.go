@@ -24,6 +24,9 @@ type Status struct {
 	RecentElections []ElectionEvent `json:"recent_elections"`
 	// Log is the node's write-ahead log (every group's raft log).
 	Log logstore.Stats `json:"log"`
+	// Forwarded counts the batch calls that carried this node's forwarded
+	// key requests to leaders.
+	Forwarded ForwardStats `json:"forwarded"`
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
@@ -70,6 +73,9 @@ func (n *Node) Status() Status {
 	st.RecentElections = n.recent.list()
 	if n.logDB != nil {
 		st.Log = n.logDB.Stats()
+	}
+	if n.rpc != nil {
+		st.Forwarded = n.rpc.batch.stats()
 	}
 	return st
 }

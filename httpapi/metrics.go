@@ -96,11 +96,14 @@ var (
 	descLogRequests = prometheus.NewDesc("raftkv_log_requests_total", "Appends, deletions and stable values the log's writes carried (over writes: what group commit saves).", nil, nil)
 	descLogSync     = prometheus.NewDesc("raftkv_log_sync_seconds_total", "Time spent waiting for the log's fdatasync.", nil, nil)
 	descLogSegments = prometheus.NewDesc("raftkv_log_segments", "Segment files of the node's write-ahead log.", nil, nil)
+
+	descForwardCalls    = prometheus.NewDesc("raftkv_forward_batches_total", "Batch calls that carried this node's forwarded key requests to leaders.", nil, nil)
+	descForwardRequests = prometheus.NewDesc("raftkv_forward_requests_total", "Forwarded key requests (over batches: how many shared a call).", nil, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge,
-		descLogWrites, descLogRequests, descLogSync, descLogSegments} {
+		descLogWrites, descLogRequests, descLogSync, descLogSegments, descForwardCalls, descForwardRequests} {
 		ch <- d
 	}
 }
@@ -111,6 +114,8 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLogRequests, prometheus.CounterValue, float64(st.Log.Requests))
 	ch <- prometheus.MustNewConstMetric(descLogSync, prometheus.CounterValue, st.Log.SyncSeconds)
 	ch <- prometheus.MustNewConstMetric(descLogSegments, prometheus.GaugeValue, float64(st.Log.Segments))
+	ch <- prometheus.MustNewConstMetric(descForwardCalls, prometheus.CounterValue, float64(st.Forwarded.Calls))
+	ch <- prometheus.MustNewConstMetric(descForwardRequests, prometheus.CounterValue, float64(st.Forwarded.Requests))
 	for _, g := range st.Groups {
 		gauge := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, g.Name)
