@@ -197,4 +197,3 @@ func waitQueued(t *testing.T, b *batcher, addr string, n int) {
 	}
 	t.Fatalf("%d requests never waited in the lane", n)
 }
-
