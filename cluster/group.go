@@ -43,6 +43,7 @@ type group struct {
 	// barrier: only then is CommitIndex a safe read index (Raft §6.4).
 	readyTerm atomic.Uint64
 	readyMu   sync.Mutex // serialises the barrier per term
+	confirm   confirmer  // shares leadership confirmations among reads
 
 	leaderChanges atomic.Uint64
 	// leaderMu guards leaderCh, which is closed (and replaced) whenever this
@@ -327,7 +328,7 @@ func (g *group) readBarrier(ctx context.Context) error {
 		}
 	}
 	readIndex := g.raft.CommitIndex()
-	if err := g.raft.VerifyLeader().Error(); err != nil {
+	if err := g.confirm.confirm(func() error { return g.raft.VerifyLeader().Error() }); err != nil {
 		return translateReadError(ctx, err)
 	}
 	if g.raft.CurrentTerm() != term {

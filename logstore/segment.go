@@ -37,8 +37,14 @@ func (d *DB) segmentPath(seq uint64) string {
 // load replays the segments in dir, oldest first, to rebuild the index, and
 // readies the newest one for appends.
 func (d *DB) load() error {
-	if err := os.MkdirAll(d.dir, 0o700); err != nil {
-		return err
+	if _, err := os.Stat(d.dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(d.dir, 0o700); err != nil {
+			return err
+		}
+		// The new directory's own entry must be durable too.
+		if err := syncDir(filepath.Dir(d.dir)); err != nil {
+			return err
+		}
 	}
 	names, err := os.ReadDir(d.dir)
 	if err != nil {
