@@ -52,7 +52,7 @@ func (n *Node) openLogDB(st *nodeState, groups []string) (*logstore.DB, error) {
 	}
 	var old []string
 	boltPath := filepath.Join(n.cfg.DataDir, boltLogFile)
-	if _, err := os.Stat(boltPath); err == nil {
+	if _, err := os.Stat(boltPath); err == nil && st.LogFormat == logFormatBoltShared {
 		moved, err := migrateBoltLog(db, boltPath)
 		if err != nil {
 			db.Close()
