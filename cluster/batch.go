@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/wire"
 	"github.com/raftkv/raftkv/rpc"
 )
 
@@ -322,13 +323,13 @@ func encodeBatch(items []*batchItem) []byte {
 	b = binary.AppendUvarint(b, uint64(len(items)))
 	now := time.Now()
 	for _, it := range items {
-		b = appendString(b, it.op)
+		b = wire.AppendText(b, it.op)
 		var ms uint64
 		if !it.deadline.IsZero() {
 			ms = uint64(max(it.deadline.Sub(now).Milliseconds(), 1))
 		}
 		b = binary.AppendUvarint(b, ms)
-		b = appendBytes(b, it.args)
+		b = wire.AppendBytes(b, it.args)
 	}
 	return b
 }
@@ -360,9 +361,9 @@ func encodeBatchResults(results []batchResult) []byte {
 	b := beginRPC(size + binary.MaxVarintLen32)
 	b = binary.AppendUvarint(b, uint64(len(results)))
 	for _, r := range results {
-		b = appendString(b, r.code)
-		b = appendString(b, r.msg)
-		b = appendBytes(b, r.result)
+		b = wire.AppendText(b, r.code)
+		b = wire.AppendText(b, r.msg)
+		b = wire.AppendBytes(b, r.result)
 	}
 	return b
 }

@@ -24,43 +24,30 @@ import (
 // group, no log_format in node.json) is moved into it on start, and
 // nothing written before is lost.
 func TestADataDirWithALogFilePerGroupIsMigrated(t *testing.T) {
-	c := raftkvtest.NewCluster(t, 1, 2)
-	ctx := context.Background()
-	cl := client.New([]string{c.Nodes[0].HTTPAddr}, client.WithTimeout(10*time.Second))
-	for i := 0; i < 20; i++ {
-		if _, err := cl.Put(ctx, fmt.Sprint("k", i), []byte(fmt.Sprint("v", i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Stop(0)
-	dir := c.Nodes[0].DataDir()
 	groups := raftkvtest.Groups(2)
-	toPerGroupFiles(t, dir, groups)
-
-	c.Restart(0)
-	c.WaitReady()
-	cl = client.New([]string{c.Nodes[0].HTTPAddr}, client.WithTimeout(10*time.Second))
-	for i := 0; i < 20; i++ {
-		v, err := cl.Get(ctx, fmt.Sprint("k", i))
-		if err != nil || string(v.Value) != fmt.Sprint("v", i) {
-			t.Fatalf("k%d after the migration: %q %v", i, v.Value, err)
-		}
-	}
+	dir := migrateAndCheck(t, func(dir string) { toPerGroupFiles(t, dir, groups) })
 	for _, g := range groups {
 		if _, err := os.Stat(filepath.Join(dir, g, "raft.db")); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s/raft.db is still there after the migration: %v", g, err)
 		}
-	}
-	var st map[string]any
-	data, _ := os.ReadFile(filepath.Join(dir, "node.json"))
-	if err := json.Unmarshal(data, &st); err != nil || st["log_format"] != float64(3) {
-		t.Fatalf("node.json after the migration: %s", data)
 	}
 }
 
 // A data dir of log format 2 (every group in one bbolt file) is moved into
 // the write-ahead log on start, and nothing written before is lost.
 func TestADataDirWithASharedBoltLogIsMigrated(t *testing.T) {
+	dir := migrateAndCheck(t, func(dir string) { toSharedBoltFile(t, dir, raftkvtest.Groups(2)) })
+	if _, err := os.Stat(filepath.Join(dir, "raft-log.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("raft-log.db is still there after the migration: %v", err)
+	}
+}
+
+// migrateAndCheck writes 20 keys to a 1-node cluster, stops it, rewrites
+// its data dir in an older layout with toOld, starts it again and checks
+// that every key reads back and node.json records the current format. It
+// returns the data dir.
+func migrateAndCheck(t *testing.T, toOld func(dir string)) string {
+	t.Helper()
 	c := raftkvtest.NewCluster(t, 1, 2)
 	ctx := context.Background()
 	cl := client.New([]string{c.Nodes[0].HTTPAddr}, client.WithTimeout(10*time.Second))
@@ -71,7 +58,7 @@ func TestADataDirWithASharedBoltLogIsMigrated(t *testing.T) {
 	}
 	c.Stop(0)
 	dir := c.Nodes[0].DataDir()
-	toSharedBoltFile(t, dir, raftkvtest.Groups(2))
+	toOld(dir)
 
 	c.Restart(0)
 	c.WaitReady()
@@ -82,12 +69,10 @@ func TestADataDirWithASharedBoltLogIsMigrated(t *testing.T) {
 			t.Fatalf("k%d after the migration: %q %v", i, v.Value, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "raft-log.db")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("raft-log.db is still there after the migration: %v", err)
-	}
 	if got := logFormat(t, dir); got != float64(3) {
 		t.Fatalf("node.json has log_format %v after the migration, want 3", got)
 	}
+	return dir
 }
 
 func logFormat(t *testing.T, dir string) any {

@@ -36,16 +36,6 @@ func readCond(d *wire.Decoder) fsm.Condition {
 	return fsm.Condition{Kind: fsm.CondKind(d.Byte()), Revision: d.Uvarint()}
 }
 
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b []byte, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
 func finishRPC(d *wire.Decoder, what string) error {
 	if err := d.Finish(); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrBadRequest, what, err)
@@ -56,8 +46,8 @@ func finishRPC(d *wire.Decoder, what string) error {
 // MarshalRPC implements rpc.BinaryMarshaler.
 func (a putArgs) MarshalRPC() []byte {
 	b := beginRPC(len(a.Key) + len(a.Value) + 24)
-	b = appendString(b, a.Key)
-	b = appendBytes(b, a.Value)
+	b = wire.AppendText(b, a.Key)
+	b = wire.AppendBytes(b, a.Value)
 	return appendCond(b, a.Cond)
 }
 
@@ -78,7 +68,7 @@ func (a *putArgs) UnmarshalRPC(b []byte) error {
 // MarshalRPC implements rpc.BinaryMarshaler.
 func (a keyArgs) MarshalRPC() []byte {
 	b := beginRPC(len(a.Key) + 16)
-	b = appendString(b, a.Key)
+	b = wire.AppendText(b, a.Key)
 	return appendCond(b, a.Cond)
 }
 
@@ -96,8 +86,8 @@ func (a *keyArgs) UnmarshalRPC(b []byte) error {
 // MarshalRPC implements rpc.BinaryMarshaler.
 func (r KVResult) MarshalRPC() []byte {
 	b := beginRPC(len(r.KV.Key) + len(r.KV.Value) + len(r.Shard) + 40)
-	b = appendString(b, r.KV.Key)
-	b = appendBytes(b, r.KV.Value)
+	b = wire.AppendText(b, r.KV.Key)
+	b = wire.AppendBytes(b, r.KV.Value)
 	b = binary.AppendUvarint(b, r.KV.CreateRevision)
 	b = binary.AppendUvarint(b, r.KV.ModRevision)
 	b = binary.AppendUvarint(b, r.KV.Version)
@@ -109,7 +99,7 @@ func (r KVResult) MarshalRPC() []byte {
 		flags |= 2
 	}
 	b = append(b, flags)
-	return appendString(b, r.Shard)
+	return wire.AppendText(b, r.Shard)
 }
 
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.

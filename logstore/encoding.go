@@ -122,10 +122,7 @@ func newRecord(kind byte, group uint64, sizeHint int) record {
 
 func (r *record) uvarint(v uint64) { r.b = binary.AppendUvarint(r.b, v) }
 
-func (r *record) bytes(v []byte) {
-	r.b = binary.AppendUvarint(r.b, uint64(len(v)))
-	r.b = append(r.b, v...)
-}
+func (r *record) bytes(v []byte) { r.b = wire.AppendBytes(r.b, v) }
 
 // finish fills in the header and returns the record's bytes.
 func (r *record) finish() []byte {

@@ -56,16 +56,6 @@ type Response struct {
 	Result  []byte
 }
 
-func appendText(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b []byte, v []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
-}
-
 // beginFrame reserves the length prefix; finishFrame fills it in.
 func beginFrame(kind byte, size int) []byte {
 	b := make([]byte, 4, 4+1+size)
@@ -81,20 +71,20 @@ func finishFrame(b []byte) []byte {
 func encodeRequest(r Request) []byte {
 	b := beginFrame(kindRequest, 4*binary.MaxVarintLen64+len(r.Group)+len(r.Op)+len(r.Caller)+len(r.Args))
 	b = binary.AppendUvarint(b, r.DeadlineMillis)
-	b = appendText(b, r.Group)
-	b = appendText(b, r.Op)
-	b = appendText(b, r.Caller)
-	b = appendBytes(b, r.Args)
+	b = wire.AppendText(b, r.Group)
+	b = wire.AppendText(b, r.Op)
+	b = wire.AppendText(b, r.Caller)
+	b = wire.AppendBytes(b, r.Args)
 	return finishFrame(b)
 }
 
 // encodeResponse returns the whole frame for r.
 func encodeResponse(r Response) []byte {
 	b := beginFrame(kindResponse, 4*binary.MaxVarintLen64+len(r.Node)+len(r.Code)+len(r.Message)+len(r.Result))
-	b = appendText(b, r.Node)
-	b = appendText(b, r.Code)
-	b = appendText(b, r.Message)
-	b = appendBytes(b, r.Result)
+	b = wire.AppendText(b, r.Node)
+	b = wire.AppendText(b, r.Code)
+	b = wire.AppendText(b, r.Message)
+	b = wire.AppendBytes(b, r.Result)
 	return finishFrame(b)
 }
 

@@ -1,7 +1,7 @@
-// Package wire holds the little binary reader shared by raftkv's log-entry
-// and checkpoint encodings (fsm and registry): uvarints, varints and
-// length-prefixed byte strings, with the first error remembered so a decoder
-// checks once at the end.
+// Package wire holds the little binary reader and writers shared by
+// raftkv's encodings (log entries, checkpoints, the node-to-node frames and
+// the write-ahead log): uvarints, varints and length-prefixed byte strings,
+// with the first error remembered so a decoder checks once at the end.
 package wire
 
 import (
@@ -132,3 +132,15 @@ func (e *NewerEntryError) Error() string {
 }
 
 func (e *NewerEntryError) Unwrap() error { return e.Err }
+
+// AppendBytes appends v with its uvarint length before it (what Bytes reads).
+func AppendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+// AppendText appends s with its uvarint length before it (what Text reads).
+func AppendText(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
