@@ -58,6 +58,8 @@ LOADS=${LOADS:-$all_loads}
 CLIENTS=${CLIENTS:-spread leader-aware}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 docs=$repo/docs/benchmarks.md
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 for load in $LOADS; do
 	case $load in
@@ -92,61 +94,20 @@ if ! command -v etcd >/dev/null; then
 		echo "bench.sh: installing etcd-server" >&2
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 	else
-		echo "bench.sh: needs the etcd binary (Debian: apt-get install etcd-server)" >&2
-		exit 1
+		lib_die "needs the etcd binary (Debian: apt-get install etcd-server)"
 	fi
 fi
 for tool in curl python3; do
-	command -v "$tool" >/dev/null || {
-		echo "bench.sh: needs $tool" >&2
-		exit 1
-	}
+	command -v "$tool" >/dev/null || lib_die "needs $tool"
 done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/raftkv-bench.XXXXXX")
-pids=() raftkv_pids=() etcd_pids=()
-# cleanup stops every process the script started, SIGTERM first and SIGKILL
-# for any still there 10 s later, and removes the temp dir. A second Ctrl-C
-# does not cut it short.
-cleanup() {
-	local p i alive
-	trap '' INT TERM HUP
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for i in $(seq 1 100); do
-		alive=false
-		for p in "${pids[@]}"; do if kill -0 "$p" 2>/dev/null; then alive=true; fi; done
-		$alive || break
-		sleep 0.1
-	done
-	for p in "${pids[@]}"; do
-		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP # runs the EXIT trap
-mkdir "$work/bin" "$work/data" "$work/logs"
+lib_init raftkv-bench
+raftkv_pids=() etcd_pids=()
+mkdir "$LIB_WORK/bin" "$LIB_WORK/data" "$LIB_WORK/logs"
 
 echo "bench.sh: building raftkv" >&2
-(cd "$repo" && go build -trimpath -ldflags='-s -w' -o "$work/bin/raftkv" ./cmd/raftkv)
-bin=$work/bin/raftkv
-
-# wait_for waits up to 30 s for a command to succeed: $1 = what it waits
-# for, $2 = the pid that must stay alive meanwhile (or ""), $3... = the
-# command.
-wait_for() {
-	local what=$1 pid=$2 i
-	shift 2
-	for i in $(seq 1 300); do
-		"$@" >/dev/null 2>&1 && return 0
-		[ -z "$pid" ] || kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "bench.sh: $what did not come up" >&2
-	tail -n 5 "$work"/logs/*.log >&2 || true
-	exit 1
-}
+lib_build_raftkv "$LIB_WORK/bin/raftkv"
+bin=$LIB_WORK/bin/raftkv
 
 raftkv_eps=() etcd_eps=()
 for i in 1 2 3; do
@@ -167,27 +128,12 @@ start_raftkv() {
 	for i in 1 2 3; do
 		join=()
 		[ "$i" -gt 1 ] && join=(--join "${raftkv_eps[0]}")
-		"$bin" serve --id "n$i" --data-dir "$work/data/raftkv-n$i" \
+		lib_start "$LIB_WORK/logs/raftkv-n$i.log" "$bin" serve --id "n$i" --data-dir "$LIB_WORK/data/raftkv-n$i" \
 			--http-addr "${raftkv_eps[i - 1]}" --raft-addr "127.0.0.1:$((BASE + 100 + i - 1))" \
-			--log-level warn "${join[@]}" >"$work/logs/raftkv-n$i.log" 2>&1 &
-		pids+=($!) raftkv_pids+=($!)
-		wait_for "raftkv n$i" "$!" curl -sf "http://${raftkv_eps[i - 1]}/readyz"
+			--log-level warn "${join[@]}"
+		raftkv_pids+=("$LIB_PID")
+		lib_wait_for 30 "raftkv n$i" "$LIB_PID" curl -sf "http://${raftkv_eps[i - 1]}/readyz"
 	done
-}
-
-# balanced: every group has a leader and no node leads two or more groups
-# more than another, which the nodes' own balancing reaches within
-# --balance-interval (10 s) or two of starting.
-balanced() {
-	curl -sf "http://${raftkv_eps[0]}/v1/cluster" | python3 -c '
-import collections, json, sys
-st = json.load(sys.stdin)
-leads = collections.Counter({n["id"]: 0 for n in st["nodes"]})
-for g in st["groups"]:
-    if not g.get("leader"):
-        sys.exit(1)
-    leads[g["leader"]] += 1
-sys.exit(0 if len(leads) == 3 and max(leads.values()) - min(leads.values()) <= 1 else 1)'
 }
 
 start_etcd() {
@@ -196,26 +142,17 @@ start_etcd() {
 		cluster+="${cluster:+,}e$i=http://127.0.0.1:$((BASE + 300 + i - 1))"
 	done
 	for i in 1 2 3; do
-		etcd --name "e$i" --data-dir "$work/data/etcd-e$i" \
+		lib_start "$LIB_WORK/logs/etcd-e$i.log" etcd --name "e$i" --data-dir "$LIB_WORK/data/etcd-e$i" \
 			--listen-client-urls "http://${etcd_eps[i - 1]}" --advertise-client-urls "http://${etcd_eps[i - 1]}" \
 			--listen-peer-urls "http://127.0.0.1:$((BASE + 300 + i - 1))" \
 			--initial-advertise-peer-urls "http://127.0.0.1:$((BASE + 300 + i - 1))" \
 			--initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token raftkv-bench \
-			--log-level warn >"$work/logs/etcd-e$i.log" 2>&1 &
-		pids+=($!) etcd_pids+=($!)
+			--log-level warn
+		etcd_pids+=("$LIB_PID")
 	done
 	for i in 1 2 3; do
-		wait_for "etcd e$i" "${etcd_pids[i - 1]}" sh -c "curl -sf http://${etcd_eps[i - 1]}/health | grep -q '\"health\":\"true\"'"
+		lib_wait_for 30 "etcd e$i" "${etcd_pids[i - 1]}" sh -c "curl -sf http://${etcd_eps[i - 1]}/health | grep -q '\"health\":\"true\"'"
 	done
-}
-
-cpu_ticks() { # utime+stime of the given pids, in clock ticks
-	local sum=0 p f
-	for p in "$@"; do
-		read -r -a f <"/proc/$p/stat"
-		sum=$((sum + f[13] + f[14]))
-	done
-	echo "$sum"
 }
 
 bench_args() { # the bench flags of load $1
@@ -230,13 +167,15 @@ bench_args() { # the bench flags of load $1
 	esac
 }
 
-echo "bench.sh: starting 3 raftkv nodes and 3 etcd members in $work" >&2
+echo "bench.sh: starting 3 raftkv nodes and 3 etcd members in $LIB_WORK" >&2
 start_raftkv
 start_etcd
-wait_for "balanced raftkv leadership" "" balanced
+# The nodes' own balancing reaches a balanced leadership within
+# --balance-interval (10 s) or two of starting.
+lib_wait_for 30 "balanced raftkv leadership" "" lib_balanced "${raftkv_eps[0]}" 3
 echo "bench.sh: raftkv $raftkv_endpoints, etcd $etcd_endpoints ($(etcd --version | head -1))" >&2
 
-results=$work/results.tsv
+results=$LIB_WORK/results.tsv
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
 	for load in $LOADS; do
@@ -246,11 +185,12 @@ for round in $(seq 1 "$ROUNDS"); do
 			raftkv-la) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv --leader-aware) ;;
 			etcd) eps=$etcd_endpoints server=("${etcd_pids[@]}") flags=(--target etcd) ;;
 			esac
-			before=$(cpu_ticks "${server[@]}")
+			before=$(lib_cpu_ticks "${server[@]}")
 			# shellcheck disable=SC2046 # bench_args is a list of flags
-			out=$("$bin" bench "${flags[@]}" --endpoints "$eps" $(bench_args "$load") \
-				--duration "$DURATION" --timeout 10s -o json) || true
-			after=$(cpu_ticks "${server[@]}")
+			lib_run "$LIB_WORK/bench.json" "$bin" bench "${flags[@]}" --endpoints "$eps" $(bench_args "$load") \
+				--duration "$DURATION" --timeout 10s -o json || true
+			out=$(cat "$LIB_WORK/bench.json")
+			after=$(lib_cpu_ticks "${server[@]}")
 			[ -n "$out" ] || out='{"ok":0,"errors":0,"ops_per_sec":0,"p50_ms":0,"p99_ms":0}'
 			printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$load" "$target" "$((after - before))" "$(tr -d '\n' <<<"$out")" >>"$results"
 			python3 -c '
@@ -337,22 +277,12 @@ echo
 echo "$table"
 
 if $write_docs; then
-	section=$work/section.md
+	section=$LIB_WORK/section.md
 	{
 		echo "Measured $(date -u +%Y-%m-%d) with \`$command\` ($(etcd --version | head -1 | sed 's/^etcd Version: /etcd /'), raftkv $(git -C "$repo" rev-parse --short HEAD)). A cell lists the rounds in order; the ratio is of their means."
 		echo
 		echo "$table"
 	} >"$section"
-	python3 - "$docs" "$section" <<'EOF'
-import sys
-path, section = sys.argv[1], open(sys.argv[2]).read()
-begin, end = "<!-- bench.sh begin -->", "<!-- bench.sh end -->"
-text = open(path).read()
-if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-    sys.exit("bench.sh: %s needs one %s ... %s section" % (path, begin, end))
-head, rest = text.split(begin)
-_, tail = rest.split(end)
-open(path, "w").write(head + begin + "\n" + section + end + tail)
-EOF
+	lib_write_docs "$docs" bench.sh "$section"
 	echo "bench.sh: wrote the table into docs/benchmarks.md" >&2
 fi

@@ -12,38 +12,31 @@
 #   scripts/forwarding.sh ./raftkv                 # one build
 #   scripts/forwarding.sh ./raftkv-old ./raftkv    # compare two builds, alternating
 #   ROUNDS=2 CLIENTS=64 DURATION=10s SHARDS=4 scripts/forwarding.sh ./a ./b
+#
+# Every process it starts is stopped by pid, and the temp dir removed, on
+# any exit, Ctrl-C included.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 RAFTKV_BINARY [RAFTKV_BINARY...]" >&2; exit 2; }
 ROUNDS=${ROUNDS:-2} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-10s} BASE=${BASE:-18300} SHARDS=${SHARDS:-1}
 bench=$(realpath "$1") # any build's bench client will do; the first one drives all runs
-work=$(mktemp -d)
-pids=()
-stop_all() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done; pids=(); }
-trap 'stop_all; rm -rf "$work"' EXIT
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init raftkv-forwarding
+mkdir "$LIB_WORK/logs"
 
-cpu_ticks() { # utime+stime of the given pids, in clock ticks
-	local sum=0
-	for p in "$@"; do
-		read -r -a f <"/proc/$p/stat"
-		sum=$((sum + f[13] + f[14]))
-	done
-	echo "$sum"
-}
-
+nodes=() # the pids of the running cluster
 start_cluster() { # $1 = binary
-	local bin=$1 i
-	rm -rf "$work/data"
+	local bin=$1 i join
+	rm -rf "$LIB_WORK/data"
+	nodes=()
 	for i in 1 2 3; do
-		local join=()
+		join=()
 		[ "$i" -gt 1 ] && join=(--join "127.0.0.1:$BASE")
-		"$bin" serve --id "n$i" --data-dir "$work/data/n$i" --shards "$SHARDS" \
+		lib_start "$LIB_WORK/logs/n$i.log" "$bin" serve --id "n$i" --data-dir "$LIB_WORK/data/n$i" --shards "$SHARDS" \
 			--http-addr "127.0.0.1:$((BASE + i - 1))" --raft-addr "127.0.0.1:$((BASE + 100 + i - 1))" \
-			--balance-interval 0 "${join[@]}" >"$work/n$i.log" 2>&1 &
-		pids+=($!)
-		for _ in $(seq 1 300); do
-			curl -sf "127.0.0.1:$((BASE + i - 1))/readyz" >/dev/null && break
-			sleep 0.1
-		done
+			--balance-interval 0 "${join[@]}"
+		nodes+=("$LIB_PID")
+		lib_wait_for 30 "raftkv n$i" "$LIB_PID" curl -sf "127.0.0.1:$((BASE + i - 1))/readyz"
 	done
 }
 
@@ -58,9 +51,10 @@ print([n["http_addr"] for n in st["nodes"] if n["id"]==lead][0])'
 run() { # $1 = label, $2 = endpoints, then extra bench flags
 	local before after out label=$1 eps=$2
 	shift 2
-	before=$(cpu_ticks "${pids[@]}")
-	out=$("$bench" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$eps" -o json "$@")
-	after=$(cpu_ticks "${pids[@]}")
+	before=$(lib_cpu_ticks "${nodes[@]}")
+	lib_run "$LIB_WORK/bench.json" "$bench" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$eps" -o json "$@"
+	out=$(cat "$LIB_WORK/bench.json")
+	after=$(lib_cpu_ticks "${nodes[@]}")
 	python3 -c '
 import json,sys
 r=json.loads(sys.argv[1]); ticks=int(sys.argv[2]); hz=int(sys.argv[3]); label=sys.argv[4]
@@ -84,6 +78,6 @@ for round in $(seq 1 "$ROUNDS"); do
 		if "$bench" bench --help 2>/dev/null | grep -q -- --leader-aware; then
 			run "round $round $(basename "$bin") leader-aware client" "$all" --leader-aware
 		fi
-		stop_all
+		lib_stop "${nodes[@]}"
 	done
 done

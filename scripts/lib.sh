@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# lib.sh: what the measuring scripts (idle-cpu.sh, scale.sh, restart.sh)
-# share, so that each thing is done one way: building the release binary,
-# starting and stopping processes by pid, waiting for a node, reading CPU
-# time from /proc, balancing raftkv's leaders and writing a table into
-# docs/benchmarks.md. Source it after `set -euo pipefail`; it defines
-# functions and the arrays below, and runs nothing.
+# lib.sh: what the measuring scripts (bench.sh, forwarding.sh, idle-cpu.sh,
+# scale.sh, restart.sh) share, so that each thing is done one way: building
+# the release binary, starting and stopping processes by pid, waiting for a
+# node, reading CPU time from /proc, balancing raftkv's leaders and writing
+# a table into docs/benchmarks.md. Source it after `set -euo pipefail`; it
+# defines functions and the arrays below, and runs nothing.
 #
 # A script that starts processes calls lib_init once: it makes the temp dir
 # ($LIB_WORK) and sets the traps that stop every pid in LIB_PIDS and remove
@@ -90,8 +90,8 @@ lib_run() {
 	return "$rc"
 }
 
-# lib_build_raftkv builds ./cmd/raftkv as bench.sh does (release build:
-# -trimpath, no debug info) into $1.
+# lib_build_raftkv builds the release binary of ./cmd/raftkv (-trimpath, no
+# debug info) into $1.
 lib_build_raftkv() {
 	local repo
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -139,7 +139,8 @@ lib_cpu_over() {
 
 # lib_balanced succeeds when, as the raftkv node at $1 (host:port) sees it,
 # every group has a leader and no node leads two or more groups more than
-# another: what the nodes' own balancing reaches.
+# another: what the nodes' own balancing reaches. With $2, the cluster must
+# also have that many nodes.
 lib_balanced() {
 	curl -sf "http://$1/v1/cluster" | python3 -c '
 import collections, json, sys
@@ -149,7 +150,9 @@ for g in st["groups"]:
     if not g.get("leader"):
         sys.exit(1)
     leads[g["leader"]] += 1
-sys.exit(0 if max(leads.values()) - min(leads.values()) <= 1 else 1)'
+if sys.argv[1] and len(leads) != int(sys.argv[1]):
+    sys.exit(1)
+sys.exit(0 if max(leads.values()) - min(leads.values()) <= 1 else 1)' "${2:-}"
 }
 
 # lib_balance_step does one move of the nodes' own balancer, sooner: it
@@ -185,15 +188,16 @@ lib_settle() {
 }
 
 # lib_write_docs replaces the text between "<!-- $2 begin -->" and
-# "<!-- $2 end -->" in the markdown file $1 with the file $3.
+# "<!-- $2 end -->" in the markdown file $1 with the file $3; it fails, and
+# changes nothing, unless $1 has one such section.
 lib_write_docs() {
-	python3 - "$1" "$2" "$3" <<'EOF'
+	python3 - "$1" "$2" "$3" "$LIB_NAME" <<'EOF'
 import sys
-path, name, section = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+path, name, section, me = sys.argv[1], sys.argv[2], open(sys.argv[3]).read(), sys.argv[4]
 begin, end = "<!-- %s begin -->" % name, "<!-- %s end -->" % name
 text = open(path).read()
 if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
-    sys.exit("%s needs one %s ... %s section" % (path, begin, end))
+    sys.exit("%s: %s needs one %s ... %s section" % (me, path, begin, end))
 head, rest = text.split(begin)
 _, tail = rest.split(end)
 open(path, "w").write(head + begin + "\n" + section + end + tail)
