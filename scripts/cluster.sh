@@ -206,8 +206,7 @@ start_node() {
 	echo "$!" >"$(pid_file "$i")"
 	# setsid and nohup exec the binary a moment later; until they have, the
 	# pid does not look like the node's to node_pid.
-	local try
-	for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 		node_pid "$i" >/dev/null || ! kill -0 "$!" 2>/dev/null && break
 		sleep 0.1
 	done
