@@ -206,6 +206,30 @@ func (w *bankWorkload) record(ctx context.Context, cl *client, op Op, body txnBo
 // Check reads every account once more after the cluster healed and checks
 // every read-all of the run and the final one.
 func (w *bankWorkload) Check(ctx context.Context, c *Cluster, h *History, _ string, timeout time.Duration) CheckResult {
+	var final []int64
+	var via string
+	err := nodeproc.WaitFor(ctx, timeout, func() error {
+		var last error
+		for _, p := range c.Up() {
+			bal, _, err := w.readAll(ctx, p.HTTPAddr)
+			if err == nil {
+				final, via = bal, p.ID
+				return nil
+			}
+			last = fmt.Errorf("%s: %w", p.ID, err)
+		}
+		if last == nil {
+			last = errors.New("no node up")
+		}
+		return last
+	})
+	return w.judge(h, final, via, err)
+}
+
+// judge checks a history's reads and the final balances (read via node
+// via, or finalErr): every read and the end sum to the total with no
+// negative balance, and at least one transfer committed.
+func (w *bankWorkload) judge(h *History, final []int64, via string, finalErr error) CheckResult {
 	cr := CheckResult{Checker: "bank (total constant, no negative balance)", Valid: "yes"}
 	counts := map[string]int{}
 	reads, badReads := 0, 0
@@ -245,35 +269,17 @@ func (w *bankWorkload) Check(ctx context.Context, c *Cluster, h *History, _ stri
 	if badReads > 0 {
 		cr.Valid = "no"
 	}
-
-	var final []int64
-	var via string
-	err := nodeproc.WaitFor(ctx, timeout, func() error {
-		var last error
-		for _, p := range c.Up() {
-			bal, _, err := w.readAll(ctx, p.HTTPAddr)
-			if err == nil {
-				final, via = bal, p.ID
-				return nil
-			}
-			last = fmt.Errorf("%s: %w", p.ID, err)
-		}
-		if last == nil {
-			last = errors.New("no node up")
-		}
-		return last
-	})
 	cr.Details = map[string]any{
 		"accounts": len(w.accounts), "shards_covered": w.shardsCovered(), "expected_total": w.total,
 		"committed": counts["committed"], "committed_2pc": counts["committed_2pc"], "aborted": counts["aborted"], "conflicted": counts["conflicted"],
 		"failed": counts["failed"], "indeterminate": counts["indeterminate"],
 		"reads_ok": reads, "reads_failed": counts["read_failed"], "reads_wrong": badReads,
 	}
-	if err != nil {
+	if finalErr != nil {
 		if cr.Valid == "yes" {
 			cr.Valid = "unknown"
 		}
-		cr.Problems = append(cr.Problems, "final read-all failed: "+err.Error())
+		cr.Problems = append(cr.Problems, "final read-all failed: "+finalErr.Error())
 		return cr
 	}
 	sum := sumOf(final)

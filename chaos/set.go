@@ -33,13 +33,22 @@ func (w *setWorkload) Step(ctx context.Context, cl *client, seq int) {
 // Check lists the prefix with a linearizable read (retrying until a node
 // answers) and compares.
 func (w *setWorkload) Check(ctx context.Context, c *Cluster, h *History, _ string, timeout time.Duration) CheckResult {
-	cr := CheckResult{Checker: "set (no lost or phantom adds)"}
 	present, err := listAll(ctx, c, w.prefix, timeout)
 	if err != nil {
-		cr.Valid = "unknown"
+		cr := CheckResult{Checker: setChecker, Valid: "unknown"}
 		cr.Problems = append(cr.Problems, "final read failed: "+err.Error())
 		return cr
 	}
+	return judgeSet(h, present)
+}
+
+const setChecker = "set (no lost or phantom adds)"
+
+// judgeSet compares the adds of a history with the keys present at the end:
+// every acknowledged add must be there, no add that failed definitely may
+// be, and nothing nobody added.
+func judgeSet(h *History, present map[string]bool) CheckResult {
+	cr := CheckResult{Checker: setChecker}
 	var acked, failed, info, infoPresent int
 	var lost, phantom []string
 	attempted := map[string]bool{}
