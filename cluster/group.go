@@ -334,7 +334,10 @@ func (g *group) readBarrier(ctx context.Context) error {
 	if g.raft.CurrentTerm() != term {
 		return errNotLeader
 	}
-	target := g.lastAppliableIndex(readIndex)
+	target, err := g.lastAppliableIndex(readIndex)
+	if err != nil {
+		return err
+	}
 	if err := g.fsm.WaitApplied(ctx, target); err != nil {
 		return fmt.Errorf("%w: waiting for index %d to apply", ErrTimeout, target)
 	}
@@ -361,18 +364,26 @@ func (g *group) termBarrier(ctx context.Context, term uint64) error {
 // waiting for the FSM to reach a commit index that ends on one would hang.
 // Entries no longer in the log were compacted into a snapshot, which the FSM
 // has already absorbed.
-func (g *group) lastAppliableIndex(upTo uint64) uint64 {
+//
+// An entry that cannot be read is an error: taking it for "nothing to wait
+// for" would let a linearizable read answer from a state that lacks it.
+func (g *group) lastAppliableIndex(upTo uint64) (uint64, error) {
 	applied := g.fsm.AppliedIndex()
 	var entry raft.Log
 	for i := upTo; i > applied; i-- {
 		if err := g.logs.GetLog(i, &entry); err != nil {
-			return applied
+			if applied = g.fsm.AppliedIndex(); applied >= i {
+				// Applied (and perhaps compacted) meanwhile: nothing below
+				// it is left to wait for.
+				return applied, nil
+			}
+			return 0, fmt.Errorf("%w: %s: reading log entry %d: %v", ErrUnavailable, g.name, i, err)
 		}
 		if entry.Type == raft.LogCommand || entry.Type == raft.LogConfiguration {
-			return i
+			return i, nil
 		}
 	}
-	return applied
+	return applied, nil
 }
 
 // configuration returns the group's latest membership as this node knows it.

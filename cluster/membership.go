@@ -228,7 +228,10 @@ func (n *Node) lostItsState(ctx context.Context, g *group, m registry.Node) bool
 // waitCaughtUp polls the new member until its state machine has applied the
 // leader's log as it stood when the wait began.
 func (n *Node) waitCaughtUp(ctx context.Context, g *group, m registry.Node) error {
-	target := g.lastAppliableIndex(g.raft.LastIndex())
+	target, err := g.lastAppliableIndex(g.raft.LastIndex())
+	if err != nil {
+		return err
+	}
 	for {
 		applied, err := n.fetchApplied(ctx, m.RaftAddr, g.name)
 		if err == nil && applied >= target {
