@@ -102,13 +102,16 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		return out
 	}
 	f.applyAll(logs, out)
-	f.applied.Set(logs[len(logs)-1].Index)
 	return out
 }
 
+// applyAll applies the batch and advances the applied index under one hold
+// of the lock, so a snapshot taken at any moment (a backup takes one while
+// entries apply) carries an index that covers every change in it.
 func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.applied.Set(logs[len(logs)-1].Index)
 	for i, l := range logs {
 		f.term = l.Term
 		if l.Type != raft.LogCommand {
