@@ -111,7 +111,6 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.applied.Set(logs[len(logs)-1].Index)
 	for i, l := range logs {
 		f.term = l.Term
 		if l.Type != raft.LogCommand {
@@ -123,6 +122,8 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 		}
 		out[i] = r
 	}
+	// Not deferred: a batch cut short by a panic must not count as applied.
+	f.applied.Set(logs[len(logs)-1].Index)
 }
 
 // Get returns the key's current state.

@@ -118,7 +118,6 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	defer f.applied.Set(logs[len(logs)-1].Index)
 	for i, l := range logs {
 		f.term = l.Term
 		if l.Type != raft.LogCommand {
@@ -130,6 +129,8 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 		}
 		out[i] = r
 	}
+	// Not deferred: a batch cut short by a panic must not count as applied.
+	f.applied.Set(logs[len(logs)-1].Index)
 }
 
 // MaxEntryBytes bounds the size of a command Apply accepts, so that every
