@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/raftkv/raftkv/fsm"
@@ -53,9 +54,10 @@ func (n *Node) applyUnlocked(ctx context.Context, g *group, cmd []byte) (any, er
 	}
 }
 
-// backoff waits d; false if ctx ended or the node is stopping first.
+// backoff waits about d (jittered); false if ctx ended or the node is
+// stopping first.
 func (n *Node) backoff(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
+	t := time.NewTimer(jittered(d))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -64,6 +66,16 @@ func (n *Node) backoff(ctx context.Context, d time.Duration) bool {
 	case <-n.stop:
 	}
 	return false
+}
+
+// jittered returns a random wait between d/2 and d. Two transactions that
+// lock each other's keys and retry in step would otherwise abort each other
+// on every attempt; with jitter one of them soon goes first.
+func jittered(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d-d/2+1)
 }
 
 // settleLock tries to finish transaction id, which holds a lock in g. It
