@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -229,10 +230,16 @@ func kvResult(resp interface{}) (KVResult, error) {
 	if err := refused(r); err != nil {
 		return KVResult{}, err
 	}
-	if r.Err != nil {
+	switch {
+	case r.Err == nil:
+		return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted}, nil
+	case errors.Is(r.Err, fsm.ErrPrecondition):
 		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
+	case errors.Is(r.Err, fsm.ErrLocked):
+		return KVResult{}, fmt.Errorf("%w: key locked by transaction %s", ErrConflict, r.LockedBy)
 	}
-	return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted}, nil
+	// Anything else is not the client's condition failing: say what it was.
+	return KVResult{}, fmt.Errorf("apply: %w", r.Err)
 }
 
 func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {
