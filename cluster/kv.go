@@ -236,10 +236,10 @@ func kvResult(resp interface{}) (KVResult, error) {
 	case errors.Is(r.Err, fsm.ErrPrecondition):
 		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
 	case errors.Is(r.Err, fsm.ErrLocked):
-		return KVResult{}, fmt.Errorf("%w: key locked by transaction %s", ErrConflict, r.LockedBy)
+		return KVResult{}, fsmError("key locked by transaction "+r.LockedBy, r.Err)
 	}
 	// Anything else is not the client's condition failing: say what it was.
-	return KVResult{}, fmt.Errorf("apply: %w", r.Err)
+	return KVResult{}, fsmError("apply", r.Err)
 }
 
 func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {

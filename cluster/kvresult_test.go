@@ -25,3 +25,27 @@ func TestOnlyAFailedConditionIsAPreconditionFailure(t *testing.T) {
 		t.Fatalf("success: %+v, %v", res, err)
 	}
 }
+
+// The state machine's refusals keep their meaning through the cluster's
+// error vocabulary (and so their HTTP status and wire code).
+func TestStateMachineRefusalsKeepTheirMeaning(t *testing.T) {
+	cases := []struct {
+		err  error
+		want error
+	}{
+		{fsm.ErrLocked, ErrConflict},
+		{fsm.ErrTxnFinished, ErrConflict},
+		{fsm.ErrNoRecord, ErrNotFound},
+		{fsm.ErrInvalid, ErrBadRequest},
+		{fsm.ErrPrecondition, ErrPrecondition},
+	}
+	for _, c := range cases {
+		got := fsmError("prepare", c.err)
+		if !errors.Is(got, c.want) || !errors.Is(got, c.err) || Code(got) != Code(c.want) {
+			t.Errorf("%v maps to %v (code %s), want %v (code %s)", c.err, got, Code(got), c.want, Code(c.want))
+		}
+	}
+	if err := fsmError("prepare", nil); err != nil {
+		t.Fatalf("no error maps to %v", err)
+	}
+}

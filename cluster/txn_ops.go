@@ -80,7 +80,10 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 		return txnReply{}, err
 	}
 	if r.Txn == nil {
-		return txnReply{}, fmt.Errorf("transaction entry returned no result: %v", r.Err)
+		if r.Err != nil {
+			return txnReply{}, fsmError("transaction", r.Err)
+		}
+		return txnReply{}, errors.New("transaction entry returned no result")
 	}
 	return txnReply{Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
 }
@@ -125,8 +128,10 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 		return prepareReply{Vote: "finished"}, nil
 	case refused(r) != nil:
 		return prepareReply{}, refused(r)
-	case r.Err != nil || r.Txn == nil:
-		return prepareReply{}, fmt.Errorf("prepare: %v", r.Err)
+	case r.Err != nil:
+		return prepareReply{}, fsmError("prepare", r.Err)
+	case r.Txn == nil:
+		return prepareReply{}, errors.New("prepare entry returned no result")
 	}
 	return prepareReply{Vote: "yes", Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
 }

@@ -155,6 +155,27 @@ func (n *Node) validateDecide(g *group, a decideArgs) error {
 	return n.validateParticipants(a.Participants, g.name)
 }
 
+// fsmError maps a state machine's refusal to this package's errors, so it
+// keeps its meaning (and its HTTP status) on the way out: a locked key or a
+// finished transaction is a conflict, a missing record is not found, a bad
+// entry a bad request, a failed condition stays one. Anything else is
+// wrapped as it is.
+func fsmError(what string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fsm.ErrPrecondition):
+		return err
+	case errors.Is(err, fsm.ErrLocked), errors.Is(err, fsm.ErrTxnFinished):
+		return fmt.Errorf("%w: %s: %w", ErrConflict, what, err)
+	case errors.Is(err, fsm.ErrNoRecord):
+		return fmt.Errorf("%w: %s: %w", ErrNotFound, what, err)
+	case errors.Is(err, fsm.ErrInvalid), errors.Is(err, fsm.ErrMalformed):
+		return fmt.Errorf("%w: %s: %w", ErrBadRequest, what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // refused turns the FSM's verdict on an entry it would not apply into
 // ErrBadRequest; it returns nil for every other result.
 func refused(r *fsm.Result) error {
