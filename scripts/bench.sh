@@ -37,21 +37,6 @@
 # any exit, Ctrl-C included.
 set -euo pipefail
 
-write_docs=false
-for arg in "$@"; do
-	case $arg in
-	--write-docs) write_docs=true ;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-		exit 0
-		;;
-	*)
-		echo "usage: $0 [--write-docs]" >&2
-		exit 2
-		;;
-	esac
-done
-
 DURATION=${DURATION:-10s} ROUNDS=${ROUNDS:-2} BASE=${BASE:-19400}
 all_loads="put1 put64 put256 get64 mixed64 txn1 txn64"
 LOADS=${LOADS:-$all_loads}
@@ -60,6 +45,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 docs=$repo/docs/benchmarks.md
 # shellcheck source=scripts/lib.sh
 . "$repo/scripts/lib.sh"
+lib_parse_args "$@" # sets write_docs; --help prints the header above
 
 for load in $LOADS; do
 	case $load in

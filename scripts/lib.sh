@@ -14,6 +14,29 @@ LIB_PIDS=()   # every process started through lib_start, stopped on exit
 LIB_WORK=""   # the temp dir of lib_init
 LIB_NAME=${LIB_NAME:-$(basename "$0")}
 
+# lib_parse_args reads the measuring scripts' one flag: --write-docs sets
+# write_docs=true (false otherwise); -h/--help prints the script's header
+# comment (up to its `set -euo` line) and exits; anything else is a usage
+# error (exit 2).
+# shellcheck disable=SC2034 # write_docs is the calling script's
+lib_parse_args() {
+	local arg
+	write_docs=false
+	for arg in "$@"; do
+		case $arg in
+		--write-docs) write_docs=true ;;
+		-h | --help)
+			sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+			exit 0
+			;;
+		*)
+			echo "usage: $0 [--write-docs]" >&2
+			exit 2
+			;;
+		esac
+	done
+}
+
 lib_die() {
 	echo "$LIB_NAME: $*" >&2
 	exit 1

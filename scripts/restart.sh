@@ -41,27 +41,13 @@
 # any exit, Ctrl-C included.
 set -euo pipefail
 
-write_docs=false
-for arg in "$@"; do
-	case $arg in
-	--write-docs) write_docs=true ;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-		exit 0
-		;;
-	*)
-		echo "usage: $0 [--write-docs]" >&2
-		exit 2
-		;;
-	esac
-done
-
 KEYS=${KEYS:-1000000} TAIL=${TAIL:-5000} ROUNDS=${ROUNDS:-3} SHARDS=${SHARDS:-1}
 ETCD_SNAPSHOT_COUNT=${ETCD_SNAPSHOT_COUNT:-5000} BASE=${BASE:-19850}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 docs=$repo/docs/benchmarks.md
 # shellcheck source=scripts/lib.sh
 . "$repo/scripts/lib.sh"
+lib_parse_args "$@" # sets write_docs; --help prints the header above
 
 command -v etcd >/dev/null || lib_die "needs the etcd binary (Debian: apt-get install etcd-server)"
 for tool in curl python3; do

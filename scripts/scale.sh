@@ -32,27 +32,13 @@
 # any exit, Ctrl-C included.
 set -euo pipefail
 
-write_docs=false
-for arg in "$@"; do
-	case $arg in
-	--write-docs) write_docs=true ;;
-	-h | --help)
-		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-		exit 0
-		;;
-	*)
-		echo "usage: $0 [--write-docs]" >&2
-		exit 2
-		;;
-	esac
-done
-
 SHARDS=${SHARDS:-1 2 4 8} ROUNDS=${ROUNDS:-2} IDLE=${IDLE:-10} DURATION=${DURATION:-10s}
 CLIENTS=${CLIENTS:-64} BASE=${BASE:-19800}
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 docs=$repo/docs/benchmarks.md
 # shellcheck source=scripts/lib.sh
 . "$repo/scripts/lib.sh"
+lib_parse_args "$@" # sets write_docs; --help prints the header above
 
 for s in $SHARDS; do
 	[[ $s =~ ^[1-9][0-9]*$ ]] || lib_die "SHARDS: $s is not a positive number"
