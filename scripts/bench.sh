@@ -7,9 +7,10 @@
 # `raftkv bench` against each in turn for every load and round: raftkv with
 # plain HTTP clients spread over the nodes, raftkv with the leader-aware
 # client (`bench --leader-aware`: each key straight to its shard's leader),
-# then etcd. Every run gets the same load: the workers spread round-robin
-# over the three members (unless leader-aware), 100-byte values, 10,000
-# keys. The CPU of a system's three
+# then etcd through its JSON gateway (the same HTTP client) and through
+# gRPC (`bench --target etcd-grpc`: etcd's own Go client). Every run gets
+# the same load: the workers spread round-robin over the three members
+# (unless leader-aware), 100-byte values, 10,000 keys. The CPU of a system's three
 # server processes (utime+stime from /proc/PID/stat) is read before and
 # after each run, and given per 1,000 writes for the write loads (a read
 # run's figure would include its preload). One markdown table comes out at the end; with
@@ -73,7 +74,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 	echo "bench.sh: CLIENTS is empty" >&2
 	exit 2
 fi
-targets+=(etcd)
+targets+=(etcd etcd-grpc)
 
 if ! command -v etcd >/dev/null; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -170,6 +171,7 @@ for round in $(seq 1 "$ROUNDS"); do
 			raftkv) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv) ;;
 			raftkv-la) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv --leader-aware) ;;
 			etcd) eps=$etcd_endpoints server=("${etcd_pids[@]}") flags=(--target etcd) ;;
+			etcd-grpc) eps=$etcd_endpoints server=("${etcd_pids[@]}") flags=(--target etcd-grpc) ;;
 			esac
 			before=$(lib_cpu_ticks "${server[@]}")
 			# shellcheck disable=SC2046 # bench_args is a list of flags
@@ -198,9 +200,10 @@ import collections, json, sys
 rows = collections.defaultdict(lambda: collections.defaultdict(list))
 order = []
 hz = int(sys.argv[2])
-targets = sys.argv[3:]  # the raftkv clients, then etcd
-raftkvs = [t for t in targets if t != "etcd"]
-heading = {"raftkv": "raftkv", "raftkv-la": "raftkv leader-aware", "etcd": "etcd"}
+targets = sys.argv[3:]  # the raftkv clients, then etcd's two interfaces
+etcds = ["etcd", "etcd-grpc"]
+raftkvs = [t for t in targets if t not in etcds]
+heading = {"raftkv": "raftkv", "raftkv-la": "raftkv leader-aware", "etcd": "etcd gateway", "etcd-grpc": "etcd gRPC"}
 for line in open(sys.argv[1]):
     rnd, load, target, ticks, out = line.rstrip("\n").split("\t", 4)
     r = json.loads(out)
@@ -228,15 +231,16 @@ def mean(rs, field):
 def ratio(k, e, f):
     return "%.2f" % (mean(k, f) / mean(e, f)) if mean(e, f) and k else "–"
 
-ratio_heads = ["%s/etcd" % heading[t] for t in raftkvs]
+short = {"raftkv": "raftkv", "raftkv-la": "leader-aware", "etcd": "gateway", "etcd-grpc": "gRPC"}
+pairs = [(k, e) for e in etcds for k in raftkvs]
+ratio_heads = ["%s / %s" % (short[k], short[e]) for k, e in pairs]
 print("| load | | %s | %s |" % (" | ".join(heading[t] for t in targets), " | ".join(ratio_heads)))
-print("|---|---|%s" % ("---:|" * (len(targets) + len(raftkvs))))
+print("|---|---|%s" % ("---:|" * (len(targets) + len(pairs))))
 for load in order:
-    e = rows[load]["etcd"]
     title, unit = names[load]
     def row(label, field, fmt, ratios=True):
         cells = [each(rows[load][t], field, fmt) for t in targets]
-        rs = [ratio(rows[load][t], e, field) if ratios else "" for t in raftkvs]
+        rs = [ratio(rows[load][k], rows[load][e], field) if ratios else "" for k, e in pairs]
         fields = list(label) + cells + rs
         print("|" + "|".join(" %s " % f if f else " " for f in fields) + "|")
     row((title, unit), "ops_per_sec", "{:,.0f}")

@@ -41,7 +41,11 @@ get, mixed and txn.
 gateway on the client port (POST /v3/kv/put, /v3/kv/range and /v3/kv/txn,
 the same compare and two puts), so one client measures both systems: gets
 are linearizable there too, or serializable with --stale. --token is not
-sent to etcd; the endpoints default to 127.0.0.1:2379.
+sent to etcd; the endpoints default to 127.0.0.1:2379. --target etcd-grpc
+sends the same requests through etcd's gRPC API with etcd's own Go client
+(clientv3), one client (an HTTP/2 connection to each endpoint, calls
+balanced over them) per 16 workers: the path Go programs use, and the
+reference for the gateway's figures.
 
 The load is spread over --endpoints, as plain HTTP clients would send it,
 whatever --no-leader-routing says; --leader-aware sends each key request
@@ -57,17 +61,19 @@ error, not in the latencies.`,
 		"raftkv bench --op mixed --read-ratio 0.9 --clients 64",
 		"raftkv bench --op txn --clients 1 --leader-aware",
 		"raftkv bench --target etcd --endpoints 127.0.0.1:2379,127.0.0.1:22379,127.0.0.1:32379 --clients 64",
+		"raftkv bench --target etcd-grpc --clients 64",
 	},
 }
 
 // Targets of --target.
 const (
-	benchRaftkv = "raftkv"
-	benchEtcd   = "etcd"
+	benchRaftkv   = "raftkv"
+	benchEtcd     = "etcd"
+	benchEtcdGRPC = "etcd-grpc"
 )
 
 // defaultEtcdEndpoint is etcd's client port, the endpoint of --target etcd
-// when --endpoints is not given.
+// and etcd-grpc when --endpoints is not given.
 const defaultEtcdEndpoint = "127.0.0.1:2379"
 
 // benchResult is what bench prints with -o json. Scripts read these field
@@ -102,7 +108,7 @@ type benchConn interface {
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("bench", benchHelp, stdout, stderr)
-	target := inv.fs.String("target", benchRaftkv, "system to drive: raftkv, or etcd through its v3 JSON gateway")
+	target := inv.fs.String("target", benchRaftkv, "system to drive: raftkv, etcd through its v3 JSON gateway, or etcd-grpc through gRPC with etcd's Go client")
 	clients := inv.fs.Int("clients", 16, "concurrent workers")
 	duration := inv.fs.Duration("duration", 10*time.Second, "how long to run")
 	op := inv.fs.String("op", "put", "put, get, mixed or txn")
@@ -118,8 +124,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) > 0:
 		return inv.usageError("unexpected argument %q", pos[0])
-	case *target != benchRaftkv && *target != benchEtcd:
-		return inv.usageError("--target must be raftkv or etcd")
+	case *target != benchRaftkv && *target != benchEtcd && *target != benchEtcdGRPC:
+		return inv.usageError("--target must be raftkv, etcd or etcd-grpc")
 	case *op != "put" && *op != "get" && *op != "mixed" && *op != "txn":
 		return inv.usageError("--op must be put, get, mixed or txn")
 	case *readRatio < 0 || *readRatio > 1:
@@ -129,7 +135,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	case *op == "txn" && *keys < 2:
 		return inv.usageError("--op txn needs --keys of at least 2")
 	}
-	if *target == benchEtcd && !inv.flagGiven("endpoints") {
+	if *target != benchRaftkv && !inv.flagGiven("endpoints") {
 		inv.endpoints = defaultEtcdEndpoint
 	}
 	if *leaderAware && *target != benchRaftkv {
@@ -138,19 +144,21 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	if *leaderAware && inv.noLeaderRouting {
 		return inv.usageError("--leader-aware and --no-leader-routing contradict each other")
 	}
-	conns := inv.benchConns(*target, *clients, *stale, *leaderAware)
+	conns, closeConns, err := inv.benchConns(*target, *clients, *stale, *leaderAware)
+	if err != nil {
+		return inv.fail(err)
+	}
+	defer closeConns()
 	value := make([]byte, *valueSize)
 	key := func(i int) string { return fmt.Sprintf("bench/%08d", i) }
 	var partner []int // with --op txn, the other key of key i's transfers
 	if *op == "txn" {
 		shards := 0 // etcd has one key space: any other key will do
 		if *target == benchRaftkv {
-			var err error
 			if shards, err = inv.benchShards(); err != nil {
 				return inv.fail(err)
 			}
 		}
-		var err error
 		if partner, err = benchPairs(*keys, key, shards); err != nil {
 			return inv.fail(err)
 		}
@@ -314,11 +322,14 @@ func (c *command) flagGiven(name string) bool {
 
 // benchConns returns one connection per worker, worker w on endpoint w
 // modulo the number of endpoints. All share one HTTP client whose pool
-// keeps a connection per worker, for either target: the benchmark measures
-// the servers, not a client that closes connections it has no room to
-// keep.
-func (inv *invocation) benchConns(target string, clients int, stale, leaderAware bool) []benchConn {
+// keeps a connection per worker, for either HTTP target: the benchmark
+// measures the servers, not a client that closes connections it has no
+// room to keep. The returned function releases what the connections hold.
+func (inv *invocation) benchConns(target string, clients int, stale, leaderAware bool) ([]benchConn, func(), error) {
 	eps := inv.endpointURLs()
+	if target == benchEtcdGRPC {
+		return newEtcdGRPCConns(eps, clients, stale, inv.timeout)
+	}
 	hc := benchHTTPClient(clients, inv.tls)
 	conns := make([]benchConn, clients)
 	switch target {
@@ -348,7 +359,7 @@ func (inv *invocation) benchConns(target string, clients int, stale, leaderAware
 			conns[w] = raftkvConn{c: c, readOpts: readOpts}
 		}
 	}
-	return conns
+	return conns, hc.CloseIdleConnections, nil
 }
 
 // benchHTTPClient is the client package's transport with room for one idle
