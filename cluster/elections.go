@@ -25,6 +25,9 @@ import (
 //     stopping) or "lost_quorum" (no quorum contact for the lease timeout, or
 //     a higher term seen).
 //
+// The recent events also list each leadership this node won ("leader",
+// cause "elected"), so they show who took over and when.
+//
 // On a settled cluster without faults every counter but "transfer" (leader
 // balancing) should stay still.
 const (
@@ -34,6 +37,7 @@ const (
 	CauseLostQuorum       = "lost_quorum"
 	CauseShutdown         = "shutdown"
 	CauseFirstElection    = "first_election"
+	CauseElected          = "elected"
 
 	recentElectionsKept = 32
 	// transferWindow is how long after this node asked for a handover a
@@ -45,7 +49,7 @@ const (
 type ElectionEvent struct {
 	At    time.Time `json:"at"`
 	Group string    `json:"group"`
-	Event string    `json:"event"` // "candidate" or "step_down"
+	Event string    `json:"event"` // "candidate", "leader" or "step_down"
 	Cause string    `json:"cause"`
 	Term  uint64    `json:"term"`
 }
@@ -133,6 +137,9 @@ func (g *group) noteState(s raft.RaftState, stopping bool, heartbeat time.Durati
 			l.stepDowns = map[string]uint64{}
 		}
 		l.stepDowns[ev.Cause]++
+	case s == raft.Leader && prev != raft.Leader:
+		// Not counted: a leadership won follows a candidacy that was.
+		ev.Event, ev.Cause = "leader", CauseElected
 	default:
 		return ev, false
 	}

@@ -55,6 +55,7 @@ type group struct {
 	closeOnce sync.Once
 	recovery  recovery
 	elections electionLog
+	applies   applyStats // writes this node led to applied (GroupStatus.Applies)
 
 	// handover is held shared by every proposal from Apply to its outcome
 	// and exclusively while leadership is handed over, so a planned move
@@ -248,8 +249,11 @@ func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 		return nil, errNotLeader
 	}
 	term := g.raft.CurrentTerm()
+	start := time.Now()
 	f := g.raft.Apply(cmd, timeoutFrom(ctx))
-	if err := f.Error(); err != nil {
+	err := f.Error()
+	g.applies.observe(time.Since(start), err == nil)
+	if err != nil {
 		if errors.Is(err, raft.ErrLeadershipLost) {
 			if index := f.Index(); index > 0 {
 				return g.outcomeOf(ctx, cmd, index, term)

@@ -98,6 +98,7 @@ func (n *Node) opTable() map[string]opSpec {
 		"txn-record":    handle(shardGroup, n.recordLocal),
 		"applied":       local(handle(anyGroup, n.appliedHere)),
 		"ping":          local(handle(metaGroup, n.pingHere)),
+		"status":        local(handle(metaGroup, n.statusHere)),
 		"ready":         local(handle(metaGroup, n.readyHere)),
 		"batch":         n.batchOp(),
 	}

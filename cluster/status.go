@@ -57,6 +57,11 @@ type GroupStatus struct {
 	StepDowns   map[string]uint64 `json:"step_downs,omitempty"`
 	Voters      []string          `json:"voters"`
 	Nonvoters   []string          `json:"nonvoters"`
+	// Applies counts the writes this node proposed as the group's leader
+	// and saw committed and applied, and ApplySeconds their total time
+	// from proposal to applied; both only grow, so a reader takes rates.
+	Applies      uint64  `json:"applies"`
+	ApplySeconds float64 `json:"apply_seconds"`
 	RecoveryStatus
 }
 
@@ -99,6 +104,7 @@ func (g *group) status() GroupStatus {
 		RecoveryStatus:    g.recovery.status(),
 	}
 	s.Candidacies, s.StepDowns = g.electionCounts()
+	s.Applies, s.ApplySeconds = g.applies.totals()
 	if g.isLeader() {
 		s.LastContactMs = 0
 	} else if lc := g.raft.LastContact(); !lc.IsZero() {

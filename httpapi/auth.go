@@ -27,13 +27,19 @@ type AuthService interface {
 }
 
 // openPaths answer without a token: operators and orchestrators probe them
-// during an outage, and they reveal nothing about the data.
+// during an outage, and they reveal nothing about the data. So do the
+// dashboard's files under /ui/: the page asks for a token itself before it
+// reads anything.
 var openPaths = map[string]bool{"/livez": true, "/readyz": true, "/metrics": true}
+
+func isOpenPath(path string) bool {
+	return openPaths[path] || path == "/ui" || strings.HasPrefix(path, "/ui/")
+}
 
 // authenticate resolves the request's bearer token when auth is on and
 // returns the request carrying the caller, or writes 401 and returns nil.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) *http.Request {
-	if !s.svc.AuthEnabled() || openPaths[r.URL.Path] {
+	if !s.svc.AuthEnabled() || isOpenPath(r.URL.Path) {
 		return r
 	}
 	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -20,6 +20,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.svc.Status())
 }
 
+// handleOverview gathers every node's status through this one, for the
+// dashboard (/ui) and for scripts that want the whole picture in one call.
+func (s *Server) handleOverview(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.svc.Overview(r.Context()))
+}
+
 type joinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`

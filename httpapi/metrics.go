@@ -91,6 +91,7 @@ var (
 	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
 	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
+	descApply      = prometheus.NewDesc("raftkv_apply_duration_seconds", "Writes this node proposed as the group's leader, from proposal to applied (count and total time: rate(sum)/rate(count) is the mean).", groupLabels, nil)
 
 	descLogWrites   = prometheus.NewDesc("raftkv_log_writes_total", "Writes to the node's write-ahead log, each one fdatasync.", nil, nil)
 	descLogRequests = prometheus.NewDesc("raftkv_log_requests_total", "Appends, deletions and stable values the log's writes carried (over writes: what group commit saves).", nil, nil)
@@ -102,7 +103,7 @@ var (
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge,
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge, descApply,
 		descLogWrites, descLogRequests, descLogSync, descLogSegments, descForwardCalls, descForwardRequests} {
 		ch <- d
 	}
@@ -135,6 +136,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		for cause, v := range g.StepDowns {
 			ch <- prometheus.MustNewConstMetric(descStepDowns, prometheus.CounterValue, float64(v), g.Name, cause)
 		}
+		ch <- prometheus.MustNewConstSummary(descApply, g.Applies, g.ApplySeconds, nil, g.Name)
 		if g.LastContactMs >= 0 {
 			gauge(descContactAge, float64(g.LastContactMs)/1000)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/registry"
+	"github.com/raftkv/raftkv/ui"
 )
 
 // Service is what the HTTP layer needs from a node.
@@ -25,6 +26,7 @@ type Service interface {
 	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
 	Status() cluster.Status
 	ProbedStatus(ctx context.Context) cluster.Status
+	Overview(ctx context.Context) cluster.Overview
 	Ready() (bool, string)
 	Join(ctx context.Context, m registry.Node) error
 	Leave(ctx context.Context, id string) error
@@ -69,6 +71,9 @@ func New(svc Service, opts ...Option) *Server {
 	}
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
+	s.mux.HandleFunc("GET /v1/cluster/overview", s.handleOverview)
+	s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
+	s.mux.Handle("GET /ui/", http.StripPrefix("/ui", ui.Handler()))
 	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))
 	s.mux.HandleFunc("POST /v1/cluster/leave", s.admin(s.handleLeave))
 	s.mux.HandleFunc("POST /v1/cluster/transfer-leadership", s.admin(s.handleTransfer))

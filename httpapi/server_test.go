@@ -50,6 +50,10 @@ func (f *fakeService) List(_ context.Context, prefix, after string, limit int, c
 func (f *fakeService) LeaderHint(string) (string, string)          { return f.leader, f.leaderAddr }
 func (f *fakeService) Status() cluster.Status                      { return cluster.Status{Node: "fake1"} }
 func (f *fakeService) ProbedStatus(context.Context) cluster.Status { return f.Status() }
+func (f *fakeService) Overview(context.Context) cluster.Overview {
+	st := f.Status()
+	return cluster.Overview{Node: st.Node, Nodes: []cluster.NodeOverview{{ID: st.Node, Reachable: true, Status: &st}}}
+}
 func (f *fakeService) Ready() (bool, string)                       { return false, "meta has no leader" }
 func (f *fakeService) Join(context.Context, registry.Node) error {
 	f.calls = append(f.calls, "join")
