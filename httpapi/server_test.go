@@ -54,7 +54,7 @@ func (f *fakeService) Overview(context.Context) cluster.Overview {
 	st := f.Status()
 	return cluster.Overview{Node: st.Node, Nodes: []cluster.NodeOverview{{ID: st.Node, Reachable: true, Status: &st}}}
 }
-func (f *fakeService) Ready() (bool, string)                       { return false, "meta has no leader" }
+func (f *fakeService) Ready() (bool, string) { return false, "meta has no leader" }
 func (f *fakeService) Join(context.Context, registry.Node) error {
 	f.calls = append(f.calls, "join")
 	return nil
