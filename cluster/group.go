@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/histo"
 	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
@@ -29,15 +30,17 @@ type stateMachine interface {
 // group is one raft group hosted by this node: its raft instance, storage,
 // transport and state machine. Storage lives in <data-dir>/<name>/.
 type group struct {
-	name   string
-	raft   *raft.Raft
-	fsm    stateMachine
-	kv     *fsm.FSM        // the data shards' state machine (nil for meta)
-	reg    *registry.FSM   // the meta group's state machine (nil for shards)
-	logs   *logstore.Store // this group's part of the node's shared log file
-	snaps  *raft.FileSnapshotStore
-	trans  raft.Transport
-	logger hclog.Logger
+	name  string
+	raft  *raft.Raft
+	fsm   stateMachine
+	kv    *fsm.FSM        // the data shards' state machine (nil for meta)
+	reg   *registry.FSM   // the meta group's state machine (nil for shards)
+	logs  *logstore.Store // this group's part of the node's shared log file
+	snaps *raft.FileSnapshotStore
+	// checkpoints times the checkpoints raft writes through snaps.
+	checkpoints *checkpointStats
+	trans       raft.Transport
+	logger      hclog.Logger
 
 	// readyTerm is the term in which this node, as leader, has committed a
 	// barrier: only then is CommitIndex a safe read index (Raft §6.4).
@@ -55,7 +58,7 @@ type group struct {
 	closeOnce sync.Once
 	recovery  recovery
 	elections electionLog
-	applies   applyStats // writes this node led to applied (GroupStatus.Applies)
+	applies   histo.Histogram // writes this node led, proposal to applied (GroupStatus.Applies)
 
 	// handover is held shared by every proposal from Apply to its outcome
 	// and exclusively while leadership is handed over, so a planned move
@@ -104,7 +107,7 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		return nil, false, fmt.Errorf("group %s: read log: %w", name, err)
 	}
 	// Replication reads back what was just appended, for every follower;
-	// the cache answers those reads from memory instead of the bolt file.
+	// the cache answers those reads from memory instead of the log file.
 	cached, err := raft.NewLogCache(logCacheEntries, logs)
 	if err != nil {
 		return nil, false, fmt.Errorf("group %s: log cache: %w", name, err)
@@ -113,11 +116,12 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	// NewRaft loads the newest checkpoint that restores cleanly (falling
 	// back to older ones) before it returns.
 	outcomes := &outcomeLog{stateMachine: sm}
-	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, cached, logs, snaps, trans)
+	checkpoints := &checkpointStats{}
+	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, cached, logs, timedSnapshots{snaps, checkpoints}, trans)
 	if err != nil {
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
-	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, trans: trans, logger: logger,
+	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, checkpoints: checkpoints, trans: trans, logger: logger,
 		pending: make(chan struct{}, max(cfg.MaxPendingWrites, 1)), outcomes: outcomes,
 		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
@@ -252,7 +256,9 @@ func (g *group) apply(ctx context.Context, cmd []byte) (interface{}, error) {
 	start := time.Now()
 	f := g.raft.Apply(cmd, timeoutFrom(ctx))
 	err := f.Error()
-	g.applies.observe(time.Since(start), err == nil)
+	if err == nil {
+		g.applies.Observe(time.Since(start))
+	}
 	if err != nil {
 		if errors.Is(err, raft.ErrLeadershipLost) {
 			if index := f.Index(); index > 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -85,22 +84,4 @@ func (n *Node) remoteStatus(ctx context.Context, raftAddr string) (Status, error
 // its HTTP API gives it (it holds times and maps of counters).
 func (n *Node) statusHere(context.Context, *group, struct{}) ([]byte, error) {
 	return json.Marshal(n.Status())
-}
-
-// applyStats counts a group's successful proposals and their latency,
-// proposal to applied, for rates and mean latencies over any interval.
-type applyStats struct {
-	count atomic.Uint64
-	nanos atomic.Uint64
-}
-
-func (a *applyStats) observe(took time.Duration, ok bool) {
-	if ok {
-		a.count.Add(1)
-		a.nanos.Add(uint64(took.Nanoseconds()))
-	}
-}
-
-func (a *applyStats) totals() (count uint64, seconds float64) {
-	return a.count.Load(), time.Duration(a.nanos.Load()).Seconds()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/internal/histo"
 	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/registry"
 )
@@ -60,8 +61,16 @@ type GroupStatus struct {
 	// Applies counts the writes this node proposed as the group's leader
 	// and saw committed and applied, and ApplySeconds their total time
 	// from proposal to applied; both only grow, so a reader takes rates.
-	Applies      uint64  `json:"applies"`
-	ApplySeconds float64 `json:"apply_seconds"`
+	Applies      uint64         `json:"applies"`
+	ApplySeconds float64        `json:"apply_seconds"`
+	ApplyLatency histo.Snapshot `json:"-"`
+	// Checkpoints counts the checkpoints this node wrote for the group
+	// since it started, CheckpointBytes is the newest one's size and
+	// CheckpointFailures those that failed or were cancelled.
+	Checkpoints        uint64         `json:"checkpoints"`
+	CheckpointBytes    int64          `json:"checkpoint_bytes"`
+	CheckpointFailures uint64         `json:"checkpoint_failures"`
+	CheckpointLatency  histo.Snapshot `json:"-"`
 	RecoveryStatus
 }
 
@@ -104,7 +113,12 @@ func (g *group) status() GroupStatus {
 		RecoveryStatus:    g.recovery.status(),
 	}
 	s.Candidacies, s.StepDowns = g.electionCounts()
-	s.Applies, s.ApplySeconds = g.applies.totals()
+	s.ApplyLatency = g.applies.Snapshot()
+	s.Applies, s.ApplySeconds = s.ApplyLatency.Count, s.ApplyLatency.Sum
+	s.CheckpointLatency = g.checkpoints.durations.Snapshot()
+	s.Checkpoints = s.CheckpointLatency.Count
+	s.CheckpointBytes = g.checkpoints.lastBytes.Load()
+	s.CheckpointFailures = g.checkpoints.failed.Load()
 	if g.isLeader() {
 		s.LastContactMs = 0
 	} else if lc := g.raft.LastContact(); !lc.IsZero() {

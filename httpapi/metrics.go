@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/raftkv/raftkv/internal/histo"
 )
 
 // metrics holds this node's Prometheus registry. Each Server has its own
@@ -91,11 +93,15 @@ var (
 	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
 	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
-	descApply      = prometheus.NewDesc("raftkv_apply_duration_seconds", "Writes this node proposed as the group's leader, from proposal to applied (count and total time: rate(sum)/rate(count) is the mean).", groupLabels, nil)
+	descApply      = prometheus.NewDesc("raftkv_apply_duration_seconds", "Writes this node proposed as the group's leader, from proposal to committed and applied.", groupLabels, nil)
+	descCheckpoint = prometheus.NewDesc("raftkv_checkpoint_duration_seconds", "Checkpoints (raft snapshots) this node wrote for the group, from start to durable.", groupLabels, nil)
+	descCkptBytes  = prometheus.NewDesc("raftkv_checkpoint_bytes", "Size of the newest checkpoint this node wrote for the group (0 if none since start).", groupLabels, nil)
+	descCkptFailed = prometheus.NewDesc("raftkv_checkpoint_failures_total", "Checkpoints of the group that failed or were cancelled on this node.", groupLabels, nil)
 
 	descLogWrites   = prometheus.NewDesc("raftkv_log_writes_total", "Writes to the node's write-ahead log, each one fdatasync.", nil, nil)
 	descLogRequests = prometheus.NewDesc("raftkv_log_requests_total", "Appends, deletions and stable values the log's writes carried (over writes: what group commit saves).", nil, nil)
 	descLogSync     = prometheus.NewDesc("raftkv_log_sync_seconds_total", "Time spent waiting for the log's fdatasync.", nil, nil)
+	descLogSyncTime = prometheus.NewDesc("raftkv_log_sync_duration_seconds", "Each fdatasync of the write-ahead log's committer (one per group commit).", nil, nil)
 	descLogSegments = prometheus.NewDesc("raftkv_log_segments", "Segment files of the node's write-ahead log.", nil, nil)
 
 	descForwardCalls    = prometheus.NewDesc("raftkv_forward_batches_total", "Batch calls that carried this node's forwarded key requests to leaders.", nil, nil)
@@ -104,7 +110,8 @@ var (
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge, descApply,
-		descLogWrites, descLogRequests, descLogSync, descLogSegments, descForwardCalls, descForwardRequests} {
+		descCheckpoint, descCkptBytes, descCkptFailed,
+		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests} {
 		ch <- d
 	}
 }
@@ -115,6 +122,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLogRequests, prometheus.CounterValue, float64(st.Log.Requests))
 	ch <- prometheus.MustNewConstMetric(descLogSync, prometheus.CounterValue, st.Log.SyncSeconds)
 	ch <- prometheus.MustNewConstMetric(descLogSegments, prometheus.GaugeValue, float64(st.Log.Segments))
+	ch <- constHistogram(descLogSyncTime, st.Log.SyncLatency)
 	ch <- prometheus.MustNewConstMetric(descForwardCalls, prometheus.CounterValue, float64(st.Forwarded.Calls))
 	ch <- prometheus.MustNewConstMetric(descForwardRequests, prometheus.CounterValue, float64(st.Forwarded.Requests))
 	for _, g := range st.Groups {
@@ -136,11 +144,19 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		for cause, v := range g.StepDowns {
 			ch <- prometheus.MustNewConstMetric(descStepDowns, prometheus.CounterValue, float64(v), g.Name, cause)
 		}
-		ch <- prometheus.MustNewConstSummary(descApply, g.Applies, g.ApplySeconds, nil, g.Name)
+		ch <- constHistogram(descApply, g.ApplyLatency, g.Name)
+		ch <- constHistogram(descCheckpoint, g.CheckpointLatency, g.Name)
+		gauge(descCkptBytes, float64(g.CheckpointBytes))
+		ch <- prometheus.MustNewConstMetric(descCkptFailed, prometheus.CounterValue, float64(g.CheckpointFailures), g.Name)
 		if g.LastContactMs >= 0 {
 			gauge(descContactAge, float64(g.LastContactMs)/1000)
 		}
 	}
+}
+
+// constHistogram is a histo.Snapshot as Prometheus wants it.
+func constHistogram(d *prometheus.Desc, s histo.Snapshot, labels ...string) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(d, s.Count, s.Sum, s.Buckets, labels...)
 }
 
 func boolFloat(b bool) float64 {

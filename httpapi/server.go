@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
@@ -61,6 +63,7 @@ type Server struct {
 	metrics  *metrics
 	limits   ServerLimits
 	inflight atomic.Int64 // requests holding a slot (see admit)
+	raftSink prometheus.Collector // hashicorp/raft's metrics (WithRaftMetrics), or nil
 }
 
 // New builds the handler for svc.
@@ -68,6 +71,9 @@ func New(svc Service, opts ...Option) *Server {
 	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc), limits: DefaultServerLimits()}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.raftSink != nil {
+		s.metrics.reg.MustRegister(s.raftSink) // a fresh registry: cannot clash
 	}
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)

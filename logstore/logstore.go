@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/internal/histo"
 )
 
 // ErrClosed is returned by a Store whose DB was closed.
@@ -79,8 +81,8 @@ type DB struct {
 
 	groupMu sync.Mutex // serialises group creation
 
-	commits, batched atomic.Uint64 // writes the committer made, requests they carried
-	syncNanos        atomic.Uint64 // time spent in fdatasync
+	commits, batched atomic.Uint64   // writes the committer made, requests they carried
+	syncs            histo.Histogram // each commit's fdatasync
 
 	closeMu sync.RWMutex // closed, and the right to send on reqs
 	closed  bool
@@ -151,18 +153,22 @@ type Stats struct {
 	// Requests/Writes is what group commit saved.
 	Writes   uint64 `json:"writes"`
 	Requests uint64 `json:"requests"`
-	// SyncSeconds is the time spent waiting for fdatasync.
-	SyncSeconds float64 `json:"sync_seconds"`
+	// SyncSeconds is the time spent waiting for fdatasync, and
+	// SyncLatency how long each of the committer's took.
+	SyncSeconds float64        `json:"sync_seconds"`
+	SyncLatency histo.Snapshot `json:"-"`
 	// Segments is how many segment files the log has now.
 	Segments int `json:"segments"`
 }
 
 // Stats reports the log's counters.
 func (d *DB) Stats() Stats {
+	syncs := d.syncs.Snapshot()
 	return Stats{
 		Writes:      d.commits.Load(),
 		Requests:    d.batched.Load(),
-		SyncSeconds: float64(d.syncNanos.Load()) / 1e9,
+		SyncSeconds: syncs.Sum,
+		SyncLatency: syncs,
 		Segments:    d.Segments(),
 	}
 }

@@ -502,7 +502,7 @@ func (d *DB) commit(batch []*request, buf *[]byte) error {
 	if err := fdatasync(head.f); err != nil {
 		return d.fail(fmt.Errorf("sync segment %d: %w", head.seq, err))
 	}
-	d.syncNanos.Add(uint64(time.Since(synced)))
+	d.syncs.Observe(time.Since(synced))
 	d.mu.Lock()
 	for i, r := range batch {
 		if r.apply != nil {

@@ -69,6 +69,7 @@ type serveFlags struct {
 	join                         string
 	logLevel                     string
 	pprof                        bool
+	raftMetrics                  bool
 	http                         httpapi.ServerLimits
 
 	// Transport security: file names from the flags, then (loadTLS) the
@@ -122,6 +123,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.IntVar(&c.MaxConcurrentBackups, "max-concurrent-backups", c.MaxConcurrentBackups, "backups staged on this node's disk at once; past that GET /v1/backup is answered 429 with Retry-After")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&sf.pprof, "pprof", false, "serve Go profiling endpoints under /debug/pprof/ on the HTTP address")
+	fs.BoolVar(&sf.raftMetrics, "raft-metrics", true, "export hashicorp/raft's own metrics (raft_*) on /metrics next to raftkv's")
 	cmd.check(func() error {
 		c.HTTPAddr = firstNonEmpty(sf.advertiseHTTP, sf.httpAddr)
 		c.RaftAddr = firstNonEmpty(sf.advertiseRaft, sf.raftAddr)
@@ -323,7 +325,17 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		ln.Close()
 		return err
 	}
-	var handler http.Handler = httpapi.New(node, httpapi.WithLimits(sf.http))
+	opts := []httpapi.Option{httpapi.WithLimits(sf.http)}
+	if sf.raftMetrics {
+		opt, err := httpapi.WithRaftMetrics()
+		if err != nil {
+			node.Close()
+			ln.Close()
+			return err
+		}
+		opts = append(opts, opt)
+	}
+	var handler http.Handler = httpapi.New(node, opts...)
 	if sf.pprof {
 		handler = withPprof(handler)
 	}
