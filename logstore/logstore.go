@@ -18,6 +18,7 @@ package logstore
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -25,6 +26,14 @@ import (
 
 	"github.com/raftkv/raftkv/internal/histo"
 )
+
+// ErrLocked is returned by Open when another DB, in this process or
+// another, has the directory open (it holds an exclusive lock on the file
+// LOCK there): two writers would interleave their segments.
+var ErrLocked = errors.New("the log is in use by another process (is a raftkv node running on this data dir?)")
+
+// lockName is the file in the log's directory that an open DB locks.
+const lockName = "LOCK"
 
 // ErrClosed is returned by a Store whose DB was closed.
 var ErrClosed = errors.New("logstore: closed")
@@ -66,6 +75,7 @@ type DB struct {
 	dir  string
 	opts Options
 	reqs chan *request
+	lock *os.File // holds the directory's lock (lockDir) while open
 
 	// mu guards the in-memory state below. The committer alone changes it,
 	// under the write lock, once a write is durable; readers look up an

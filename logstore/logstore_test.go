@@ -185,3 +185,25 @@ func FuzzDecodeLog(f *testing.F) {
 		}
 	})
 }
+
+func TestASecondOpenOfTheSameLogIsRefusedUntilTheFirstCloses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "wal")
+	first, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := Open(path); !errors.Is(err, ErrLocked) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second open while the first is open: %v, want ErrLocked", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(path)
+	if err != nil {
+		t.Fatalf("open after the first closed: %v", err)
+	}
+	again.Close()
+}

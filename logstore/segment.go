@@ -46,6 +46,11 @@ func (d *DB) load() error {
 			return err
 		}
 	}
+	lock, err := lockDir(d.dir)
+	if err != nil {
+		return err
+	}
+	d.lock = lock
 	names, err := os.ReadDir(d.dir)
 	if err != nil {
 		return err
@@ -548,6 +553,12 @@ func (d *DB) closeFiles() error {
 		}
 	}
 	d.segs = nil
+	if d.lock != nil {
+		if err := d.lock.Close(); err != nil && first == nil {
+			first = err
+		}
+		d.lock = nil
+	}
 	return first
 }
 

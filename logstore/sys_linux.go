@@ -3,6 +3,7 @@ package logstore
 import (
 	"errors"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,6 +22,24 @@ func preallocate(f *os.File, size int64) error {
 		return nil
 	}
 	return err
+}
+
+// lockDir takes the directory's lock, or fails at once with ErrLocked. The
+// lock is released when the returned file is closed, or when the process
+// dies, so a crash leaves nothing to clean up.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, err
+	}
+	return f, nil
 }
 
 // zeroRange makes n bytes from off read as zeros.
