@@ -53,6 +53,7 @@ func init() {
 		{"cluster", &clusterCommands.help, cmdCluster},
 		{"chaos", &chaosCommands.help, cmdChaos},
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
+		{"recover", &recoverHelp, cmdRecover},
 		{"auth", &authCommands.help, cmdAuth},
 		{"certs", &certsCommands.help, cmdCerts},
 		{"bench", &benchHelp, cmdBench},
