@@ -62,7 +62,7 @@ type Server struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	limits   ServerLimits
-	inflight atomic.Int64 // requests holding a slot (see admit)
+	inflight atomic.Int64         // requests holding a slot (see admit)
 	raftSink prometheus.Collector // hashicorp/raft's metrics (WithRaftMetrics), or nil
 }
 
