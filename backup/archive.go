@@ -115,7 +115,7 @@ type Writer struct {
 	manifest  Manifest
 	decisions []Decision
 	onClose   func()
-	closed   sync.Once
+	closed    sync.Once
 }
 
 // NewWriter starts an archive; tmpDir holds the checkpoints until Finish.
