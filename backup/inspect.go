@@ -28,18 +28,27 @@ type GroupReport struct {
 type Report struct {
 	Manifest Manifest      `json:"manifest"`
 	Groups   []GroupReport `json:"groups"`
-	OK       bool          `json:"ok"`
+	// Transactions is the transactions section (format 2 on): the decision
+	// restore applies to each transaction the checkpoints leave unfinished.
+	Transactions []Decision `json:"transactions,omitempty"`
+	OK           bool       `json:"ok"`
 }
 
 // Walk reads an archive, calling fn with each group's checkpoint stream in
 // manifest order. fn must consume the stream; Walk then checks its size and
 // SHA-256 against the manifest. Any mismatch is an error wrapping ErrCorrupt
-// that names the group.
+// that names the group. The transactions section (format 2 on) is read and
+// verified before the first group and returned in Manifest.Decisions.
 func Walk(r io.Reader, fn func(rec GroupRecord, body io.Reader) error) (Manifest, error) {
 	tr := tar.NewReader(r)
 	m, err := readManifest(tr)
 	if err != nil {
 		return m, err
+	}
+	if m.Transactions != nil {
+		if m.Decisions, err = readDecisions(tr, m.Transactions, m.Groups); err != nil {
+			return m, err
+		}
 	}
 	for _, rec := range m.Groups {
 		fail := func(err error) (Manifest, error) { return m, &GroupError{Group: rec.Name, Err: err} }
@@ -128,6 +137,7 @@ func Inspect(path string) (Report, error) {
 		return nil
 	})
 	rep.Manifest = m
+	rep.Transactions = m.Decisions
 	var ge *GroupError
 	if errors.As(err, &ge) {
 		// Mark the failing group, whichever check caught it.

@@ -19,11 +19,16 @@ import (
 
 // PrepareBackup takes a consistent checkpoint of every group and stages it
 // for an archive; the caller streams it with Finish and must Close it. Each
-// group's checkpoint is taken on this node's replica once it has applied
-// everything its leader had committed when the backup began (a read index),
-// so it holds every write acknowledged before the request. At most
-// Config.MaxConcurrentBackups are staged at once, from the call until
-// Close; past that it answers ErrOverloaded without touching the disk.
+// group is copied from this node's replica once it has applied everything
+// its leader had committed when the backup began (a read index), so it
+// holds every write acknowledged before the request. The shards' copies
+// are then made one consistent cut as far as cross-shard transactions go
+// (see backup_cut.go): copies taken before a prepare of a transaction that
+// another copy holds applied are rolled forward through the log, and the
+// archive carries the decision for every transaction they leave open,
+// which restore applies. At most Config.MaxConcurrentBackups are staged at
+// once, from the call until Close; past that it answers ErrOverloaded
+// without touching the disk.
 func (n *Node) PrepareBackup(ctx context.Context) (*backup.Writer, error) {
 	release, err := stagedBackups.take(n)
 	if err != nil {
@@ -37,13 +42,63 @@ func (n *Node) PrepareBackup(ctx context.Context) (*backup.Writer, error) {
 		return nil, err
 	}
 	w.OnClose(release)
-	for _, name := range n.order {
-		if err := n.backupGroup(ctx, w, n.groups[name]); err != nil {
-			w.Close()
-			return nil, err
-		}
+	if err := n.stageBackup(ctx, w); err != nil {
+		w.Close()
+		return nil, err
 	}
 	return w, nil
+}
+
+// stageBackup copies every group, forms the cut and writes the checkpoints
+// and decisions into w.
+func (n *Node) stageBackup(ctx context.Context, w *backup.Writer) error {
+	snaps := map[string]raft.FSMSnapshot{} // groups other than shards (meta)
+	indexes := map[string]uint64{}
+	copies := map[string]*shardCut{}
+	var shards []string
+	defer func() {
+		for _, s := range snaps {
+			s.Release()
+		}
+	}()
+	for _, name := range n.order {
+		g := n.groups[name]
+		if err := n.waitReadIndex(ctx, g); err != nil {
+			return err
+		}
+		if g.kv != nil {
+			copies[name] = &shardCut{g: g, fork: g.kv.Fork()}
+			shards = append(shards, name)
+		} else {
+			snap, err := g.fsm.Snapshot()
+			if err != nil {
+				return err
+			}
+			snaps[name], indexes[name] = snap, g.fsm.AppliedIndex()
+		}
+		n.backupCopied(name)
+	}
+	decisions, err := n.formCut(ctx, shards, copies)
+	if err != nil {
+		return err
+	}
+	for _, name := range n.order {
+		snap, index := snaps[name], indexes[name]
+		if c := copies[name]; c != nil {
+			if snap, err = c.fork.Snapshot(); err != nil {
+				return err
+			}
+			index = c.fork.AppliedIndex()
+		}
+		err := w.AddGroup(name, index, func(dst io.Writer) error {
+			return snap.Persist(&writerSink{Writer: dst, id: "backup-" + name})
+		})
+		if err != nil {
+			return err
+		}
+	}
+	w.SetDecisions(decisions)
+	return nil
 }
 
 // stagedBackups counts, per node, the backups between PrepareBackup and
@@ -77,7 +132,9 @@ func (s *backupSlots) take(n *Node) (release func(), err error) {
 	}, nil
 }
 
-func (n *Node) backupGroup(ctx context.Context, w *backup.Writer, g *group) error {
+// waitReadIndex waits until this node's replica of g has applied
+// everything g's leader had committed at the call.
+func (n *Node) waitReadIndex(ctx context.Context, g *group) error {
 	idx, _, err := route(ctx, n, g.name, "read-index", struct{}{}, n.readIndexLocal, idempotent)
 	if err != nil {
 		return fmt.Errorf("backup of %s: %w", g.name, err)
@@ -85,14 +142,7 @@ func (n *Node) backupGroup(ctx context.Context, w *backup.Writer, g *group) erro
 	if err := g.fsm.WaitApplied(ctx, idx); err != nil {
 		return fmt.Errorf("%w: backup of %s: this replica did not reach index %d", ErrTimeout, g.name, idx)
 	}
-	snap, err := g.fsm.Snapshot()
-	if err != nil {
-		return err
-	}
-	defer snap.Release()
-	return w.AddGroup(g.name, g.fsm.AppliedIndex(), func(dst io.Writer) error {
-		return snap.Persist(&writerSink{Writer: dst, id: "backup-" + g.name})
-	})
+	return nil
 }
 
 // readIndexLocal runs on a group's leader: the index a replica must reach
@@ -127,7 +177,10 @@ type RestoreConfig struct {
 // single-node cluster holding the backup's data in every shard. `raftkv
 // serve` with the same id and addresses then starts it, and other nodes
 // join it as usual. The archive is verified completely before anything is
-// written; the data dir must be empty or absent.
+// written; the data dir must be empty or absent. The archive's decisions
+// (format 2) are applied to the shards' checkpoints on the way, so the new
+// cluster starts with every transaction the backup saw finished the same
+// way on every shard.
 func RestoreDataDir(archive string, rc RestoreConfig) (backup.Report, error) {
 	rep, err := backup.Inspect(archive)
 	if err != nil {
@@ -158,6 +211,20 @@ func RestoreDataDir(archive string, rc RestoreConfig) (backup.Report, error) {
 			return nil // the registry is rebuilt for the new cluster below
 		}
 		h := headers[rec.Name]
+		if len(rep.Transactions) > 0 {
+			// Finish the transactions the backup decided, so the shards
+			// start as one consistent cut (format 2 archives).
+			f, err := settledCheckpoint(rec.Name, max(h.Term, 1), body, rep.Transactions)
+			if err != nil {
+				return err
+			}
+			snap, err := f.Snapshot()
+			if err != nil {
+				return err
+			}
+			defer snap.Release()
+			return installCheckpoint(rc, rec.Name, max(f.AppliedIndex(), 1), max(h.Term, 1), self, snap.Persist)
+		}
 		return installCheckpoint(rc, rec.Name, max(h.Index, 1), max(h.Term, 1), self, func(sink raft.SnapshotSink) error {
 			if _, err := io.Copy(sink, body); err != nil {
 				sink.Cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/raftkv/raftkv/backup"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/httpapi"
 )
@@ -80,6 +81,41 @@ func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cl
 		}
 		c.Nodes = append(c.Nodes, c.startNode(i, t.TempDir(), "", join))
 	}
+	c.WaitReady()
+	return c
+}
+
+// RestoreCluster builds a one-node cluster from a backup archive, as
+// `raftkv snapshot restore` followed by `raftkv serve` does
+// (cluster.RestoreDataDir into a fresh data dir, then the node started on
+// it), and returns once it is ready. Everything is stopped by t.Cleanup.
+func RestoreCluster(t testing.TB, archive string) *Cluster {
+	t.Helper()
+	rep, err := backup.Inspect(archive)
+	if err != nil {
+		t.Fatalf("inspect %s: %v", archive, err)
+	}
+	c := &Cluster{t: t, shards: rep.Manifest.Shards, trans: map[string][]*raft.InmemTransport{}, calls: newPipeNet()}
+	for _, g := range Groups(c.shards) {
+		_, tr := raft.NewInmemTransportWithTimeout(raftAddr(0), time.Second)
+		c.trans[g] = append(c.trans[g], tr)
+	}
+	c.connectAll()
+	t.Cleanup(c.Close)
+	// The HTTP address goes into the restored registry, so it is chosen
+	// first; the node listens on it again right after.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	if _, err := cluster.RestoreDataDir(archive, cluster.RestoreConfig{DataDir: dir, NodeID: nodeID(0),
+		RaftAddr: string(raftAddr(0)), HTTPAddr: httpAddr}); err != nil {
+		t.Fatalf("restore %s: %v", archive, err)
+	}
+	c.Nodes = append(c.Nodes, c.startNode(0, dir, httpAddr, nil))
 	c.WaitReady()
 	return c
 }

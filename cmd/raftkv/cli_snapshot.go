@@ -119,8 +119,10 @@ var snapshotInspectHelp = cmdHelpText{
 	summary: "check a backup file offline and describe it",
 	description: `Checks a backup file without a cluster: the manifest, each checkpoint's size
 and SHA-256, and every record checksum inside it. Prints the format version,
-groups, indices, record counts (keys, for shards), sizes and checksum status.
-Exits 1 if anything fails to verify.`,
+groups, indices, record counts (keys, for shards), sizes and checksum status,
+then the transactions section (format 2): the decision the backup took for
+each cross-shard transaction its checkpoints leave open, which restore
+applies. Exits 1 if anything fails to verify.`,
 	examples: []string{"raftkv snapshot inspect backup.tar"},
 }
 
@@ -159,6 +161,42 @@ func writeInspectReport(w io.Writer, rep backup.Report) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", g.Name, g.Kind, g.Index, g.Records, g.Bytes, status)
 	}
 	tw.Flush()
+	writeDecisions(w, rep)
+}
+
+// writeDecisions describes the transactions section: the decision restore
+// applies to each cross-shard transaction the checkpoints leave open.
+func writeDecisions(w io.Writer, rep backup.Report) {
+	if rep.Manifest.Transactions == nil {
+		if rep.Manifest.Format == 1 {
+			fmt.Fprintln(w, "\nNo transactions section (format 1): shards are consistent each on its own, and open transactions are left to recovery after a restore.")
+		}
+		return
+	}
+	committed := 0
+	for _, d := range rep.Transactions {
+		if d.State == backup.DecisionCommitted {
+			committed++
+		}
+	}
+	fmt.Fprintf(w, "\nTransactions: %d left open by the checkpoints, decided by the backup (%d committed, %d aborted); restore finishes them.\n",
+		len(rep.Transactions), committed, len(rep.Transactions)-committed)
+	if len(rep.Transactions) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nTRANSACTION\tDECISION\tPARTICIPANTS")
+	for _, d := range rep.Transactions {
+		state := d.State
+		if d.State == backup.DecisionCommitted {
+			state += " (success branch)"
+			if !d.Succeeded {
+				state = d.State + " (failure branch)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.ID, state, strings.Join(d.Participants, ","))
+	}
+	tw.Flush()
 }
 
 var snapshotRestoreHelp = cmdHelpText{
@@ -168,8 +206,10 @@ var snapshotRestoreHelp = cmdHelpText{
 in every shard (a new cluster id; the old membership is not kept). Start it
 with 'raftkv serve' and the same --data-dir, --id, --raft-addr and
 --http-addr, then join more nodes as usual. The backup is verified first; a
-backup whose checksums fail is refused, naming what failed. DIR must be
-empty or absent.`,
+backup whose checksums fail is refused, naming what failed. Restore then
+finishes, on every shard, each transaction the backup decided (its
+transactions section), so the new cluster starts from one consistent cut.
+DIR must be empty or absent.`,
 	examples: []string{
 		"raftkv snapshot restore backup.tar --data-dir ./n1 --id node1 --raft-addr 127.0.0.1:7000 --http-addr 127.0.0.1:8080",
 		"raftkv serve --data-dir ./n1 --id node1 --raft-addr 127.0.0.1:7000 --http-addr 127.0.0.1:8080",
