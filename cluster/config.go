@@ -73,6 +73,11 @@ type Config struct {
 	// 0 turns leader balancing off.
 	BalanceInterval time.Duration
 
+	// DeadNodeTimeout, when positive, lets the leader of the meta group
+	// remove from every group a node that no call has reached for that
+	// long, if the cluster keeps its quorum (autopilot.go). 0: never.
+	DeadNodeTimeout time.Duration
+
 	// Txn tunes transactions (limits, recovery of abandoned ones).
 	Txn TxnConfig
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -54,6 +55,10 @@ type Node struct {
 
 	failfast failfast        // early elections when a leader's process dies
 	recent   recentElections // this node's latest candidacies and step-downs
+	// pilot is the autopilot run while this node leads meta (autopilot.go),
+	// and deadNodesRemoved counts the nodes it removed.
+	pilot            atomic.Pointer[pilot]
+	deadNodesRemoved atomic.Uint64
 
 	stop      chan struct{} // closed by Close; every goroutine below watches it
 	wg        sync.WaitGroup
@@ -304,6 +309,7 @@ func (n *Node) start(mode startMode) error {
 	n.watchPeers()
 	n.goFunc(n.txnRecoveryLoop)
 	n.goFunc(n.balanceLoop)
+	n.goFunc(n.autopilotLoop)
 	switch mode {
 	case modeBootstrap:
 		n.logger.Info("bootstrapping a new cluster", "shards", n.shards, "cluster_id", n.clusterID)

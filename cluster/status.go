@@ -28,12 +28,23 @@ type Status struct {
 	// Forwarded counts the batch calls that carried this node's forwarded
 	// key requests to leaders.
 	Forwarded ForwardStats `json:"forwarded"`
+	// DeadNodesRemoved counts the nodes this node removed as dead
+	// (Config.DeadNodeTimeout) while it led the meta group.
+	DeadNodesRemoved uint64 `json:"dead_nodes_removed"`
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
 // reach it: a node-to-node call on its raft port answered.
 type NodeStatus struct {
 	registry.Node
+	// Stage is the node's place in the meta group's configuration:
+	// "voter", "nonvoter" (catching up before promotion), or "registered"
+	// (in the registry but in no configuration yet, or any more: joining
+	// or leaving).
+	Stage string `json:"stage"`
+	// Health is filled in by the node that leads the meta group, which
+	// watches every member (autopilot.go); other nodes leave it out.
+	Health *MemberHealth `json:"health,omitempty"`
 	// Reachable is nil unless the status was asked with probing.
 	Reachable *bool  `json:"reachable,omitempty"`
 	ProbeErr  string `json:"probe_error,omitempty"`
@@ -78,9 +89,23 @@ type GroupStatus struct {
 // waits for a leader, so it works on a node cut off from the others.
 func (n *Node) Status() Status {
 	st := Status{ClusterID: n.clusterID, Shards: n.shards, Node: n.cfg.NodeID, Nodes: []NodeStatus{}}
-	for _, nd := range n.meta.reg.Nodes() {
-		st.Nodes = append(st.Nodes, NodeStatus{Node: nd})
+	stages := map[string]string{}
+	if conf, _, err := n.meta.configuration(); err == nil {
+		for _, s := range conf.Servers {
+			stages[string(s.ID)] = "nonvoter"
+			if s.Suffrage == raft.Voter {
+				stages[string(s.ID)] = "voter"
+			}
+		}
 	}
+	for _, nd := range n.meta.reg.Nodes() {
+		stage := stages[nd.ID]
+		if stage == "" {
+			stage = "registered"
+		}
+		st.Nodes = append(st.Nodes, NodeStatus{Node: nd, Stage: stage, Health: n.health(nd.ID)})
+	}
+	st.DeadNodesRemoved = n.deadNodesRemoved.Load()
 	for _, name := range n.order {
 		st.Groups = append(st.Groups, n.groups[name].status())
 	}
