@@ -55,6 +55,11 @@ type group struct {
 	closeOnce sync.Once
 	recovery  recovery
 	elections electionLog
+	// txnTimes dates the transaction state this node compares with its
+	// own clock while it leads the shard (txn_clock.go); txnRecoveryRuns
+	// counts the recovery passes it made over the shard as its leader.
+	txnTimes        txnTimes
+	txnRecoveryRuns atomic.Uint64
 
 	// handover is held shared by every proposal from Apply to its outcome
 	// and exclusively while leadership is handed over, so a planned move

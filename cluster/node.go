@@ -51,6 +51,7 @@ type Node struct {
 	// yet, so it knows no raft address).
 	public *http.Client
 	txn    txnState // transaction settings and test hook (txn_config.go)
+	clock  Clock    // Config.Clock, or the machine's
 
 	failfast failfast        // early elections when a leader's process dies
 	recent   recentElections // this node's latest candidacies and step-downs
@@ -97,6 +98,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, public: newPublicClient(cfg.JoinTLS), stop: make(chan struct{})}
 	n.ops = n.opTable()
 	n.txn.cfg = cfg.Txn
+	n.clock = cfg.Clock
+	if n.clock == nil {
+		n.clock = systemClock{}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}

@@ -223,3 +223,13 @@ func (n *Node) TxnSummary(shard string) (fsm.TxnSummary, bool) {
 	}
 	return g.kv.Transactions(), true
 }
+
+// TxnRecoveryRuns returns how many recovery passes this node has made over
+// a shard as its leader (txn_recovery.go), for status and tests.
+func (n *Node) TxnRecoveryRuns(shard string) uint64 {
+	g, ok := n.groups[shard]
+	if !ok || g.kv == nil {
+		return 0
+	}
+	return g.txnRecoveryRuns.Load()
+}

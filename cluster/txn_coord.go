@@ -58,7 +58,7 @@ func (n *Node) txn2PC(ctx context.Context, req TxnRequest, plan txnPlan) (TxnRes
 // attempt2PC runs one attempt under transaction id.
 func (n *Node) attempt2PC(ctx context.Context, id string, plan txnPlan) (fsm.Record, attemptResult, map[string]prepareReply, error) {
 	primary := plan.shards[0]
-	started := time.Now()
+	started := n.clock.Now()
 	votes, err := n.prepareAll(ctx, id, plan, started)
 	if errors.Is(err, errAbandoned) {
 		return fsm.Record{}, 0, nil, fmt.Errorf("%w: %v", ErrIndeterminate, err)
@@ -108,12 +108,29 @@ func (n *Node) prepareAll(ctx context.Context, id string, plan txnPlan, started 
 			firstErr = errAbandoned
 			continue
 		}
+		// The prepare is sent with the time it has left (a duration: the
+		// participant's leader dates it by its own clock) and waited for
+		// no longer than that.
+		ttl := cfg.PrepareTimeout - n.clock.Now().Sub(started)
+		if ttl <= 0 {
+			mu.Lock()
+			votes[shard] = prepareReply{Vote: "finished"}
+			mu.Unlock()
+			continue
+		}
 		cmd := fsm.TxnCmd{ID: id, Primary: plan.shards[0], Participants: plan.shards,
 			Deadline: started.Add(cfg.PrepareTimeout).UnixNano(), Body: *plan.parts[shard]}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := n.prepareOn(ctx, shard, cmd)
+			pctx, cancel := context.WithTimeout(ctx, ttl)
+			defer cancel()
+			v, err := n.prepareOn(pctx, shard, cmd, ttl)
+			if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+				// No answer within the prepare timeout: a no vote. The
+				// abort that follows drops the part if it landed anyway.
+				v, err = prepareReply{Vote: "finished"}, nil
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil && firstErr == nil {

@@ -91,7 +91,11 @@ func (n *Node) settleLock(ctx context.Context, g *group, id string) (bool, error
 		return false, err
 	}
 	if !rec.Found || rec.Record.State == fsm.StatePending {
-		if time.Since(time.Unix(0, st.PreparedAt)) < n.txnConfig().RecoveryTimeout {
+		view, err := n.txnView(ctx, g)
+		if err != nil {
+			return false, err
+		}
+		if view.age(id, st.PreparedAt) < n.txnConfig().RecoveryTimeout {
 			return false, nil
 		}
 		r, err := n.finishTxn(ctx, st.Primary, id, st.Participants)

@@ -23,8 +23,16 @@ type txnReply struct {
 	Results   []fsm.OpResult `json:"results"`
 }
 
+// prepareArgs is a participant's prepare. TTL is how much longer the
+// coordinator accepts it, measured by the coordinator's clock when it sent
+// it; the participant's leader turns it into a deadline on its own clock
+// (Cmd.Deadline), so no two clocks are ever compared. A coordinator from
+// before TTLs sends none (0) and an absolute Cmd.Deadline from its clock,
+// which is then used as sent; a current coordinator still fills
+// Cmd.Deadline, for participants from before TTLs.
 type prepareArgs struct {
-	Cmd fsm.TxnCmd `json:"cmd"`
+	Cmd fsm.TxnCmd    `json:"cmd"`
+	TTL time.Duration `json:"ttl,omitempty"`
 }
 
 // prepareReply is a participant's vote. Vote is "yes", "locked" (LockedBy
@@ -57,7 +65,7 @@ func txnResult(resp any) (*fsm.Result, error) {
 	return r, nil
 }
 
-func leaderNow() int64 { return time.Now().UnixNano() }
+func (n *Node) leaderNow() int64 { return n.clock.Now().UnixNano() }
 
 // txnLocal runs a single-shard transaction, settling or waiting out locks
 // held by cross-shard transactions (see applyUnlocked).
@@ -92,13 +100,14 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	if err := n.authorizeTxn(ctx, a.Cmd.Body); err != nil {
 		return prepareReply{}, err
 	}
-	if err := n.validatePrepare(g, a.Cmd); err != nil {
+	if err := n.validatePrepare(g, a); err != nil {
 		return prepareReply{}, err
 	}
 	// Only the fields a prepare uses are proposed; the others (an outcome,
 	// a GC cutoff) mean nothing here and could only trip the encoder.
 	cmd := fsm.TxnCmd{ID: a.Cmd.ID, Primary: a.Cmd.Primary, Participants: a.Cmd.Participants,
 		Deadline: a.Cmd.Deadline, Body: a.Cmd.Body}
+	received := n.clock.Now()
 	var r *fsm.Result
 	// A key held by a transaction that is already decided, but not yet
 	// resolved here (its resolve runs in the background), is settled at once
@@ -106,7 +115,13 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	// coordinator back off. A locked prepare changes nothing, so the retry
 	// is safe.
 	for try := 0; try < 2; try++ {
-		cmd.Now = leaderNow()
+		now := n.clock.Now()
+		cmd.Now = now.UnixNano()
+		if a.TTL > 0 {
+			// Now and Deadline both from this leader's clock; the FSM
+			// votes "finished" once the TTL has run out.
+			cmd.Deadline = cmd.Now + int64(a.TTL-now.Sub(received))
+		}
 		resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, cmd))
 		if err != nil {
 			return prepareReply{}, err
@@ -141,7 +156,7 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 		return fsm.Record{}, err
 	}
 	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
-		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: leaderNow()}))
+		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: n.leaderNow()}))
 	if err != nil {
 		return fsm.Record{}, err
 	}
@@ -168,14 +183,14 @@ func (n *Node) resolveLocal(ctx context.Context, g *group, a decideArgs) (struct
 	if err := validOutcome(a.Outcome); err != nil {
 		return struct{}{}, err
 	}
-	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: leaderNow()}))
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: n.leaderNow()}))
 }
 
 func (n *Node) markResolvedLocal(ctx context.Context, g *group, a idArgs) (struct{}, error) {
 	if err := n.txnOnPrimary(g, a.ID); err != nil {
 		return struct{}{}, err
 	}
-	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: leaderNow()}))
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: n.leaderNow()}))
 }
 
 // applyChecked proposes an entry whose result carries nothing but a
@@ -206,8 +221,8 @@ func (n *Node) recordLocal(ctx context.Context, g *group, a idArgs) (recordReply
 
 // Remote forms: run the operation on the group's current leader.
 
-func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd) (prepareReply, error) {
-	r, _, err := route(ctx, n, shard, "txn-prepare", prepareArgs{cmd}, n.prepareLocal, idempotent)
+func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd, ttl time.Duration) (prepareReply, error) {
+	r, _, err := route(ctx, n, shard, "txn-prepare", prepareArgs{Cmd: cmd, TTL: ttl}, n.prepareLocal, idempotent)
 	return r, err
 }
 
