@@ -79,11 +79,17 @@ const (
 	StepDecide
 	// StepResolve: decided; about to resolve Shard.
 	StepResolve
+	// StepMarkResolved: every other participant resolved; about to mark
+	// the record resolved on the primary (Shard).
+	StepMarkResolved
 )
 
 // TxnHook is called by the coordinator before each step. A non-nil error
-// makes the coordinator stop there as if its process had died: no further
-// entries are proposed for that transaction (fault-injection tests).
+// makes the coordinator stop there as if its process had died
+// (fault-injection tests): the step's entry is not proposed, nor is
+// anything after it, except that prepares are sent in parallel, so the
+// other participants' prepares still go out (they were on the wire when it
+// died). The transaction is left to recovery.
 type TxnHook func(step TxnStep, id, shard string) error
 
 // txnState is the node's transaction settings.

@@ -35,11 +35,11 @@ type prepareArgs struct {
 	TTL time.Duration `json:"ttl,omitempty"`
 }
 
-// prepareReply is a participant's vote. Vote is "yes", "locked" (LockedBy
-// holds the key another transaction locked) or "finished" (too late, or
-// already aborted by recovery).
+// prepareReply is a participant's vote (LockedBy names the transaction
+// holding a key when the vote is VoteLocked) and, with VoteYes, whether
+// its compares held and the pre-transaction state of its ops.
 type prepareReply struct {
-	Vote      string         `json:"vote"`
+	Vote      Vote           `json:"vote"`
 	LockedBy  string         `json:"locked_by,omitempty"`
 	Succeeded bool           `json:"succeeded"`
 	Results   []fsm.OpResult `json:"results"`
@@ -136,11 +136,16 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 			break
 		}
 	}
+	return voteOf(r)
+}
+
+// voteOf turns a prepare entry's result into the shard's vote.
+func voteOf(r *fsm.Result) (prepareReply, error) {
 	switch {
 	case errors.Is(r.Err, fsm.ErrLocked):
-		return prepareReply{Vote: "locked", LockedBy: r.LockedBy}, nil
+		return prepareReply{Vote: VoteLocked, LockedBy: r.LockedBy}, nil
 	case errors.Is(r.Err, fsm.ErrTxnFinished):
-		return prepareReply{Vote: "finished"}, nil
+		return prepareReply{Vote: VoteFinished}, nil
 	case refused(r) != nil:
 		return prepareReply{}, refused(r)
 	case r.Err != nil:
@@ -148,7 +153,7 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	case r.Txn == nil:
 		return prepareReply{}, errors.New("prepare entry returned no result")
 	}
-	return prepareReply{Vote: "yes", Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
+	return prepareReply{Vote: VoteYes, Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
 }
 
 func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Record, error) {
@@ -160,6 +165,11 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 	if err != nil {
 		return fsm.Record{}, err
 	}
+	return decidedRecord(a.ID, resp)
+}
+
+// decidedRecord turns a decide entry's result into the record it left.
+func decidedRecord(id string, resp any) (fsm.Record, error) {
 	r, err := txnResult(resp)
 	if err != nil {
 		return fsm.Record{}, err
@@ -168,7 +178,7 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 		return fsm.Record{}, err
 	}
 	if r.Err != nil || r.Txn == nil || r.Txn.Record == nil {
-		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, a.ID, r.Err)
+		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, id, r.Err)
 	}
 	return *r.Txn.Record, nil
 }
@@ -219,29 +229,40 @@ func (n *Node) recordLocal(ctx context.Context, g *group, a idArgs) (recordReply
 	return recordReply{Found: ok, Record: rec}, nil
 }
 
+// The transaction operations' names on the node-to-node wire. They are
+// part of the protocol between versions: never change one.
+const (
+	opTxn             = "txn"
+	opTxnPrepare      = "txn-prepare"
+	opTxnDecide       = "txn-decide"
+	opTxnResolve      = "txn-resolve"
+	opTxnMarkResolved = "txn-resolved"
+	opTxnRecord       = "txn-record"
+)
+
 // Remote forms: run the operation on the group's current leader.
 
 func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd, ttl time.Duration) (prepareReply, error) {
-	r, _, err := route(ctx, n, shard, "txn-prepare", prepareArgs{Cmd: cmd, TTL: ttl}, n.prepareLocal, idempotent)
+	r, _, err := route(ctx, n, shard, opTxnPrepare, prepareArgs{Cmd: cmd, TTL: ttl}, n.prepareLocal, idempotent)
 	return r, err
 }
 
 func (n *Node) decideOn(ctx context.Context, primary, id string, o fsm.Outcome, participants []string) (fsm.Record, error) {
-	r, _, err := route(ctx, n, primary, "txn-decide", decideArgs{ID: id, Outcome: o, Participants: participants}, n.decideLocal, idempotent)
+	r, _, err := route(ctx, n, primary, opTxnDecide, decideArgs{ID: id, Outcome: o, Participants: participants}, n.decideLocal, idempotent)
 	return r, err
 }
 
 func (n *Node) resolveOn(ctx context.Context, shard, id string, o fsm.Outcome) error {
-	_, _, err := route(ctx, n, shard, "txn-resolve", decideArgs{ID: id, Outcome: o}, n.resolveLocal, idempotent)
+	_, _, err := route(ctx, n, shard, opTxnResolve, decideArgs{ID: id, Outcome: o}, n.resolveLocal, idempotent)
 	return err
 }
 
 func (n *Node) markResolvedOn(ctx context.Context, primary, id string) error {
-	_, _, err := route(ctx, n, primary, "txn-resolved", idArgs{id}, n.markResolvedLocal, idempotent)
+	_, _, err := route(ctx, n, primary, opTxnMarkResolved, idArgs{id}, n.markResolvedLocal, idempotent)
 	return err
 }
 
 func (n *Node) recordOn(ctx context.Context, primary, id string) (recordReply, error) {
-	r, _, err := route(ctx, n, primary, "txn-record", idArgs{id}, n.recordLocal, idempotent)
+	r, _, err := route(ctx, n, primary, opTxnRecord, idArgs{id}, n.recordLocal, idempotent)
 	return r, err
 }

@@ -42,7 +42,7 @@ func (n *Node) txnRecoveryLoop() {
 }
 
 func (n *Node) recoverShard(g *group, cfg TxnConfig) {
-	ctx, cancel := n.detached(cfg.RecoveryTimeout)
+	ctx, cancel := detached(n.stop, cfg.RecoveryTimeout)
 	defer cancel()
 	view, err := n.txnView(ctx, g)
 	if err != nil {
@@ -61,10 +61,7 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 			n.finishOrphan(ctx, g, st.ID, fsm.CommandTxnResolve, "staged part names no primary shard of this cluster")
 			continue
 		}
-		rec, err := n.finishTxn(ctx, st.Primary, st.ID, recoveryParticipants(st.Primary, g.name, st.Participants))
-		if err == nil {
-			err = n.resolveOn(ctx, g.name, st.ID, rec.Outcome())
-		}
+		rec, err := n.coord.recoverPart(ctx, g.name, st)
 		n.logger.Info("recovered a stale transaction lock", "group", g.name, "txn", st.ID,
 			"state", rec.State.String(), "error", err)
 	}
@@ -77,14 +74,11 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 		}
 		switch {
 		case r.State == fsm.StatePending && stale(r.ID, r.StartedAt):
-			rec, err := n.decideOn(ctx, g.name, r.ID, fsm.OutcomeAborted, r.Participants)
-			if err == nil {
-				err = n.resolveAll(ctx, r.ID, rec, false)
-			}
+			rec, err := n.coord.recoverRecord(ctx, r)
 			n.logger.Info("finished a stale pending transaction", "group", g.name, "txn", r.ID,
 				"state", rec.State.String(), "error", err)
 		case r.State != fsm.StatePending && !r.Resolved && stale(r.ID, r.DecidedAt):
-			if err := n.resolveAll(ctx, r.ID, r, false); err != nil {
+			if _, err := n.coord.recoverRecord(ctx, r); err != nil {
 				n.logger.Debug("transaction still not resolved everywhere", "txn", r.ID, "error", err)
 			}
 		}

@@ -243,7 +243,7 @@ func TestPrepareProposesOnlyTheFieldsItUses(t *testing.T) {
 	cmd := fsm.TxnCmd{ID: id, Primary: "shard-1", Participants: []string{"shard-1"}, Outcome: 99, Before: -5,
 		Deadline: n.leaderNow() + int64(time.Minute), Body: fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: mine, Value: []byte("v")}}}}
 	v, err := n.prepareLocal(context.Background(), n.groups["shard-1"], prepareArgs{Cmd: cmd})
-	if err != nil || v.Vote != "yes" {
+	if err != nil || v.Vote != VoteYes {
 		t.Fatalf("prepare: %+v, %v", v, err)
 	}
 	rec, err := n.decideLocal(context.Background(), n.groups["shard-1"], decideArgs{ID: id, Outcome: fsm.OutcomeSuccess, Participants: []string{"shard-1"}})
@@ -351,13 +351,13 @@ func TestAPrepareIsDatedByTheParticipantsClock(t *testing.T) {
 		return v
 	}
 	ancient := n.leaderNow() - int64(time.Hour) // a coordinator an hour behind
-	if v := prepare(ancient, time.Minute); v.Vote != "yes" {
+	if v := prepare(ancient, time.Minute); v.Vote != VoteYes {
 		t.Fatalf("prepare with a minute to live and an ancient absolute deadline voted %q", v.Vote)
 	}
-	if v := prepare(ancient, 0); v.Vote != "finished" {
+	if v := prepare(ancient, 0); v.Vote != VoteFinished {
 		t.Fatalf("prepare without a time to live, past its absolute deadline, voted %q", v.Vote)
 	}
-	if v := prepare(n.leaderNow()+int64(time.Minute), 0); v.Vote != "yes" {
+	if v := prepare(n.leaderNow()+int64(time.Minute), 0); v.Vote != VoteYes {
 		t.Fatalf("prepare without a time to live, before its absolute deadline, voted %q", v.Vote)
 	}
 }
