@@ -83,8 +83,8 @@ func TestCrossShardTxnsCommitWhicheverNodesClockIsOff(t *testing.T) {
 // shard-1, participant shard-2, both led by node1) is prepared and its
 // coordinator is about to decide when the leadership of one shard moves to
 // node2, whose clock is 30 s ahead. node2's recovery looks at the shard
-// again and again while the coordinator is alive; then the coordinator
-// decides. The transaction commits with the id it was prepared under: the
+// again and again while the coordinator is alive, and a write of the
+// locked key on node2 gives up with 409; then the coordinator decides. The transaction commits with the id it was prepared under: the
 // new leader did not take node1's stamps, 30 s old by its clock, for an
 // abandoned transaction and abort it.
 func TestALeaderWhoseClockRunsAheadAbortsNoLiveTxn(t *testing.T) {
@@ -133,6 +133,15 @@ func TestALeaderWhoseClockRunsAheadAbortsNoLiveTxn(t *testing.T) {
 			before := c.Nodes[aheadNode].TxnRecoveryRuns(moved)
 			c.MakeLeader(moved, aheadNode)
 			waitRecoveryRuns(t, c, aheadNode, moved, before)
+			// A plain write of the moved shard's locked key waits for the
+			// transaction too, and gives up (409) rather than abort it.
+			key := map[string]string{"shard-1": a, "shard-2": b}[moved]
+			pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := c.Nodes[aheadNode].Put(pctx, key, []byte("direct"), fsm.Condition{})
+			pcancel()
+			if !errors.Is(err, cluster.ErrConflict) {
+				t.Fatalf("put of %s, locked by the live transaction: %v, want a conflict", key, err)
+			}
 			close(release)
 
 			r := <-done

@@ -515,11 +515,23 @@ func TestCoordinatorCrashAfterEachStep(t *testing.T) {
 	}
 }
 
-// Votes travel between nodes as strings; these are their wire values.
-func TestVotesKeepTheirWireValues(t *testing.T) {
+// Votes and operation names travel between nodes as strings; these are
+// their wire values, which nodes of other versions rely on.
+func TestTransactionWireValuesAreUnchanged(t *testing.T) {
 	for v, want := range map[Vote]string{VoteYes: "yes", VoteLocked: "locked", VoteFinished: "finished"} {
 		if string(v) != want {
 			t.Fatalf("vote %q, want %q", v, want)
+		}
+	}
+	ops := map[string]string{opTxn: "txn", opTxnPrepare: "txn-prepare", opTxnDecide: "txn-decide",
+		opTxnResolve: "txn-resolve", opTxnMarkResolved: "txn-resolved", opTxnRecord: "txn-record"}
+	table := (&Node{}).opTable()
+	for op, want := range ops {
+		if op != want {
+			t.Fatalf("operation %q, want %q", op, want)
+		}
+		if _, ok := table[op]; !ok {
+			t.Fatalf("operation %q is not served", op)
 		}
 	}
 	if !VoteYes.Yes() || VoteLocked.Yes() || VoteFinished.Yes() || Vote("maybe").Yes() {
