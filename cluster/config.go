@@ -80,6 +80,9 @@ type Config struct {
 
 	// Txn tunes transactions (limits, recovery of abandoned ones).
 	Txn TxnConfig
+	// Clock is this node's clock (nil: the machine's). Nodes need not
+	// agree on the time; tests give each in-process node its own skew.
+	Clock Clock
 
 	// MaxValueBytes caps a value's size (bytes). Larger writes are refused
 	// before anything is proposed.

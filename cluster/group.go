@@ -59,6 +59,11 @@ type group struct {
 	recovery  recovery
 	elections electionLog
 	applies   histo.Histogram // writes this node led, proposal to applied (GroupStatus.Applies)
+	// txnTimes dates the transaction state this node compares with its
+	// own clock while it leads the shard (txn_clock.go); txnRecoveryRuns
+	// counts the recovery passes it made over the shard as its leader.
+	txnTimes        txnTimes
+	txnRecoveryRuns atomic.Uint64
 
 	// handover is held shared by every proposal from Apply to its outcome
 	// and exclusively while leadership is handed over, so a planned move

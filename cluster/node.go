@@ -51,7 +51,9 @@ type Node struct {
 	// calls a node makes to another node's HTTP port (it is not a member
 	// yet, so it knows no raft address).
 	public *http.Client
-	txn    txnState // transaction settings and test hook (txn_config.go)
+	txn    txnState     // transaction settings and test hook (txn_config.go)
+	clock  Clock        // Config.Clock, or the machine's
+	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
 
 	failfast failfast        // early elections when a leader's process dies
 	recent   recentElections // this node's latest candidacies and step-downs
@@ -102,6 +104,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, logger: logger, groups: map[string]*group{}, public: newPublicClient(cfg.JoinTLS), stop: make(chan struct{})}
 	n.ops = n.opTable()
 	n.txn.cfg = cfg.Txn
+	n.clock = cfg.Clock
+	if n.clock == nil {
+		n.clock = systemClock{}
+	}
+	n.coord = n.newCoordinator()
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}

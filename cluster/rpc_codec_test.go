@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -80,4 +81,35 @@ func decodePut(t *testing.T, b []byte) putArgs {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestPrepareArgumentsKeepTheirWireFormAcrossVersions: the prepare's time
+// to live is a new field. A prepare from a node that does not send it
+// decodes with none (the receiver then holds it to its absolute deadline),
+// and one that sends it decodes on a node that does not know the field.
+func TestPrepareArgumentsKeepTheirWireFormAcrossVersions(t *testing.T) {
+	type olderPrepareArgs struct {
+		Cmd fsm.TxnCmd `json:"cmd"`
+	}
+	cmd := fsm.TxnCmd{ID: "shard-1.ab", Primary: "shard-1", Participants: []string{"shard-1", "shard-2"}, Deadline: 12345,
+		Body: fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: "k", Value: []byte("v")}}}}
+	raw, err := rpc.Marshal(olderPrepareArgs{cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now prepareArgs
+	if err := rpc.Unmarshal(raw, &now); err != nil || now.TTL != 0 || !reflect.DeepEqual(now.Cmd, cmd) {
+		t.Fatalf("older prepare decoded as %+v, %v", now, err)
+	}
+	raw, err = rpc.Marshal(prepareArgs{Cmd: cmd, TTL: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older olderPrepareArgs
+	if err := rpc.Unmarshal(raw, &older); err != nil || !reflect.DeepEqual(older.Cmd, cmd) {
+		t.Fatalf("current prepare decoded by an older node as %+v, %v", older, err)
+	}
+	if err := rpc.Unmarshal(raw, &now); err != nil || now.TTL != 1500*time.Millisecond {
+		t.Fatalf("current prepare round trip: %+v, %v", now, err)
+	}
 }

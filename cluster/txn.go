@@ -70,11 +70,11 @@ func (n *Node) Txn(ctx context.Context, req TxnRequest) (TxnResponse, error) {
 	if err := n.authorizeTxn(ctx, fsm.Txn{Compares: req.Compares, Success: req.Success, Failure: req.Failure}); err != nil {
 		return TxnResponse{}, err
 	}
-	plan := n.planTxn(req)
+	plan := planTxn(req, n.ShardOf)
 	if len(plan.shards) == 1 {
 		return n.txnSingle(ctx, plan.shards[0], req)
 	}
-	return n.txn2PC(ctx, req, plan)
+	return n.coord.run(ctx, req, plan)
 }
 
 // validateTxn applies the limits and input rules before anything is
@@ -126,12 +126,13 @@ func (n *Node) validateTxn(req TxnRequest) error {
 	return nil
 }
 
-// planTxn splits req by shard. The primary is the shard of the first key
-// (first compare, else first success op, else first failure op).
-func (n *Node) planTxn(req TxnRequest) txnPlan {
+// planTxn splits req by shard (shardOf names a key's). The primary is the
+// shard of the first key (first compare, else first success op, else
+// first failure op).
+func planTxn(req TxnRequest, shardOf func(key string) string) txnPlan {
 	p := txnPlan{parts: map[string]*fsm.Txn{}}
 	part := func(key string) (string, *fsm.Txn) {
-		s := n.ShardOf(key)
+		s := shardOf(key)
 		if p.parts[s] == nil {
 			p.parts[s] = &fsm.Txn{}
 			p.shards = append(p.shards, s)
@@ -159,7 +160,7 @@ func (n *Node) planTxn(req TxnRequest) txnPlan {
 // txnSingle runs a transaction inside one shard as one raft entry.
 func (n *Node) txnSingle(ctx context.Context, shard string, req TxnRequest) (TxnResponse, error) {
 	body := fsm.Txn{Compares: req.Compares, Success: req.Success, Failure: req.Failure}
-	reply, _, err := route(ctx, n, shard, "txn", txnArgs{body}, n.txnLocal, nonIdempotent)
+	reply, _, err := route(ctx, n, shard, opTxn, txnArgs{body}, n.txnLocal, nonIdempotent)
 	if err != nil {
 		return TxnResponse{}, err
 	}
@@ -222,4 +223,14 @@ func (n *Node) TxnSummary(shard string) (fsm.TxnSummary, bool) {
 		return fsm.TxnSummary{}, false
 	}
 	return g.kv.Transactions(), true
+}
+
+// TxnRecoveryRuns returns how many recovery passes this node has made over
+// a shard as its leader (txn_recovery.go), for status and tests.
+func (n *Node) TxnRecoveryRuns(shard string) uint64 {
+	g, ok := n.groups[shard]
+	if !ok || g.kv == nil {
+		return 0
+	}
+	return g.txnRecoveryRuns.Load()
 }

@@ -19,17 +19,22 @@ type TxnConfig struct {
 	Attempts int
 	// PrepareTimeout is how long after the coordinator started a
 	// cross-shard transaction its prepares are still accepted; later ones
-	// vote no. Must be below RecoveryTimeout.
+	// vote no. The coordinator sends each prepare with the time it has
+	// left, which the participant's leader counts down on its own clock.
+	// Must be below RecoveryTimeout.
 	PrepareTimeout time.Duration
-	// RecoveryTimeout is how old (by the leader time in the entries) a lock
-	// or pending record must be before a shard leader finishes its
-	// transaction without the coordinator.
+	// RecoveryTimeout is how old a lock or pending record must be before a
+	// shard leader finishes its transaction without the coordinator. Age
+	// is measured by that leader's own clock, from its prepare or decide
+	// entry, or from when it took the shard over (txn_clock.go).
 	RecoveryTimeout time.Duration
 	// RecoveryInterval is how often each shard leader looks for such locks.
 	RecoveryInterval time.Duration
 	// Retention is how long a decided, fully resolved record stays readable
 	// through GET /v1/txn/{id}, and how long participants remember finished
-	// transactions. Must be well above RecoveryTimeout.
+	// transactions, by the shard leader's own clock; a new leader keeps
+	// what it took over for at least Retention. Must be well above
+	// RecoveryTimeout.
 	Retention time.Duration
 }
 
@@ -74,11 +79,17 @@ const (
 	StepDecide
 	// StepResolve: decided; about to resolve Shard.
 	StepResolve
+	// StepMarkResolved: every other participant resolved; about to mark
+	// the record resolved on the primary (Shard).
+	StepMarkResolved
 )
 
 // TxnHook is called by the coordinator before each step. A non-nil error
-// makes the coordinator stop there as if its process had died: no further
-// entries are proposed for that transaction (fault-injection tests).
+// makes the coordinator stop there as if its process had died
+// (fault-injection tests): the step's entry is not proposed, nor is
+// anything after it, except that prepares are sent in parallel, so the
+// other participants' prepares still go out (they were on the wire when it
+// died). The transaction is left to recovery.
 type TxnHook func(step TxnStep, id, shard string) error
 
 // txnState is the node's transaction settings.

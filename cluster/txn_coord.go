@@ -7,23 +7,71 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/raftkv/raftkv/fsm"
 )
 
-// The cross-shard coordinator. One attempt of a transaction goes through
-// these states; the record on the primary is the only one that matters
-// after a crash, the rest lives in this goroutine:
+// The cross-shard coordinator: one type that drives two-phase commit
+// against a small interface to the shards (participants), so each of its
+// transitions can be tested against fake shards (txn_coord_test.go). The
+// node is the production participants: each call runs on the shard's
+// current leader (txn_ops.go). cluster/DESIGN.md, "Cross-shard
+// transactions", has the state diagram.
 //
-//	preparing ──any no / error──▶ aborting ──▶ (retry with a new id | 409 | error)
-//	    │ all yes
+// One attempt of a transaction goes through these states; the record on
+// the primary is the only one that matters after a crash, the rest lives
+// in the coordinator's goroutine:
+//
+//	preparing ──any no vote / error──▶ aborting ──▶ (retry with a new id | 409 | error)
+//	    │ every vote yes
 //	    ▼
 //	deciding ──record says aborted (recovery won)──▶ (retry | 409)
 //	    │ record committed: the commit point
 //	    ▼
 //	resolving (background) ──▶ marked resolved on the primary
 //
-// Every entry it proposes is idempotent, so forwarded calls are retried
-// when their outcome is unknown.
+// Every entry it proposes is idempotent, so calls whose outcome is unknown
+// are retried.
+
+// participants is what the coordinator (and recovery) needs from the
+// shards: the protocol's operations on a named shard, run on whichever
+// node leads it.
+type participants interface {
+	// prepareOn locks and stages cmd's part on shard and returns its vote;
+	// ttl is how much longer the prepare may be accepted.
+	prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd, ttl time.Duration) (prepareReply, error)
+	// decideOn moves id's record on primary from pending to outcome (or
+	// creates it aborted) and returns the record as it stands: a record
+	// decided before keeps its first decision.
+	decideOn(ctx context.Context, primary, id string, o fsm.Outcome, participants []string) (fsm.Record, error)
+	// resolveOn applies (committed) or drops (aborted) id's part on shard.
+	resolveOn(ctx context.Context, shard, id string, o fsm.Outcome) error
+	// markResolvedOn notes on primary that every participant resolved id.
+	markResolvedOn(ctx context.Context, primary, id string) error
+	// recordOn reads id's record on primary linearizably.
+	recordOn(ctx context.Context, primary, id string) (recordReply, error)
+}
+
+var _ participants = (*Node)(nil)
+
+// Vote is a participant's answer to a prepare. Its values travel between
+// nodes as these strings.
+type Vote string
+
+const (
+	// VoteYes: the part is locked and staged; the shard can commit it.
+	VoteYes Vote = "yes"
+	// VoteLocked: another transaction holds a key of the part (LockedBy).
+	VoteLocked Vote = "locked"
+	// VoteFinished: the transaction already finished on the shard (aborted
+	// by recovery, or resolved), or the prepare came too late.
+	VoteFinished Vote = "finished"
+)
+
+// Yes reports whether v lets the transaction commit. Any other vote,
+// including one this build does not know, is a no.
+func (v Vote) Yes() bool { return v == VoteYes }
 
 // errAbandoned: the test hook stopped the coordinator mid-protocol.
 var errAbandoned = errors.New("coordinator stopped by test hook")
@@ -36,40 +84,63 @@ const (
 	attemptConflict                // a lock or recovery got in the way; retry
 )
 
-func (n *Node) txn2PC(ctx context.Context, req TxnRequest, plan txnPlan) (TxnResponse, error) {
-	cfg := n.txnConfig()
+// coordinator runs cross-shard transactions. Its fields are set once.
+type coordinator struct {
+	shards participants
+	clock  Clock
+	config func() TxnConfig
+	// step is called before each step (TxnHook); an error stops the
+	// coordinator there as if its process had died.
+	step func(step TxnStep, id, shard string) error
+	// spawn runs a background resolve (the node's goFunc: tracked, and
+	// nothing starts once the node is closing).
+	spawn  func(func())
+	stop   <-chan struct{} // closed when the node stops
+	logger hclog.Logger
+}
+
+// newCoordinator returns the node's coordinator, which reaches the shards
+// through the node.
+func (n *Node) newCoordinator() *coordinator {
+	return &coordinator{shards: n, clock: n.clock, config: n.txnConfig, step: n.txnStep,
+		spawn: n.goFunc, stop: n.stop, logger: n.logger}
+}
+
+// run commits a cross-shard transaction, retrying with a new id (after a
+// jittered backoff) while locks or recovery get in the way.
+func (c *coordinator) run(ctx context.Context, req TxnRequest, plan txnPlan) (TxnResponse, error) {
+	cfg := c.config()
 	wait := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		id := newTxnID(plan.shards[0])
-		res, outcome, votes, err := n.attempt2PC(ctx, id, plan)
+		res, outcome, votes, err := c.attempt(ctx, id, plan)
 		if err != nil {
 			return TxnResponse{}, err
 		}
 		if outcome == attemptCommitted {
 			return buildResponse(id, req, plan, res, votes), nil
 		}
-		if attempt >= cfg.Attempts || !n.backoff(ctx, wait) {
+		if attempt >= cfg.Attempts || !backoff(ctx, c.stop, wait) {
 			return TxnResponse{}, fmt.Errorf("%w: keys locked by other transactions; gave up after %d attempts", ErrConflict, attempt)
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
 }
 
-// attempt2PC runs one attempt under transaction id.
-func (n *Node) attempt2PC(ctx context.Context, id string, plan txnPlan) (fsm.Record, attemptResult, map[string]prepareReply, error) {
+// attempt runs one attempt under transaction id.
+func (c *coordinator) attempt(ctx context.Context, id string, plan txnPlan) (fsm.Record, attemptResult, map[string]prepareReply, error) {
 	primary := plan.shards[0]
-	started := time.Now()
-	votes, err := n.prepareAll(ctx, id, plan, started)
+	votes, err := c.prepareAll(ctx, id, plan)
 	if errors.Is(err, errAbandoned) {
 		return fsm.Record{}, 0, nil, fmt.Errorf("%w: %v", ErrIndeterminate, err)
 	}
 	yes, held := err == nil, true
 	for _, v := range votes {
-		yes = yes && v.Vote == "yes"
+		yes = yes && v.Vote.Yes()
 		held = held && v.Succeeded
 	}
 	if !yes {
-		n.abort2PC(id, plan.shards)
+		c.abort(id, plan.shards)
 		if err != nil {
 			return fsm.Record{}, 0, nil, err
 		}
@@ -79,16 +150,16 @@ func (n *Node) attempt2PC(ctx context.Context, id string, plan txnPlan) (fsm.Rec
 	if held {
 		outcome = fsm.OutcomeSuccess
 	}
-	if err := n.txnStep(StepDecide, id, primary); err != nil {
+	if err := c.step(StepDecide, id, primary); err != nil {
 		return fsm.Record{}, 0, nil, fmt.Errorf("%w: %v", ErrIndeterminate, errAbandoned)
 	}
-	rec, err := n.decideOn(ctx, primary, id, outcome, plan.shards)
+	rec, err := c.shards.decideOn(ctx, primary, id, outcome, plan.shards)
 	if err != nil {
 		// The decision may or may not be in the log; recovery settles it
 		// from the record either way.
 		return fsm.Record{}, 0, nil, fmt.Errorf("%w: transaction %s: deciding: %v", ErrIndeterminate, id, err)
 	}
-	n.resolveInBackground(id, rec)
+	c.resolveInBackground(id, rec)
 	if rec.State != fsm.StateCommitted {
 		return rec, attemptConflict, nil, nil // recovery aborted it first
 	}
@@ -97,15 +168,34 @@ func (n *Node) attempt2PC(ctx context.Context, id string, plan txnPlan) (fsm.Rec
 
 // prepareAll sends the prepares in parallel. It returns every vote, and the
 // first error (errAbandoned if the hook stopped any prepare).
-func (n *Node) prepareAll(ctx context.Context, id string, plan txnPlan, started time.Time) (map[string]prepareReply, error) {
-	cfg := n.txnConfig()
+func (c *coordinator) prepareAll(ctx context.Context, id string, plan txnPlan) (map[string]prepareReply, error) {
+	cfg := c.config()
+	started := c.clock.Now()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
 	votes := map[string]prepareReply{}
+	vote := func(shard string, v prepareReply, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if err == nil {
+			votes[shard] = v
+		}
+	}
 	for _, shard := range plan.shards {
-		if err := n.txnStep(StepPrepare, id, shard); err != nil {
-			firstErr = errAbandoned
+		if err := c.step(StepPrepare, id, shard); err != nil {
+			vote(shard, prepareReply{}, errAbandoned)
+			continue
+		}
+		// The prepare is sent with the time it has left (a duration: the
+		// participant's leader dates it by its own clock) and waited for
+		// no longer than that.
+		ttl := cfg.PrepareTimeout - c.clock.Now().Sub(started)
+		if ttl <= 0 {
+			vote(shard, prepareReply{Vote: VoteFinished}, nil)
 			continue
 		}
 		cmd := fsm.TxnCmd{ID: id, Primary: plan.shards[0], Participants: plan.shards,
@@ -113,54 +203,54 @@ func (n *Node) prepareAll(ctx context.Context, id string, plan txnPlan, started 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v, err := n.prepareOn(ctx, shard, cmd)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && firstErr == nil {
-				firstErr = err
+			pctx, cancel := context.WithTimeout(ctx, ttl)
+			defer cancel()
+			v, err := c.shards.prepareOn(pctx, shard, cmd, ttl)
+			if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+				// No answer within the prepare timeout: a no vote. The
+				// abort that follows drops the part if it landed anyway.
+				v, err = prepareReply{Vote: VoteFinished}, nil
 			}
-			if err == nil {
-				votes[shard] = v
-			}
+			vote(shard, v, err)
 		}()
 	}
 	wg.Wait()
 	return votes, firstErr
 }
 
-// abort2PC aborts attempt id on its primary (creating an aborted record if
+// abort aborts attempt id on its primary (creating an aborted record if
 // the primary never prepared) and drops the other parts in the background.
 // When the primary cannot be reached, recovery finishes the job.
-func (n *Node) abort2PC(id string, shards []string) {
-	actx, cancel := n.detached(5 * time.Second)
+func (c *coordinator) abort(id string, shards []string) {
+	actx, cancel := detached(c.stop, 5*time.Second)
 	defer cancel()
-	rec, err := n.decideOn(actx, shards[0], id, fsm.OutcomeAborted, shards)
+	rec, err := c.shards.decideOn(actx, shards[0], id, fsm.OutcomeAborted, shards)
 	if err != nil {
-		n.logger.Warn("transaction abort not recorded; recovery will finish it", "txn", id, "error", err)
+		c.logger.Warn("transaction abort not recorded; recovery will finish it", "txn", id, "error", err)
 		return
 	}
-	n.resolveInBackground(id, rec)
+	c.resolveInBackground(id, rec)
 }
 
 // resolveInBackground applies a decided record on every participant but the
 // primary (which the decide entry resolved) and then marks the record
 // resolved. Failures are left to the recovery loop.
-func (n *Node) resolveInBackground(id string, rec fsm.Record) {
-	if rec.State == fsm.StatePending || len(rec.Participants) == 0 || n.checkOpen() != nil {
+func (c *coordinator) resolveInBackground(id string, rec fsm.Record) {
+	if rec.State == fsm.StatePending || len(rec.Participants) == 0 {
 		return
 	}
-	n.goFunc(func() {
-		ctx, cancel := n.detached(30 * time.Second)
+	c.spawn(func() {
+		ctx, cancel := detached(c.stop, 30*time.Second)
 		defer cancel()
-		if err := n.resolveAll(ctx, id, rec, true); err != nil {
-			n.logger.Debug("transaction resolve incomplete; recovery will finish it", "txn", id, "error", err)
+		if err := c.resolveAll(ctx, id, rec, true); err != nil {
+			c.logger.Debug("transaction resolve incomplete; recovery will finish it", "txn", id, "error", err)
 		}
 	})
 }
 
 // resolveAll resolves every non-primary participant in parallel, then marks
 // the record resolved. withHook consults the test hook (coordinator only).
-func (n *Node) resolveAll(ctx context.Context, id string, rec fsm.Record, withHook bool) error {
+func (c *coordinator) resolveAll(ctx context.Context, id string, rec fsm.Record, withHook bool) error {
 	if len(rec.Participants) == 0 {
 		return fmt.Errorf("transaction %s: record lists no participants to resolve", id)
 	}
@@ -168,7 +258,7 @@ func (n *Node) resolveAll(ctx context.Context, id string, rec fsm.Record, withHo
 	errs := make([]error, len(rec.Participants))
 	for i, shard := range rec.Participants[1:] {
 		if withHook {
-			if err := n.txnStep(StepResolve, id, shard); err != nil {
+			if err := c.step(StepResolve, id, shard); err != nil {
 				errs[i+1] = errAbandoned
 				continue
 			}
@@ -176,23 +266,85 @@ func (n *Node) resolveAll(ctx context.Context, id string, rec fsm.Record, withHo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i+1] = n.resolveOn(ctx, shard, id, rec.Outcome())
+			errs[i+1] = c.shards.resolveOn(ctx, shard, id, rec.Outcome())
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return n.markResolvedOn(ctx, rec.Participants[0], id)
+	if withHook {
+		if err := c.step(StepMarkResolved, id, rec.Participants[0]); err != nil {
+			return errAbandoned
+		}
+	}
+	return c.shards.markResolvedOn(ctx, rec.Participants[0], id)
+}
+
+// Recovery: what a shard's leader does, through the same participants,
+// with a transaction whose coordinator went quiet (txn_recovery.go decides
+// when; txn_locks.go for a lock in a request's way).
+
+// finish returns the decided record of id, aborting it first if it is
+// still pending or has no record (the primary never prepared). The decide
+// entry is conditional, so if the coordinator committed first, the commit
+// stands and is returned.
+func (c *coordinator) finish(ctx context.Context, primary, id string, participants []string) (fsm.Record, error) {
+	rec, err := c.shards.recordOn(ctx, primary, id)
+	if err != nil {
+		return fsm.Record{}, err
+	}
+	if rec.Found && rec.Record.State != fsm.StatePending {
+		return rec.Record, nil
+	}
+	return c.shards.decideOn(ctx, primary, id, fsm.OutcomeAborted, participants)
+}
+
+// recoverPart finishes the transaction of a part staged on shard: it
+// settles the record on the primary (aborting it if undecided), then
+// applies or drops the part.
+func (c *coordinator) recoverPart(ctx context.Context, shard string, st fsm.Staged) (fsm.Record, error) {
+	rec, err := c.finish(ctx, st.Primary, st.ID, recoveryParticipants(st.Primary, shard, st.Participants))
+	if err != nil {
+		return rec, err
+	}
+	return rec, c.shards.resolveOn(ctx, shard, st.ID, rec.Outcome())
+}
+
+// recoverRecord finishes a transaction from its record on its primary:
+// a pending one is aborted, and the decision is resolved on every
+// participant, then marked.
+func (c *coordinator) recoverRecord(ctx context.Context, r fsm.Record) (fsm.Record, error) {
+	if r.State == fsm.StatePending {
+		var err error
+		if r, err = c.shards.decideOn(ctx, r.Participants[0], r.ID, fsm.OutcomeAborted, r.Participants); err != nil {
+			return r, err
+		}
+	}
+	return r, c.resolveAll(ctx, r.ID, r, false)
+}
+
+// backoff waits about d (jittered); false if ctx ended or stop closed
+// first.
+func backoff(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(jittered(d))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-stop:
+	}
+	return false
 }
 
 // detached returns a context that outlives the request (the protocol must
-// finish even if the client left) but ends with the node or after d.
-func (n *Node) detached(d time.Duration) (context.Context, context.CancelFunc) {
+// finish even if the client left) but ends when stop closes or after d.
+func detached(stop <-chan struct{}, d time.Duration) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	go func() {
 		select {
-		case <-n.stop:
+		case <-stop:
 			cancel()
 		case <-ctx.Done():
 		}

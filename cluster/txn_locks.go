@@ -47,25 +47,11 @@ func (n *Node) applyUnlocked(ctx context.Context, g *group, cmd []byte) (any, er
 		if settled {
 			continue
 		}
-		if !n.backoff(ctx, wait) {
+		if !backoff(ctx, n.stop, wait) {
 			return nil, fmt.Errorf("%w: key locked by transaction %s until the deadline", ErrConflict, r.LockedBy)
 		}
 		wait = min(2*wait, 100*time.Millisecond)
 	}
-}
-
-// backoff waits about d (jittered); false if ctx ended or the node is
-// stopping first.
-func (n *Node) backoff(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(jittered(d))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-	case <-n.stop:
-	}
-	return false
 }
 
 // jittered returns a random wait between d/2 and d. Two transactions that
@@ -91,10 +77,14 @@ func (n *Node) settleLock(ctx context.Context, g *group, id string) (bool, error
 		return false, err
 	}
 	if !rec.Found || rec.Record.State == fsm.StatePending {
-		if time.Since(time.Unix(0, st.PreparedAt)) < n.txnConfig().RecoveryTimeout {
+		view, err := n.txnView(ctx, g)
+		if err != nil {
+			return false, err
+		}
+		if view.age(id, st.PreparedAt) < n.txnConfig().RecoveryTimeout {
 			return false, nil
 		}
-		r, err := n.finishTxn(ctx, st.Primary, id, st.Participants)
+		r, err := n.coord.finish(ctx, st.Primary, id, st.Participants)
 		if err != nil {
 			return false, err
 		}
@@ -104,21 +94,6 @@ func (n *Node) settleLock(ctx context.Context, g *group, id string) (bool, error
 		return false, err
 	}
 	return true, nil
-}
-
-// finishTxn returns the decided record of id, aborting it first if it is
-// still pending or has no record (the primary never prepared). The decide
-// entry is conditional, so if the coordinator committed first, the commit
-// stands and is returned.
-func (n *Node) finishTxn(ctx context.Context, primary, id string, participants []string) (fsm.Record, error) {
-	rec, err := n.recordOn(ctx, primary, id)
-	if err != nil {
-		return fsm.Record{}, err
-	}
-	if rec.Found && rec.Record.State != fsm.StatePending {
-		return rec.Record, nil
-	}
-	return n.decideOn(ctx, primary, id, fsm.OutcomeAborted, participants)
 }
 
 // settleForRead makes a linearizable read of key in g safe: if a decided

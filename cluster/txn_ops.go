@@ -23,15 +23,23 @@ type txnReply struct {
 	Results   []fsm.OpResult `json:"results"`
 }
 
+// prepareArgs is a participant's prepare. TTL is how much longer the
+// coordinator accepts it, measured by the coordinator's clock when it sent
+// it; the participant's leader turns it into a deadline on its own clock
+// (Cmd.Deadline), so no two clocks are ever compared. A coordinator from
+// before TTLs sends none (0) and an absolute Cmd.Deadline from its clock,
+// which is then used as sent; a current coordinator still fills
+// Cmd.Deadline, for participants from before TTLs.
 type prepareArgs struct {
-	Cmd fsm.TxnCmd `json:"cmd"`
+	Cmd fsm.TxnCmd    `json:"cmd"`
+	TTL time.Duration `json:"ttl,omitempty"`
 }
 
-// prepareReply is a participant's vote. Vote is "yes", "locked" (LockedBy
-// holds the key another transaction locked) or "finished" (too late, or
-// already aborted by recovery).
+// prepareReply is a participant's vote (LockedBy names the transaction
+// holding a key when the vote is VoteLocked) and, with VoteYes, whether
+// its compares held and the pre-transaction state of its ops.
 type prepareReply struct {
-	Vote      string         `json:"vote"`
+	Vote      Vote           `json:"vote"`
 	LockedBy  string         `json:"locked_by,omitempty"`
 	Succeeded bool           `json:"succeeded"`
 	Results   []fsm.OpResult `json:"results"`
@@ -57,7 +65,7 @@ func txnResult(resp any) (*fsm.Result, error) {
 	return r, nil
 }
 
-func leaderNow() int64 { return time.Now().UnixNano() }
+func (n *Node) leaderNow() int64 { return n.clock.Now().UnixNano() }
 
 // txnLocal runs a single-shard transaction, settling or waiting out locks
 // held by cross-shard transactions (see applyUnlocked).
@@ -92,13 +100,14 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	if err := n.authorizeTxn(ctx, a.Cmd.Body); err != nil {
 		return prepareReply{}, err
 	}
-	if err := n.validatePrepare(g, a.Cmd); err != nil {
+	if err := n.validatePrepare(g, a); err != nil {
 		return prepareReply{}, err
 	}
 	// Only the fields a prepare uses are proposed; the others (an outcome,
 	// a GC cutoff) mean nothing here and could only trip the encoder.
 	cmd := fsm.TxnCmd{ID: a.Cmd.ID, Primary: a.Cmd.Primary, Participants: a.Cmd.Participants,
 		Deadline: a.Cmd.Deadline, Body: a.Cmd.Body}
+	received := n.clock.Now()
 	var r *fsm.Result
 	// A key held by a transaction that is already decided, but not yet
 	// resolved here (its resolve runs in the background), is settled at once
@@ -106,7 +115,13 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	// coordinator back off. A locked prepare changes nothing, so the retry
 	// is safe.
 	for try := 0; try < 2; try++ {
-		cmd.Now = leaderNow()
+		now := n.clock.Now()
+		cmd.Now = now.UnixNano()
+		if a.TTL > 0 {
+			// Now and Deadline both from this leader's clock; the FSM
+			// votes "finished" once the TTL has run out.
+			cmd.Deadline = cmd.Now + int64(a.TTL-now.Sub(received))
+		}
 		resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnPrepare, cmd))
 		if err != nil {
 			return prepareReply{}, err
@@ -121,11 +136,16 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 			break
 		}
 	}
+	return voteOf(r)
+}
+
+// voteOf turns a prepare entry's result into the shard's vote.
+func voteOf(r *fsm.Result) (prepareReply, error) {
 	switch {
 	case errors.Is(r.Err, fsm.ErrLocked):
-		return prepareReply{Vote: "locked", LockedBy: r.LockedBy}, nil
+		return prepareReply{Vote: VoteLocked, LockedBy: r.LockedBy}, nil
 	case errors.Is(r.Err, fsm.ErrTxnFinished):
-		return prepareReply{Vote: "finished"}, nil
+		return prepareReply{Vote: VoteFinished}, nil
 	case refused(r) != nil:
 		return prepareReply{}, refused(r)
 	case r.Err != nil:
@@ -133,7 +153,7 @@ func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepa
 	case r.Txn == nil:
 		return prepareReply{}, errors.New("prepare entry returned no result")
 	}
-	return prepareReply{Vote: "yes", Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
+	return prepareReply{Vote: VoteYes, Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
 }
 
 func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Record, error) {
@@ -141,10 +161,15 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 		return fsm.Record{}, err
 	}
 	resp, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
-		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: leaderNow()}))
+		fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Participants: a.Participants, Now: n.leaderNow()}))
 	if err != nil {
 		return fsm.Record{}, err
 	}
+	return decidedRecord(a.ID, resp)
+}
+
+// decidedRecord turns a decide entry's result into the record it left.
+func decidedRecord(id string, resp any) (fsm.Record, error) {
 	r, err := txnResult(resp)
 	if err != nil {
 		return fsm.Record{}, err
@@ -153,7 +178,7 @@ func (n *Node) decideLocal(ctx context.Context, g *group, a decideArgs) (fsm.Rec
 		return fsm.Record{}, err
 	}
 	if r.Err != nil || r.Txn == nil || r.Txn.Record == nil {
-		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, a.ID, r.Err)
+		return fsm.Record{}, fmt.Errorf("%w: decide %s: %v", ErrConflict, id, r.Err)
 	}
 	return *r.Txn.Record, nil
 }
@@ -168,14 +193,14 @@ func (n *Node) resolveLocal(ctx context.Context, g *group, a decideArgs) (struct
 	if err := validOutcome(a.Outcome); err != nil {
 		return struct{}{}, err
 	}
-	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: leaderNow()}))
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolve, fsm.TxnCmd{ID: a.ID, Outcome: a.Outcome, Now: n.leaderNow()}))
 }
 
 func (n *Node) markResolvedLocal(ctx context.Context, g *group, a idArgs) (struct{}, error) {
 	if err := n.txnOnPrimary(g, a.ID); err != nil {
 		return struct{}{}, err
 	}
-	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: leaderNow()}))
+	return struct{}{}, applyChecked(ctx, g, fsm.EncodeTxn(fsm.CommandTxnResolved, fsm.TxnCmd{ID: a.ID, Now: n.leaderNow()}))
 }
 
 // applyChecked proposes an entry whose result carries nothing but a
@@ -204,29 +229,40 @@ func (n *Node) recordLocal(ctx context.Context, g *group, a idArgs) (recordReply
 	return recordReply{Found: ok, Record: rec}, nil
 }
 
+// The transaction operations' names on the node-to-node wire. They are
+// part of the protocol between versions: never change one.
+const (
+	opTxn             = "txn"
+	opTxnPrepare      = "txn-prepare"
+	opTxnDecide       = "txn-decide"
+	opTxnResolve      = "txn-resolve"
+	opTxnMarkResolved = "txn-resolved"
+	opTxnRecord       = "txn-record"
+)
+
 // Remote forms: run the operation on the group's current leader.
 
-func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd) (prepareReply, error) {
-	r, _, err := route(ctx, n, shard, "txn-prepare", prepareArgs{cmd}, n.prepareLocal, idempotent)
+func (n *Node) prepareOn(ctx context.Context, shard string, cmd fsm.TxnCmd, ttl time.Duration) (prepareReply, error) {
+	r, _, err := route(ctx, n, shard, opTxnPrepare, prepareArgs{Cmd: cmd, TTL: ttl}, n.prepareLocal, idempotent)
 	return r, err
 }
 
 func (n *Node) decideOn(ctx context.Context, primary, id string, o fsm.Outcome, participants []string) (fsm.Record, error) {
-	r, _, err := route(ctx, n, primary, "txn-decide", decideArgs{ID: id, Outcome: o, Participants: participants}, n.decideLocal, idempotent)
+	r, _, err := route(ctx, n, primary, opTxnDecide, decideArgs{ID: id, Outcome: o, Participants: participants}, n.decideLocal, idempotent)
 	return r, err
 }
 
 func (n *Node) resolveOn(ctx context.Context, shard, id string, o fsm.Outcome) error {
-	_, _, err := route(ctx, n, shard, "txn-resolve", decideArgs{ID: id, Outcome: o}, n.resolveLocal, idempotent)
+	_, _, err := route(ctx, n, shard, opTxnResolve, decideArgs{ID: id, Outcome: o}, n.resolveLocal, idempotent)
 	return err
 }
 
 func (n *Node) markResolvedOn(ctx context.Context, primary, id string) error {
-	_, _, err := route(ctx, n, primary, "txn-resolved", idArgs{id}, n.markResolvedLocal, idempotent)
+	_, _, err := route(ctx, n, primary, opTxnMarkResolved, idArgs{id}, n.markResolvedLocal, idempotent)
 	return err
 }
 
 func (n *Node) recordOn(ctx context.Context, primary, id string) (recordReply, error) {
-	r, _, err := route(ctx, n, primary, "txn-record", idArgs{id}, n.recordLocal, idempotent)
+	r, _, err := route(ctx, n, primary, opTxnRecord, idArgs{id}, n.recordLocal, idempotent)
 	return r, err
 }

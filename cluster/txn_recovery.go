@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"slices"
-	"time"
 
 	"github.com/raftkv/raftkv/fsm"
 )
@@ -12,8 +11,8 @@ import (
 // Node.start). Every RecoveryInterval, for each shard this node leads, it
 // finishes the transactions whose coordinator went quiet:
 //
-//   - a staged part older than RecoveryTimeout (by the leader time in its
-//     prepare entry): read the record on the primary; committed → apply,
+//   - a staged part older than RecoveryTimeout (by this leader's clock;
+//     see txn_clock.go): read the record on the primary; committed → apply,
 //     aborted → drop, pending or absent → abort the record conditionally,
 //     then drop;
 //   - a pending record older than RecoveryTimeout: abort it, resolve every
@@ -43,13 +42,17 @@ func (n *Node) txnRecoveryLoop() {
 }
 
 func (n *Node) recoverShard(g *group, cfg TxnConfig) {
-	ctx, cancel := n.detached(cfg.RecoveryTimeout)
+	ctx, cancel := detached(n.stop, cfg.RecoveryTimeout)
 	defer cancel()
-	now := time.Now()
-	stale := func(t int64) bool { return now.Sub(time.Unix(0, t)) > cfg.RecoveryTimeout }
+	view, err := n.txnView(ctx, g)
+	if err != nil {
+		n.logger.Debug("transaction recovery skipped", "group", g.name, "error", err)
+		return
+	}
+	stale := func(id string, t int64) bool { return view.age(id, t) > cfg.RecoveryTimeout }
 	sum := g.kv.Transactions()
 	for _, st := range sum.Staged {
-		if !stale(st.PreparedAt) {
+		if !stale(st.ID, st.PreparedAt) {
 			continue
 		}
 		if primary, ok := n.primaryOf(st.ID); !ok || primary != st.Primary {
@@ -58,44 +61,39 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 			n.finishOrphan(ctx, g, st.ID, fsm.CommandTxnResolve, "staged part names no primary shard of this cluster")
 			continue
 		}
-		rec, err := n.finishTxn(ctx, st.Primary, st.ID, recoveryParticipants(st.Primary, g.name, st.Participants))
-		if err == nil {
-			err = n.resolveOn(ctx, g.name, st.ID, rec.Outcome())
-		}
+		rec, err := n.coord.recoverPart(ctx, g.name, st)
 		n.logger.Info("recovered a stale transaction lock", "group", g.name, "txn", st.ID,
 			"state", rec.State.String(), "error", err)
 	}
 	for _, r := range sum.Records {
 		if primary, ok := n.primaryOf(r.ID); !ok || primary != g.name || len(r.Participants) == 0 || r.Participants[0] != g.name {
-			if (r.State == fsm.StatePending && stale(r.StartedAt)) || (r.State != fsm.StatePending && !r.Resolved && stale(r.DecidedAt)) {
+			if (r.State == fsm.StatePending && stale(r.ID, r.StartedAt)) || (r.State != fsm.StatePending && !r.Resolved && stale(r.ID, r.DecidedAt)) {
 				n.finishOrphan(ctx, g, r.ID, fsm.CommandTxnDecide, "record names no participants, or not this shard as its primary")
 			}
 			continue
 		}
 		switch {
-		case r.State == fsm.StatePending && stale(r.StartedAt):
-			rec, err := n.decideOn(ctx, g.name, r.ID, fsm.OutcomeAborted, r.Participants)
-			if err == nil {
-				err = n.resolveAll(ctx, r.ID, rec, false)
-			}
+		case r.State == fsm.StatePending && stale(r.ID, r.StartedAt):
+			rec, err := n.coord.recoverRecord(ctx, r)
 			n.logger.Info("finished a stale pending transaction", "group", g.name, "txn", r.ID,
 				"state", rec.State.String(), "error", err)
-		case r.State != fsm.StatePending && !r.Resolved && stale(r.DecidedAt):
-			if err := n.resolveAll(ctx, r.ID, r, false); err != nil {
+		case r.State != fsm.StatePending && !r.Resolved && stale(r.ID, r.DecidedAt):
+			if _, err := n.coord.recoverRecord(ctx, r); err != nil {
 				n.logger.Debug("transaction still not resolved everywhere", "txn", r.ID, "error", err)
 			}
 		}
 	}
-	before := now.Add(-cfg.Retention).UnixNano()
-	collect := sum.OldestDone != 0 && sum.OldestDone < before
+	before := view.gcBefore(cfg.Retention)
+	collect := before > 0 && sum.OldestDone != 0 && sum.OldestDone < before
 	for _, r := range sum.Records {
 		collect = collect || (r.Resolved && r.DecidedAt < before)
 	}
 	if collect {
-		if _, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnGC, fsm.TxnCmd{Now: now.UnixNano(), Before: before})); err != nil {
+		if _, err := g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnGC, fsm.TxnCmd{Now: view.now.UnixNano(), Before: before})); err != nil {
 			n.logger.Debug("transaction GC entry failed", "group", g.name, "error", err)
 		}
 	}
+	g.txnRecoveryRuns.Add(1)
 }
 
 // recoveryParticipants returns the participant list to abort a stale part
@@ -120,7 +118,7 @@ func (n *Node) finishOrphan(ctx context.Context, g *group, id string, how fsm.Co
 	var err error
 	switch how {
 	case fsm.CommandTxnDecide:
-		now := time.Now().UnixNano()
+		now := n.leaderNow()
 		_, err = g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnDecide,
 			fsm.TxnCmd{ID: id, Outcome: fsm.OutcomeAborted, Participants: []string{g.name}, Now: now}))
 		if err == nil {
@@ -128,7 +126,7 @@ func (n *Node) finishOrphan(ctx context.Context, g *group, id string, how fsm.Co
 		}
 	default:
 		_, err = g.apply(ctx, fsm.EncodeTxn(fsm.CommandTxnResolve,
-			fsm.TxnCmd{ID: id, Outcome: fsm.OutcomeAborted, Now: time.Now().UnixNano()}))
+			fsm.TxnCmd{ID: id, Outcome: fsm.OutcomeAborted, Now: n.leaderNow()}))
 	}
 	n.logger.Warn("finished a transaction no coordinator of this cluster started", "group", g.name, "txn", id,
 		"why", why, "error", err)

@@ -127,7 +127,11 @@ func (n *Node) validateBody(g *group, t fsm.Txn) error {
 }
 
 // validatePrepare checks a participant's prepare on g.
-func (n *Node) validatePrepare(g *group, c fsm.TxnCmd) error {
+func (n *Node) validatePrepare(g *group, a prepareArgs) error {
+	if a.TTL < 0 {
+		return badRequest("prepare of %s: negative time to live %s", a.Cmd.ID, a.TTL)
+	}
+	c := a.Cmd
 	primary, err := n.txnPrimary(c.ID)
 	if err != nil {
 		return err

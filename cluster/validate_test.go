@@ -81,7 +81,7 @@ func TestLeaderOperationsRefuseBadArguments(t *testing.T) {
 	id := newTxnID("shard-1")
 	body := fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: mine, Value: []byte("v")}}}
 	prep := func(edit func(*fsm.TxnCmd)) prepareArgs {
-		c := fsm.TxnCmd{ID: id, Primary: "shard-1", Participants: []string{"shard-1", "shard-2"}, Deadline: leaderNow() + int64(time.Minute), Body: body}
+		c := fsm.TxnCmd{ID: id, Primary: "shard-1", Participants: []string{"shard-1", "shard-2"}, Deadline: n.leaderNow() + int64(time.Minute), Body: body}
 		edit(&c)
 		return prepareArgs{Cmd: c}
 	}
@@ -168,6 +168,10 @@ func TestLeaderOperationsRefuseBadArguments(t *testing.T) {
 			_, err := n.prepareLocal(ctx, g2, prep(func(c *fsm.TxnCmd) { c.Participants = []string{"shard-1"} }))
 			return err
 		}, ErrBadRequest},
+		{"prepare with a negative time to live", func() error {
+			_, err := n.prepareLocal(ctx, g1, prepareArgs{Cmd: prep(func(*fsm.TxnCmd) {}).Cmd, TTL: -time.Second})
+			return err
+		}, ErrBadRequest},
 		{"prepare of another shard's key", func() error {
 			_, err := n.prepareLocal(ctx, g2, prep(func(*fsm.TxnCmd) {}))
 			return err
@@ -237,9 +241,9 @@ func TestPrepareProposesOnlyTheFieldsItUses(t *testing.T) {
 	mine := keyOn(t, n, "shard-1")
 	id := newTxnID("shard-1")
 	cmd := fsm.TxnCmd{ID: id, Primary: "shard-1", Participants: []string{"shard-1"}, Outcome: 99, Before: -5,
-		Deadline: leaderNow() + int64(time.Minute), Body: fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: mine, Value: []byte("v")}}}}
+		Deadline: n.leaderNow() + int64(time.Minute), Body: fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: mine, Value: []byte("v")}}}}
 	v, err := n.prepareLocal(context.Background(), n.groups["shard-1"], prepareArgs{Cmd: cmd})
-	if err != nil || v.Vote != "yes" {
+	if err != nil || v.Vote != VoteYes {
 		t.Fatalf("prepare: %+v, %v", v, err)
 	}
 	rec, err := n.decideLocal(context.Background(), n.groups["shard-1"], decideArgs{ID: id, Outcome: fsm.OutcomeSuccess, Participants: []string{"shard-1"}})
@@ -277,7 +281,8 @@ func legacyCheckpoint(t *testing.T, group, id string, index, term uint64) []byte
 // no participants, a prepare under a made-up id) are finished on their
 // shard by one recovery round, where they used to crash it.
 func TestRecoveryFinishesWhatNoCoordinatorWrote(t *testing.T) {
-	n := soloNode(t)
+	clock := &stepClock{}
+	n := soloNodeWith(t, func(c *Config) { c.Clock = clock })
 	g := n.groups["shard-1"]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -299,8 +304,15 @@ func TestRecoveryFinishesWhatNoCoordinatorWrote(t *testing.T) {
 		t.Fatal("the forged prepare did not lock its key")
 	}
 
+	// This node inherits both (recovery dates what it finds when it takes
+	// a shard over from that moment, by its own clock) and then waits
+	// out the recovery timeout.
+	if _, err := n.txnView(ctx, g); err != nil {
+		t.Fatal(err)
+	}
 	cfg := n.txnConfig()
 	cfg.RecoveryTimeout = time.Second
+	clock.step(2 * cfg.RecoveryTimeout)
 	n.recoverShard(g, cfg)
 
 	if rec, ok := g.kv.Record("shard-1.legacy"); !ok || !rec.Resolved {
@@ -314,5 +326,38 @@ func TestRecoveryFinishesWhatNoCoordinatorWrote(t *testing.T) {
 	}
 	if _, err := n.putLocal(ctx, g, putArgs{Key: mine, Value: []byte("free")}); err != nil {
 		t.Fatalf("put on the released key: %v", err)
+	}
+}
+
+// TestAPrepareIsDatedByTheParticipantsClock: a prepare that carries a time
+// to live is accepted for that long by this leader's clock, whatever
+// absolute deadline (the coordinator's clock) it also carries; one from a
+// coordinator from before TTLs (none) is held to its absolute deadline.
+func TestAPrepareIsDatedByTheParticipantsClock(t *testing.T) {
+	n := soloNode(t)
+	g := n.groups["shard-1"]
+	ctx := context.Background()
+	prepare := func(deadline int64, ttl time.Duration) prepareReply {
+		t.Helper()
+		cmd := fsm.TxnCmd{ID: newTxnID("shard-1"), Primary: "shard-1", Participants: []string{"shard-1"}, Deadline: deadline,
+			Body: fsm.Txn{Success: []fsm.Op{{Kind: fsm.OpPut, Key: keyOn(t, n, "shard-1"), Value: []byte("v")}}}}
+		v, err := n.prepareLocal(ctx, g, prepareArgs{Cmd: cmd, TTL: ttl})
+		if err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+		if _, err := n.decideLocal(ctx, g, decideArgs{ID: cmd.ID, Outcome: fsm.OutcomeAborted, Participants: []string{"shard-1"}}); err != nil {
+			t.Fatalf("abort: %v", err)
+		}
+		return v
+	}
+	ancient := n.leaderNow() - int64(time.Hour) // a coordinator an hour behind
+	if v := prepare(ancient, time.Minute); v.Vote != VoteYes {
+		t.Fatalf("prepare with a minute to live and an ancient absolute deadline voted %q", v.Vote)
+	}
+	if v := prepare(ancient, 0); v.Vote != VoteFinished {
+		t.Fatalf("prepare without a time to live, past its absolute deadline, voted %q", v.Vote)
+	}
+	if v := prepare(n.leaderNow()+int64(time.Minute), 0); v.Vote != VoteYes {
+		t.Fatalf("prepare without a time to live, before its absolute deadline, voted %q", v.Vote)
 	}
 }

@@ -380,3 +380,20 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// MakeLeader moves the leadership of group to node i (if it does not lead
+// it already) and waits until every running node agrees.
+func (c *Cluster) MakeLeader(group string, i int) {
+	c.t.Helper()
+	Eventually(c.t, 20*time.Second, func() error {
+		if c.Leader(group) == i {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := c.Nodes[i].TransferLeadership(ctx, group, c.Nodes[i].ID); err != nil {
+			return fmt.Errorf("transfer %s to %s: %w", group, c.Nodes[i].ID, err)
+		}
+		return fmt.Errorf("%s does not lead %s yet", c.Nodes[i].ID, group)
+	})
+}
