@@ -183,6 +183,9 @@ func (p *pilot) KnownServers() map[raft.ServerID]*autopilot.Server {
 		out[raft.ServerID(m.ID)] = &autopilot.Server{
 			ID: raft.ServerID(m.ID), Name: m.ID, Address: raft.ServerAddress(m.RaftAddr),
 			NodeStatus: status, RaftVersion: raft.ProtocolVersionMax, IsLeader: m.ID == p.n.cfg.NodeID,
+			// Autopilot counts the voters its removal rules protect from
+			// this field of these very entries, not from its own state.
+			NodeType: autopilot.NodeVoter,
 		}
 	}
 	return out

@@ -104,6 +104,7 @@ var (
 	descLogSyncTime = prometheus.NewDesc("raftkv_log_sync_duration_seconds", "Each fdatasync of the write-ahead log's committer (one per group commit).", nil, nil)
 	descLogSegments = prometheus.NewDesc("raftkv_log_segments", "Segment files of the node's write-ahead log.", nil, nil)
 
+	descDeadRemoved     = prometheus.NewDesc("raftkv_dead_nodes_removed_total", "Nodes this node removed from the cluster as dead (--dead-node-timeout) while it led the meta group.", nil, nil)
 	descForwardCalls    = prometheus.NewDesc("raftkv_forward_batches_total", "Batch calls that carried this node's forwarded key requests to leaders.", nil, nil)
 	descForwardRequests = prometheus.NewDesc("raftkv_forward_requests_total", "Forwarded key requests (over batches: how many shared a call).", nil, nil)
 )
@@ -111,7 +112,7 @@ var (
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge, descApply,
 		descCheckpoint, descCkptBytes, descCkptFailed,
-		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests} {
+		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests, descDeadRemoved} {
 		ch <- d
 	}
 }
@@ -125,6 +126,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- constHistogram(descLogSyncTime, st.Log.SyncLatency)
 	ch <- prometheus.MustNewConstMetric(descForwardCalls, prometheus.CounterValue, float64(st.Forwarded.Calls))
 	ch <- prometheus.MustNewConstMetric(descForwardRequests, prometheus.CounterValue, float64(st.Forwarded.Requests))
+	ch <- prometheus.MustNewConstMetric(descDeadRemoved, prometheus.CounterValue, float64(st.DeadNodesRemoved))
 	for _, g := range st.Groups {
 		gauge := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, g.Name)

@@ -104,6 +104,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often each group checks whether a checkpoint is due")
 	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a checkpoint, so slightly lagging followers catch up from the log")
 	fs.DurationVar(&c.BalanceInterval, "balance-interval", c.BalanceInterval, "how often a node hands a group's leadership to a voter leading two or more fewer groups (0: never)")
+	fs.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", c.DeadNodeTimeout, "remove from every group a node unreachable for this long, unless that would cost the cluster its quorum (0: never)")
 	fs.IntVar(&c.Txn.MaxOps, "txn-max-ops", c.Txn.MaxOps, "most compares plus ops in one transaction")
 	fs.IntVar(&c.Txn.MaxBytes, "txn-max-bytes", c.Txn.MaxBytes, "most key plus value bytes in one transaction")
 	fs.DurationVar(&c.Txn.RecoveryTimeout, "txn-recovery-timeout", c.Txn.RecoveryTimeout, "age at which a shard leader finishes a transaction whose coordinator went quiet")
