@@ -33,6 +33,18 @@ type NodeInfo struct {
 	// Reachable says whether the answering node could reach this node's
 	// /livez (nil if the server did not probe).
 	Reachable *bool `json:"reachable,omitempty"`
+	// Stage is "voter", "nonvoter" or "registered" (joining or leaving).
+	Stage string `json:"stage"`
+	// Health is set only by the node leading the meta group.
+	Health *MemberHealth `json:"health,omitempty"`
+}
+
+// MemberHealth is a node's health as the meta leader sees it.
+type MemberHealth struct {
+	Status      string    `json:"status"` // "alive" or "failed"
+	Healthy     bool      `json:"healthy"`
+	StableSince time.Time `json:"stable_since"`
+	LastSeenMs  int64     `json:"last_seen_ms"`
 }
 
 // GroupStatus is the state of one raft group on the answering node.

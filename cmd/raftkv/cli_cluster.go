@@ -113,13 +113,20 @@ func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
 	fmt.Fprintf(w, "Cluster %s, %d shards, as seen by %s\n\n", st.ClusterID, st.Shards, seenBy)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "NODE\tHTTP\tRAFT\tREACHABLE FROM %s\n", seenBy)
+	fmt.Fprintf(tw, "NODE\tHTTP\tRAFT\tSTAGE\tHEALTH\tREACHABLE FROM %s\n", seenBy)
 	for i, n := range st.Nodes {
 		state := "no"
 		if live[i] {
 			state = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, n.RaftAddr, state)
+		health := "-" // only the meta leader watches health
+		if h := n.Health; h != nil {
+			health = h.Status
+			if h.Status == "alive" && !h.Healthy {
+				health = "alive, unhealthy"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, n.HTTPAddr, n.RaftAddr, orDash(n.Stage), health, state)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -12,7 +12,7 @@ func TestClusterStatus(t *testing.T) {
 	self := strings.TrimPrefix(srv.URL, "http://")
 	f.cluster = fmt.Sprintf(`{"cluster_id":"c-1","shards":1,"node":"node1",
 		"nodes":[{"id":"node1","http_addr":%q,"raft_addr":"127.0.0.1:7000"},
-		         {"id":"node2","http_addr":%q,"raft_addr":"127.0.0.1:7001"}],
+		         {"id":"node2","http_addr":%q,"raft_addr":"127.0.0.1:7001","stage":"voter","health":{"status":"failed","healthy":false}}],
 		"groups":[{"name":"meta","leader":"node1","term":2,"commit_index":20,"applied_index":20,"last_snapshot_index":0,"voters":["node1","node2"],"nonvoters":[]},
 		          {"name":"shard-1","leader":"","term":5,"commit_index":40,"applied_index":33,"last_snapshot_index":16,"voters":["node1"],"nonvoters":["node2"]}]}`,
 		self, deadAddr(t))
@@ -23,9 +23,9 @@ func TestClusterStatus(t *testing.T) {
 	}
 	for _, re := range []string{
 		`Cluster c-1, 1 shards, as seen by node1`,
-		`(?m)^NODE\s+HTTP\s+RAFT\s+REACHABLE FROM \S+$`,
-		`(?m)^node1\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7000\s+yes$`,
-		`(?m)^node2\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7001\s+no$`,
+		`(?m)^NODE\s+HTTP\s+RAFT\s+STAGE\s+HEALTH\s+REACHABLE FROM \S+$`,
+		`(?m)^node1\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7000\s+-\s+-\s+yes$`,
+		`(?m)^node2\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:7001\s+voter\s+failed\s+no$`,
 		`(?m)^GROUP\s+LEADER\s+TERM\s+COMMIT\s+APPLIED\s+SNAPSHOT\s+VOTERS\s+NONVOTERS\s+LAG$`,
 		`(?m)^meta\s+node1\s+2\s+20\s+20\s+0\s+node1,node2\s+-\s+0$`,
 		`(?m)^shard-1\s+-\s+5\s+40\s+33\s+16\s+node1\s+node2\s+7$`,
