@@ -39,7 +39,7 @@ const (
 	CauseFirstElection    = "first_election"
 	CauseElected          = "elected"
 
-	recentElectionsKept = 32
+	recentEventsKept = 32
 	// transferWindow is how long after this node asked for a handover a
 	// step-down is put down to it.
 	transferWindow = 10 * time.Second
@@ -64,25 +64,26 @@ type electionLog struct {
 	stepDowns   map[string]uint64
 }
 
-// recentElections is the node-wide ring of the latest events.
-type recentElections struct {
+// recentEvents is a node-wide ring of the latest events of one kind, for
+// the status: the newest recentEventsKept, oldest first.
+type recentEvents[T any] struct {
 	mu     sync.Mutex
-	events []ElectionEvent
+	events []T
 }
 
-func (r *recentElections) add(e ElectionEvent) {
+func (r *recentEvents[T]) add(e T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.events) == recentElectionsKept {
+	if len(r.events) == recentEventsKept {
 		r.events = append(r.events[:0:0], r.events[1:]...)
 	}
 	r.events = append(r.events, e)
 }
 
-func (r *recentElections) list() []ElectionEvent {
+func (r *recentEvents[T]) list() []T {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]ElectionEvent{}, r.events...)
+	return append([]T{}, r.events...)
 }
 
 func (g *group) noteEarlyElection() {

@@ -56,7 +56,9 @@ type Node struct {
 	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
 
 	failfast failfast        // early elections when a leader's process dies
-	recent   recentElections // this node's latest candidacies and step-downs
+	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs
+	// recoveries are the transactions this node's recovery finished lately.
+	recoveries recentEvents[TxnRecoveryEvent]
 	// pilot is the autopilot run while this node leads meta (autopilot.go),
 	// and deadNodesRemoved counts the nodes it removed.
 	pilot            atomic.Pointer[pilot]

@@ -23,6 +23,9 @@ type Status struct {
 	// RecentElections are this node's latest candidacies and step-downs,
 	// oldest first (elections.go explains the causes).
 	RecentElections []ElectionEvent `json:"recent_elections"`
+	// RecentTxnRecoveries are the transactions this node's recovery
+	// finished lately (a coordinator gone quiet), oldest first.
+	RecentTxnRecoveries []TxnRecoveryEvent `json:"recent_txn_recoveries"`
 	// Log is the node's write-ahead log (every group's raft log).
 	Log logstore.Stats `json:"log"`
 	// Forwarded counts the batch calls that carried this node's forwarded
@@ -110,6 +113,7 @@ func (n *Node) Status() Status {
 		st.Groups = append(st.Groups, n.groups[name].status())
 	}
 	st.RecentElections = n.recent.list()
+	st.RecentTxnRecoveries = n.recoveries.list()
 	if n.logDB != nil {
 		st.Log = n.logDB.Stats()
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/raftkv/raftkv/fsm"
 )
@@ -64,6 +65,7 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 		rec, err := n.coord.recoverPart(ctx, g.name, st)
 		n.logger.Info("recovered a stale transaction lock", "group", g.name, "txn", st.ID,
 			"state", rec.State.String(), "error", err)
+		n.noteRecovery(g.name, st.ID, "stale_lock", rec.State.String(), err)
 	}
 	for _, r := range sum.Records {
 		if primary, ok := n.primaryOf(r.ID); !ok || primary != g.name || len(r.Participants) == 0 || r.Participants[0] != g.name {
@@ -77,9 +79,12 @@ func (n *Node) recoverShard(g *group, cfg TxnConfig) {
 			rec, err := n.coord.recoverRecord(ctx, r)
 			n.logger.Info("finished a stale pending transaction", "group", g.name, "txn", r.ID,
 				"state", rec.State.String(), "error", err)
+			n.noteRecovery(g.name, r.ID, "stale_pending", rec.State.String(), err)
 		case r.State != fsm.StatePending && !r.Resolved && stale(r.ID, r.DecidedAt):
-			if _, err := n.coord.recoverRecord(ctx, r); err != nil {
+			if rec, err := n.coord.recoverRecord(ctx, r); err != nil {
 				n.logger.Debug("transaction still not resolved everywhere", "txn", r.ID, "error", err)
+			} else {
+				n.noteRecovery(g.name, r.ID, "unresolved_decision", rec.State.String(), nil)
 			}
 		}
 	}
@@ -130,4 +135,31 @@ func (n *Node) finishOrphan(ctx context.Context, g *group, id string, how fsm.Co
 	}
 	n.logger.Warn("finished a transaction no coordinator of this cluster started", "group", g.name, "txn", id,
 		"why", why, "error", err)
+	n.noteRecovery(g.name, id, "orphan", fsm.StateAborted.String(), err)
+}
+
+// TxnRecoveryEvent is one transaction that this node's recovery finished
+// (Status.RecentTxnRecoveries).
+type TxnRecoveryEvent struct {
+	At    time.Time `json:"at"`
+	Group string    `json:"group"`
+	Txn   string    `json:"txn"`
+	// Cause is "stale_lock" (a participant's part outlived the recovery
+	// timeout), "stale_pending" (the primary's record did),
+	// "unresolved_decision" (a decided record whose parts were not all
+	// resolved in time) or "orphan" (no coordinator of this cluster could
+	// have started it).
+	Cause string `json:"cause"`
+	// Outcome is the transaction's state afterwards; Error, if recovery
+	// could not finish it this time (it tries again).
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (n *Node) noteRecovery(group, txn, cause, outcome string, err error) {
+	ev := TxnRecoveryEvent{At: time.Now(), Group: group, Txn: txn, Cause: cause, Outcome: outcome}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	n.recoveries.add(ev)
 }

@@ -142,6 +142,18 @@ func TestTxnSingleShardAndCrossShard(t *testing.T) {
 //   - before the decision: both prepared, record pending → aborted.
 //   - before Q's resolve: committed on P only → Q applies it; a read on Q
 //     returns the new value at once (never the old one after the commit).
+// recoveryNoted reports whether some node's status lists a recovery of id.
+func recoveryNoted(c *raftkvtest.Cluster, id string) bool {
+	for _, n := range c.Running() {
+		for _, ev := range n.Status().RecentTxnRecoveries {
+			if ev.Txn == id && ev.Error == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func TestTxnCoordinatorCrashAtEachStep(t *testing.T) {
 	c := raftkvtest.NewCluster(t, 3, 2)
 	fastTxn(t, c)
@@ -201,6 +213,13 @@ func TestTxnCoordinatorCrashAtEachStep(t *testing.T) {
 				}
 			}
 			noTxnState(t, c, 2)
+			if tc.step == cluster.StepDecide || tc.shard == "shard-2" {
+				// The primary's record, pending or decided, was left for
+				// recovery to finish, and the status says it did.
+				if !recoveryNoted(c, id) {
+					t.Errorf("no node lists %s among its recent transaction recoveries", id)
+				}
+			}
 			rec, err := c.Nodes[0].TxnRecord(ctx, id)
 			switch {
 			case err != nil && !tc.committed && errors.Is(err, cluster.ErrNotFound):

@@ -53,15 +53,35 @@ function leaders(nodes) {
   return out;
 }
 
+// memberInfo finds each node's stage and health in the answer of the node
+// leading the meta group, the one that watches every member's health.
+function memberInfo(nodes, led) {
+  const meta = led.meta && nodes.find((n) => n.id === led.meta.node);
+  const source = (meta && meta.status) || (nodes.find((n) => n.status) || {}).status;
+  const out = {};
+  for (const m of (source && source.nodes) || []) out[m.id] = m;
+  return out;
+}
+
+function healthText(h) {
+  if (!h) return "–";
+  if (h.status !== "alive") return `${h.status} (${Math.round(h.last_seen_ms / 1000)} s)`;
+  return h.healthy ? "healthy" : "alive, unhealthy";
+}
+
 function renderNodes(nodes, led) {
   const proto = location.protocol;
+  const info = memberInfo(nodes, led);
   replaceRows(document.getElementById("nodes"), nodes.map((n) => {
+    const m = info[n.id] || {};
     const leads = Object.values(led).filter((l) => l.node === n.id).length;
     const state = n.reachable ? "up" : "down";
     const link = el("a", { href: `${proto}//${n.http_addr}/ui/` }, n.http_addr);
     return el("tr", { "data-node": n.id, "data-state": state },
       el("td", {}, n.id),
       el("td", { class: state }, state),
+      el("td", {}, m.stage || "–"),
+      el("td", { class: m.health && !m.health.healthy ? "down" : "" }, healthText(m.health)),
       el("td", {}, link),
       el("td", {}, n.raft_addr),
       el("td", {}, n.reachable ? leads : "–"),
@@ -176,9 +196,24 @@ function renderEvents(nodes) {
   events.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
   replaceRows(document.getElementById("events"), events.slice(0, EVENTS_SHOWN).map((e) =>
     el("tr", { "data-event": e.event, "data-group": e.group, "data-node": e.node },
-      el("td", {}, new Date(e.at).toLocaleTimeString(undefined, { hour12: false }) + "." + String(new Date(e.at).getMilliseconds()).padStart(3, "0")),
+      el("td", {}, clock(e.at)),
       el("td", {}, e.group), el("td", {}, e.node), el("td", {}, e.event.replace("_", " ")),
       el("td", {}, e.cause.replaceAll("_", " ")), el("td", {}, e.term))));
+}
+
+function renderTxnRecoveries(nodes) {
+  const events = [];
+  for (const n of nodes) for (const e of (n.status && n.status.recent_txn_recoveries) || []) events.push({ ...e, node: n.id });
+  events.sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+  replaceRows(document.getElementById("txn-recoveries"), events.slice(0, EVENTS_SHOWN).map((e) =>
+    el("tr", { "data-txn": e.txn },
+      el("td", {}, clock(e.at)), el("td", {}, e.group), el("td", {}, e.node), el("td", {}, e.txn),
+      el("td", {}, e.cause.replaceAll("_", " ")), el("td", {}, e.outcome), el("td", { class: "muted" }, e.error || ""))));
+}
+
+function clock(at) {
+  const d = new Date(at);
+  return d.toLocaleTimeString(undefined, { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
 function renderRecovery(nodes) {
@@ -207,6 +242,7 @@ function render(ov) {
   plot("rate-plot", rates, "rate-now", "writes/s", 0);
   plot("latency-plot", latencies, "latency-now", "ms", 2);
   renderEvents(nodes);
+  renderTxnRecoveries(nodes);
   renderRecovery(nodes);
 }
 
