@@ -55,7 +55,7 @@ type Node struct {
 	clock  Clock        // Config.Clock, or the machine's
 	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
 
-	failfast failfast        // early elections when a leader's process dies
+	failfast failfast                    // early elections when a leader's process dies
 	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs
 	// recoveries are the transactions this node's recovery finished lately.
 	recoveries recentEvents[TxnRecoveryEvent]

@@ -142,6 +142,7 @@ func TestTxnSingleShardAndCrossShard(t *testing.T) {
 //   - before the decision: both prepared, record pending → aborted.
 //   - before Q's resolve: committed on P only → Q applies it; a read on Q
 //     returns the new value at once (never the old one after the commit).
+//
 // recoveryNoted reports whether some node's status lists a recovery of id.
 func recoveryNoted(c *raftkvtest.Cluster, id string) bool {
 	for _, n := range c.Running() {
