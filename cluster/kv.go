@@ -30,6 +30,11 @@ type KVResult struct {
 	Found   bool   `json:"found"`
 	Deleted bool   `json:"deleted"`
 	Shard   string `json:"shard"`
+	// Index is the shard's raft index the write committed at, or the one
+	// the read's replica had applied when it read (the state it saw holds
+	// every entry up to Index); Term the raft term then. Zero when unknown.
+	Index uint64 `json:"index,omitempty"`
+	Term  uint64 `json:"term,omitempty"`
 	// Node is the id of the node that served the operation (set on return).
 	Node string `json:"-"`
 }
@@ -232,7 +237,7 @@ func kvResult(resp interface{}) (KVResult, error) {
 	}
 	switch {
 	case r.Err == nil:
-		return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted}, nil
+		return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted, Index: r.Index, Term: r.Term}, nil
 	case errors.Is(r.Err, fsm.ErrPrecondition):
 		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
 	case errors.Is(r.Err, fsm.ErrLocked):
@@ -259,8 +264,26 @@ func (n *Node) getLocal(ctx context.Context, g *group, a keyArgs) (KVResult, err
 }
 
 func (n *Node) getFrom(g *group, key string) (KVResult, error) {
+	// Read before the key, so the state the read saw holds at least it.
+	index, term := g.fsm.AppliedIndex(), g.raft.CurrentTerm()
 	kv, ok := g.kv.Get(key)
-	return KVResult{KV: kv, Found: ok}, nil
+	return KVResult{KV: kv, Found: ok, Index: index, Term: term}, nil
+}
+
+// WaitApplied waits until this node's replica of key's shard has applied
+// index (a raft index of that shard, such as a write's KVResult.Index), so
+// that a stale read from it next sees that write: reading your own writes
+// on any node. It fails with ErrTimeout at ctx's deadline, saying how far
+// the replica got.
+func (n *Node) WaitApplied(ctx context.Context, key string, index uint64) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	g := n.groups[n.ShardOf(key)]
+	if err := g.fsm.WaitApplied(ctx, index); err != nil {
+		return fmt.Errorf("%w: %s here has applied up to index %d, not yet %d", ErrTimeout, g.name, g.fsm.AppliedIndex(), index)
+	}
+	return nil
 }
 
 func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {

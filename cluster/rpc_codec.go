@@ -98,9 +98,23 @@ func (r KVResult) MarshalRPC() []byte {
 	if r.Deleted {
 		flags |= 2
 	}
+	if r.Index != 0 || r.Term != 0 {
+		flags |= kvResultHasIndex
+	}
 	b = append(b, flags)
-	return wire.AppendText(b, r.Shard)
+	b = wire.AppendText(b, r.Shard)
+	if flags&kvResultHasIndex != 0 {
+		b = binary.AppendUvarint(b, r.Index)
+		b = binary.AppendUvarint(b, r.Term)
+	}
+	return b
 }
+
+// kvResultHasIndex marks a key result that carries its raft index and
+// term after the shard. Builds before it refuse the flag, so a forwarded
+// key operation between such a build and this one fails (bad request)
+// until both nodes run this one.
+const kvResultHasIndex = 4
 
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.
 func (r *KVResult) UnmarshalRPC(b []byte) error {
@@ -118,7 +132,10 @@ func (r *KVResult) UnmarshalRPC(b []byte) error {
 	flags := d.Byte()
 	r.Found, r.Deleted = flags&1 != 0, flags&2 != 0
 	r.Shard = d.Text()
-	if flags > 3 {
+	if flags&kvResultHasIndex != 0 {
+		r.Index, r.Term = d.Uvarint(), d.Uvarint()
+	}
+	if flags > 7 {
 		d.Fail("unknown flags")
 	}
 	return finishRPC(d, "key result")

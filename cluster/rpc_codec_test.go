@@ -21,6 +21,7 @@ func TestHotPathArgumentsAndResultsRoundTrip(t *testing.T) {
 		{keyArgs{Key: "k", Cond: fsm.Condition{Kind: fsm.CondAbsent}}, new(keyArgs)},
 		{KVResult{KV: fsm.KV{Key: "k", Value: []byte("v"), CreateRevision: 3, ModRevision: 9, Version: 4}, Found: true, Shard: "shard-2"}, new(KVResult)},
 		{KVResult{Deleted: true, Shard: "shard-1"}, new(KVResult)},
+		{KVResult{KV: fsm.KV{Key: "k"}, Found: true, Shard: "shard-3", Index: 1 << 40, Term: 7}, new(KVResult)},
 	}
 	for _, c := range cases {
 		raw, err := rpc.Marshal(c.in)

@@ -45,7 +45,9 @@ func applyEntry(s *state, l *raft.Log) (*Result, error) {
 	if err := checkCommand(c); err != nil {
 		return &Result{Err: fmt.Errorf("%w: %v: %v", ErrInvalid, c.Type, err)}, nil
 	}
-	return applyCommand(s, l.Index, c), nil
+	r := applyCommand(s, l.Index, c)
+	r.Index, r.Term = l.Index, l.Term
+	return r, nil
 }
 
 // checkCommand enforces the rules that keep the state within what a

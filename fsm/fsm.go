@@ -57,6 +57,9 @@ type Result struct {
 	Err      error
 	LockedBy string
 	Txn      *TxnResult
+	// Index and Term are the log entry's: the raft index the command was
+	// applied at, and the term it was proposed in.
+	Index, Term uint64
 }
 
 // FSM is the key/value state machine of one raft group (a shard). It

@@ -19,6 +19,8 @@ import (
 // GET /v1/cluster.
 const (
 	headerShard      = "X-Raftkv-Shard"
+	headerIndex      = "X-Raftkv-Index"
+	headerTerm       = "X-Raftkv-Term"
 	headerLeader     = "X-Raftkv-Leader"
 	headerLeaderAddr = "X-Raftkv-Leader-Addr"
 )
@@ -60,6 +62,12 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	defer kr.cancel()
+	if kr.minIndex > 0 {
+		if err := s.svc.WaitApplied(kr.ctx, key, kr.minIndex); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
 	res, err := s.svc.Get(kr.ctx, key, kr.consistency)
 	setServed(w, res)
 	if err != nil {
@@ -104,6 +112,10 @@ func setServed(w http.ResponseWriter, res cluster.KVResult) {
 	if res.Shard != "" {
 		w.Header().Set(headerShard, res.Shard)
 	}
+	if res.Index != 0 {
+		w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
+		w.Header().Set(headerTerm, strconv.FormatUint(res.Term, 10))
+	}
 }
 
 // hintLeader adds the leader hint to the answer of a key request that
@@ -146,6 +158,10 @@ type listResponse struct {
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Has("min_index") {
+		writeError(w, fmt.Errorf("%w: min_index is for single-key reads: an index belongs to one shard, and a listing spans them all", cluster.ErrBadRequest))
+		return
+	}
 	prefix, after := q.Get("prefix"), q.Get("after")
 	for name, v := range map[string]string{"prefix": prefix, "after": after} {
 		if len(v) > cluster.MaxKeyBytes {

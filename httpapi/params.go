@@ -20,6 +20,7 @@ type keyRequest struct {
 	cancel      context.CancelFunc
 	cond        fsm.Condition       // writes: If-Match / If-None-Match
 	consistency cluster.Consistency // reads: ?consistency=
+	minIndex    uint64              // key reads: ?min_index=, the shard index to wait for
 }
 
 // parseKeyRequest checks the key before anything else, then reads the
@@ -29,7 +30,20 @@ func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error
 	if err := cluster.ValidateKey(key); err != nil {
 		return keyRequest{}, err
 	}
-	return parseOptions(r, write)
+	var min uint64
+	if v := r.URL.Query().Get("min_index"); v != "" {
+		parsed, err := strconv.ParseUint(v, 10, 64)
+		switch {
+		case write:
+			return keyRequest{}, fmt.Errorf("%w: min_index is for reads", cluster.ErrBadRequest)
+		case err != nil || parsed == 0:
+			return keyRequest{}, fmt.Errorf("%w: min_index %q: want a raft index, such as a write's X-Raftkv-Index", cluster.ErrBadRequest, v)
+		}
+		min = parsed
+	}
+	kr, err := parseOptions(r, write)
+	kr.minIndex = min
+	return kr, err
 }
 
 // parseOptions reads a key or list request's conditions (writes) or

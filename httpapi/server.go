@@ -24,6 +24,7 @@ type Service interface {
 	MaxValueBytes() int
 	Put(ctx context.Context, key string, value []byte, cond fsm.Condition) (cluster.KVResult, error)
 	Get(ctx context.Context, key string, c cluster.Consistency) (cluster.KVResult, error)
+	WaitApplied(ctx context.Context, key string, index uint64) error
 	Delete(ctx context.Context, key string, cond fsm.Condition) (cluster.KVResult, error)
 	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
 	Status() cluster.Status

@@ -39,6 +39,10 @@ func (f *fakeService) Get(_ context.Context, key string, c cluster.Consistency) 
 	}
 	return cluster.KVResult{KV: f.kv, Found: true, Shard: "shard-1"}, nil
 }
+func (f *fakeService) WaitApplied(_ context.Context, key string, index uint64) error {
+	f.calls = append(f.calls, fmt.Sprintf("wait %s %d", key, index))
+	return nil
+}
 func (f *fakeService) Delete(_ context.Context, key string, cond fsm.Condition) (cluster.KVResult, error) {
 	f.calls = append(f.calls, "delete "+key)
 	return cluster.KVResult{Deleted: true}, nil
