@@ -16,6 +16,8 @@ type checkpointStats struct {
 	durations histo.Histogram
 	lastBytes atomic.Int64
 	failed    atomic.Uint64
+	// onWritten, once set, hears of each checkpoint written.
+	onWritten atomic.Pointer[func(index uint64, bytes int64, took time.Duration)]
 }
 
 // timedSnapshots is the group's snapshot store as raft sees it: every
@@ -32,7 +34,7 @@ func (s timedSnapshots) Create(version raft.SnapshotVersion, index, term uint64,
 		s.stats.failed.Add(1)
 		return nil, err
 	}
-	return &timedSink{SnapshotSink: sink, stats: s.stats, start: time.Now()}, nil
+	return &timedSink{SnapshotSink: sink, stats: s.stats, start: time.Now(), index: index}, nil
 }
 
 // timedSink counts the bytes of one checkpoint; raft writes it from one
@@ -41,7 +43,12 @@ type timedSink struct {
 	raft.SnapshotSink
 	stats *checkpointStats
 	start time.Time
+	index uint64
 	bytes int64
+	// done: the first Close or Cancel was counted. Both the state
+	// machine's Persist and raft close the sink, so later calls only pass
+	// through.
+	done bool
 }
 
 func (t *timedSink) Write(p []byte) (int, error) {
@@ -52,16 +59,27 @@ func (t *timedSink) Write(p []byte) (int, error) {
 
 func (t *timedSink) Close() error {
 	err := t.SnapshotSink.Close()
+	if t.done {
+		return err
+	}
+	t.done = true
 	if err != nil {
 		t.stats.failed.Add(1)
 		return err
 	}
-	t.stats.durations.Observe(time.Since(t.start))
+	took := time.Since(t.start)
+	t.stats.durations.Observe(took)
 	t.stats.lastBytes.Store(t.bytes)
+	if f := t.stats.onWritten.Load(); f != nil {
+		(*f)(t.index, t.bytes, took)
+	}
 	return nil
 }
 
 func (t *timedSink) Cancel() error {
-	t.stats.failed.Add(1)
+	if !t.done {
+		t.done = true
+		t.stats.failed.Add(1)
+	}
 	return t.SnapshotSink.Cancel()
 }

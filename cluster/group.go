@@ -131,7 +131,8 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState:
+		case raft.LeaderObservation, raft.RaftState, raft.PeerObservation,
+			raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
 			return true
 		}
 		return false
@@ -187,18 +188,23 @@ func regOf(sm stateMachine) *registry.FSM {
 	return reg
 }
 
-// watchLeaders counts leader changes and records this node's candidacies
-// and step-downs until stop closes. Owned by the node.
-func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, record func(ElectionEvent)) {
+// watchLeaders counts leader changes, records this node's candidacies
+// and step-downs, and publishes every observation as an event until stop
+// closes. Owned by the node.
+func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, record func(ElectionEvent), publish func(*group, Event)) {
 	for {
 		select {
 		case <-stop:
 			return
 		case o := <-g.obsCh:
+			if e, ok := observationEvent(g, o); ok {
+				publish(g, e)
+			}
 			if s, ok := o.Data.(raft.RaftState); ok {
 				if ev, ok := g.noteState(s, isClosed(stop), heartbeat); ok {
 					g.logger.Info("election event", "event", ev.Event, "cause", ev.Cause, "term", ev.Term)
 					record(ev)
+					publish(g, Event{At: ev.At, Type: EventElection, Event: ev.Event, Cause: ev.Cause, Term: ev.Term})
 				}
 			}
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {

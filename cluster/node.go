@@ -59,6 +59,8 @@ type Node struct {
 	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs
 	// recoveries are the transactions this node's recovery finished lately.
 	recoveries recentEvents[TxnRecoveryEvent]
+	// events fans the live event stream out (events.go).
+	events eventHub
 	// pilot is the autopilot run while this node leads meta (autopilot.go),
 	// and deadNodesRemoved counts the nodes it removed.
 	pilot            atomic.Pointer[pilot]
@@ -312,7 +314,13 @@ func (n *Node) start(mode startMode) error {
 	}
 	for _, name := range n.order {
 		g := n.groups[name]
-		n.goFunc(func() { g.watchLeaders(n.stop, n.cfg.HeartbeatTimeout, n.recent.add) })
+		n.goFunc(func() { g.watchLeaders(n.stop, n.cfg.HeartbeatTimeout, n.recent.add, n.publish) })
+		written := func(index uint64, bytes int64, took time.Duration) {
+			n.publish(g, Event{Type: EventCheckpoint, Index: index, Bytes: bytes, Ms: took.Milliseconds()})
+		}
+		g.checkpoints.onWritten.Store(&written)
+		loaded := func() { n.publish(g, Event{Type: EventCheckpointLoaded, Index: g.fsm.AppliedIndex()}) }
+		g.outcomes.onRestore.Store(&loaded)
 		n.goFunc(func() { g.watchReplay(n.stop) })
 	}
 	n.watchPeers()
@@ -374,6 +382,7 @@ func (n *Node) Close() error {
 		n.closing = true
 		close(n.stop)
 		n.goMu.Unlock()
+		n.closeEvents()
 		n.wg.Wait()
 		if n.rpcServer != nil {
 			_ = n.rpcServer.Close()

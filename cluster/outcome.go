@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -39,6 +40,9 @@ type outcomeLog struct {
 	stateMachine
 	mu      sync.Mutex
 	entries [outcomeWindow]appliedEntry
+	// onRestore, once set (when the node has started), is called after
+	// the state machine was replaced by a checkpoint from the leader.
+	onRestore atomic.Pointer[func()]
 }
 
 type appliedEntry struct {
@@ -68,7 +72,15 @@ func (o *outcomeLog) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (o *outcomeLog) Snapshot() (raft.FSMSnapshot, error) { return o.stateMachine.Snapshot() }
-func (o *outcomeLog) Restore(rc io.ReadCloser) error      { return o.stateMachine.Restore(rc) }
+func (o *outcomeLog) Restore(rc io.ReadCloser) error {
+	if err := o.stateMachine.Restore(rc); err != nil {
+		return err
+	}
+	if f := o.onRestore.Load(); f != nil {
+		(*f)()
+	}
+	return nil
+}
 
 // applied returns what was applied at index, if it is still remembered.
 func (o *outcomeLog) applied(index uint64) (appliedEntry, bool) {

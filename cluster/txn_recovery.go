@@ -162,4 +162,5 @@ func (n *Node) noteRecovery(group, txn, cause, outcome string, err error) {
 		ev.Error = err.Error()
 	}
 	n.recoveries.add(ev)
+	n.publish(n.groups[group], Event{At: ev.At, Type: EventTxnRecovered, Txn: txn, Cause: cause, Outcome: outcome, Error: ev.Error})
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ type Service interface {
 	Status() cluster.Status
 	ProbedStatus(ctx context.Context) cluster.Status
 	Overview(ctx context.Context) cluster.Overview
+	Events() (<-chan cluster.Event, func())
 	Ready() (bool, string)
 	Join(ctx context.Context, m registry.Node) error
 	Leave(ctx context.Context, id string) error
@@ -65,11 +67,15 @@ type Server struct {
 	limits   ServerLimits
 	inflight atomic.Int64         // requests holding a slot (see admit)
 	raftSink prometheus.Collector // hashicorp/raft's metrics (WithRaftMetrics), or nil
+	// stopStreams is closed by EndStreams to end the event streams.
+	stopStreams chan struct{}
+	stopOnce    sync.Once
+	streams     atomic.Int64 // event streams being served
 }
 
 // New builds the handler for svc.
 func New(svc Service, opts ...Option) *Server {
-	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc), limits: DefaultServerLimits()}
+	s := &Server{svc: svc, mux: http.NewServeMux(), metrics: newMetrics(svc), limits: DefaultServerLimits(), stopStreams: make(chan struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -79,6 +85,7 @@ func New(svc Service, opts ...Option) *Server {
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
 	s.mux.HandleFunc("GET /v1/cluster/overview", s.handleOverview)
+	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
 	s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	s.mux.Handle("GET /ui/", http.StripPrefix("/ui", ui.Handler()))
 	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))

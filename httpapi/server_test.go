@@ -39,6 +39,12 @@ func (f *fakeService) Get(_ context.Context, key string, c cluster.Consistency) 
 	}
 	return cluster.KVResult{KV: f.kv, Found: true, Shard: "shard-1"}, nil
 }
+func (f *fakeService) Events() (<-chan cluster.Event, func()) {
+	ch := make(chan cluster.Event, 1)
+	ch <- cluster.Event{Type: cluster.EventLeader, Node: "fake1", Group: "meta", Leader: "fake1"}
+	close(ch)
+	return ch, func() {}
+}
 func (f *fakeService) WaitApplied(_ context.Context, key string, index uint64) error {
 	f.calls = append(f.calls, fmt.Sprintf("wait %s %d", key, index))
 	return nil

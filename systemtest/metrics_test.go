@@ -70,7 +70,9 @@ func TestMetricsCoverRaftTheLogWritesAndCheckpoints(t *testing.T) {
 		t.Errorf("the shards count %v applied writes, want at least %d", applied, writes)
 	}
 	for _, g := range []string{"meta", "shard-1", "shard-2"} {
-		want(fmt.Sprintf(`raftkv_checkpoint_duration_seconds_count{group=%q}`, g), 1)
+		if v := m[fmt.Sprintf(`raftkv_checkpoint_duration_seconds_count{group=%q}`, g)]; v != 1 {
+			t.Errorf("%s: %v checkpoints counted for one taken", g, v)
+		}
 		want(fmt.Sprintf(`raftkv_checkpoint_bytes{group=%q}`, g), 1)
 		if v := m[fmt.Sprintf(`raftkv_checkpoint_failures_total{group=%q}`, g)]; v != 0 {
 			t.Errorf("%s: %v failed checkpoints", g, v)

@@ -54,6 +54,7 @@ func init() {
 		{"chaos", &chaosCommands.help, cmdChaos},
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
 		{"recover", &recoverHelp, cmdRecover},
+		{"events", &eventsHelp, cmdEvents},
 		{"auth", &authCommands.help, cmdAuth},
 		{"certs", &certsCommands.help, cmdCerts},
 		{"bench", &benchHelp, cmdBench},

@@ -336,12 +336,14 @@ func serve(sf *serveFlags, logger hclog.Logger) error {
 		}
 		opts = append(opts, opt)
 	}
-	var handler http.Handler = httpapi.New(node, opts...)
+	api := httpapi.New(node, opts...)
+	var handler http.Handler = api
 	if sf.pprof {
 		handler = withPprof(handler)
 	}
 	srv := &http.Server{Handler: handler}
 	sf.http.Configure(srv)
+	srv.RegisterOnShutdown(api.EndStreams)
 	serveErr := make(chan error, 1)
 	if sf.httpTLS != nil {
 		srv.TLSConfig = sf.httpTLS
