@@ -236,6 +236,9 @@ func (c *helloConn) handshake() {
 		return
 	}
 	if refusal != "" {
+		if k := n.refused[c.l.group]; k != nil {
+			k.Add(1)
+		}
 		n.logger.Warn("refused a raft connection", "group", c.l.group, "from", h.From, "remote", remote, "reason", refusal)
 		c.fail(fmt.Errorf("%w: %s", errRefusedPeer, refusal))
 		return

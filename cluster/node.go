@@ -44,6 +44,9 @@ type Node struct {
 	// claim is the first hello that showed another cluster's data knows
 	// this node's id and address (awaitClaims).
 	claim atomic.Pointer[string]
+	// refused counts, per group, the raft connections this node refused
+	// after their hello; the map is filled before any group opens.
+	refused map[string]*atomic.Uint64
 
 	mux    *mux.Mux     // nil when cfg.NewTransport supplies transports
 	logDB  *logstore.DB // every group's raft log, in one file
@@ -125,6 +128,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.ensureIncarnation(&state); err != nil {
 		n.logDB.Close()
 		return nil, err
+	}
+	n.refused = map[string]*atomic.Uint64{}
+	for _, name := range n.groupNames() {
+		n.refused[name] = new(atomic.Uint64)
 	}
 	if err := n.openGroups(); err != nil {
 		n.Close()

@@ -55,8 +55,13 @@ type GroupStatus struct {
 	// StepDowns the leaderships it lost, by cause.
 	Candidacies map[string]uint64 `json:"candidacies,omitempty"`
 	StepDowns   map[string]uint64 `json:"step_downs,omitempty"`
-	Voters      []string          `json:"voters"`
-	Nonvoters   []string          `json:"nonvoters"`
+	// RefusedConnections counts the raft connections this node refused
+	// for the group after their hello: from another cluster, for another
+	// node, or expecting or presenting another incarnation (a wiped data
+	// dir; incarnation.go). The log says whose and why.
+	RefusedConnections uint64   `json:"refused_connections"`
+	Voters             []string `json:"voters"`
+	Nonvoters          []string `json:"nonvoters"`
 	RecoveryStatus
 }
 
@@ -68,7 +73,11 @@ func (n *Node) Status() Status {
 		st.Nodes = append(st.Nodes, NodeStatus{Node: nd})
 	}
 	for _, name := range n.order {
-		st.Groups = append(st.Groups, n.groups[name].status())
+		gs := n.groups[name].status()
+		if k := n.refused[name]; k != nil {
+			gs.RefusedConnections = k.Load()
+		}
+		st.Groups = append(st.Groups, gs)
 	}
 	st.RecentElections = n.recent.list()
 	if n.logDB != nil {

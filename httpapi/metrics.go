@@ -90,6 +90,7 @@ var (
 	descChanges    = prometheus.NewDesc("raftkv_raft_leader_changes_total", "Leader changes observed by this node.", groupLabels, nil)
 	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
 	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
+	descRefused    = prometheus.NewDesc("raftkv_raft_connections_refused_total", "Raft connections this node refused after their hello (another cluster, node or incarnation: a wiped data dir).", groupLabels, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
 
 	descLogWrites   = prometheus.NewDesc("raftkv_log_writes_total", "Writes to the node's write-ahead log, each one fdatasync.", nil, nil)
@@ -102,7 +103,7 @@ var (
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge,
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descRefused, descContactAge,
 		descLogWrites, descLogRequests, descLogSync, descLogSegments, descForwardCalls, descForwardRequests} {
 		ch <- d
 	}
@@ -129,6 +130,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descHasLeader, boolFloat(g.Leader != ""))
 		gauge(descVoters, float64(len(g.Voters)))
 		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(g.LeaderChanges), g.Name)
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(g.RefusedConnections), g.Name)
 		for cause, v := range g.Candidacies {
 			ch <- prometheus.MustNewConstMetric(descElections, prometheus.CounterValue, float64(v), g.Name, cause)
 		}
