@@ -141,10 +141,83 @@ var errRefusedPeer = errors.New("refused by the peer")
 
 // peerLayer is a group's stream layer (the mux's, or a test's) with the
 // hello on every connection.
+//
+// It also owns the connections it accepted, which raft's NetworkTransport
+// never closes on its own: their goroutines answer heartbeats directly
+// (raft's heartbeat fast path), and one that read a heartbeat just before
+// the group's raft shut down went on to store a term in a log store that
+// was closed meanwhile, which panics. Close closes them and waits until
+// none is handling what it read.
 type peerLayer struct {
 	raft.StreamLayer
 	n     *Node
 	group string
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[*helloConn]struct{}
+	busy   sync.WaitGroup // connections handling what they read
+}
+
+// acceptedCloseWait bounds how long Close waits for the accepted
+// connections' handlers (each is one raft RPC on a shut-down raft).
+const acceptedCloseWait = 10 * time.Second
+
+// Close closes the layer and every connection it accepted, then waits for
+// their handlers.
+func (l *peerLayer) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	err := l.StreamLayer.Close()
+	for c := range conns {
+		_ = c.Conn.Close()
+	}
+	done := make(chan struct{})
+	go func() {
+		l.busy.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(acceptedCloseWait):
+		l.n.logger.Warn("a raft connection's handler did not finish within the close wait", "group", l.group, "wait", acceptedCloseWait)
+	}
+	return err
+}
+
+// track registers c; false once the layer is closed.
+func (l *peerLayer) track(c *helloConn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	if l.conns == nil {
+		l.conns = map[*helloConn]struct{}{}
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+// setBusy marks c as handling what it read (true) or waiting to read
+// (false); marking it busy fails once the layer is closed.
+func (l *peerLayer) setBusy(c *helloConn, busy bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case busy && l.closed:
+		return false
+	case busy && !c.busy:
+		c.busy = true
+		l.busy.Add(1)
+	case !busy && c.busy:
+		c.busy = false
+		l.busy.Done()
+	}
+	return true
 }
 
 // Dial connects, says hello and waits for the acceptor's answer.
@@ -183,7 +256,12 @@ func (l *peerLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &helloConn{Conn: c, l: l}, nil
+	hc := &helloConn{Conn: c, l: l}
+	if !l.track(hc) {
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	return hc, nil
 }
 
 // helloConn checks the hello on its first Read, in the goroutine raft
@@ -194,9 +272,21 @@ type helloConn struct {
 	once    sync.Once
 	err     error
 	pending []byte // a legacy peer's first byte, read while looking for the hello
+	busy    bool   // guarded by l.mu
 }
 
+// Read is called by the one goroutine raft serves the connection with:
+// between two calls it is handling what it read.
 func (c *helloConn) Read(p []byte) (int, error) {
+	c.l.setBusy(c, false)
+	n, err := c.read(p)
+	if n > 0 && !c.l.setBusy(c, true) {
+		return 0, net.ErrClosed
+	}
+	return n, err
+}
+
+func (c *helloConn) read(p []byte) (int, error) {
 	c.once.Do(c.handshake)
 	if c.err != nil {
 		return 0, c.err
@@ -207,6 +297,15 @@ func (c *helloConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// Close closes the connection and stops tracking it.
+func (c *helloConn) Close() error {
+	c.l.setBusy(c, false)
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
 }
 
 func (c *helloConn) handshake() {

@@ -249,12 +249,17 @@ func (c *Cluster) restart(i int, wipe, join bool) error {
 	if wipe && join {
 		via = []string{c.Nodes[(i+1)%len(c.Nodes)].HTTPAddr}
 	}
-	for _, trs := range c.trans {
-		// A closed in-memory transport cannot be reused: give the node a
-		// fresh one at the same address and reconnect everyone to it.
-		_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+	if c.streams == nil {
+		for _, trs := range c.trans {
+			// A closed in-memory transport cannot be reused: give the node a
+			// fresh one at the same address and reconnect everyone to it
+			// (which heals every cut).
+			_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+		}
+		c.connectAll()
 	}
-	c.connectAll()
+	// In a stream cluster the node's new layers take the old ones' place
+	// and cuts stay as they were, as a partition outlives a restart.
 	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, via)
 	if err != nil {
 		return err
