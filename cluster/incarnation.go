@@ -135,7 +135,7 @@ func readVerdict(r io.Reader) (string, error) {
 	return "", fmt.Errorf("unknown hello answer %d", b[0])
 }
 
-// ErrRefusedPeer is the error of a raft connection the far side refused
+// errRefusedPeer is the error of a raft connection the far side refused
 // after the hello (another cluster, another node, another incarnation).
 var errRefusedPeer = errors.New("refused by the peer")
 

@@ -147,7 +147,8 @@ func (n *Node) removeReplaced(ctx context.Context, m registry.Node) error {
 	}
 	n.logger.Warn("a known node asks to join with new data (its data dir was wiped or replaced): removing it from every group before adding it again",
 		"id", m.ID, "incarnation", m.Incarnation, "known_incarnation", cur.Incarnation)
-	for _, name := range append(n.order[1:], MetaGroup) {
+	groups := append(append([]string(nil), n.order[1:]...), MetaGroup) // shards, then meta, as Leave does
+	for _, name := range groups {
 		if _, _, err := route(ctx, n, name, "remove-member", idArgs{m.ID}, n.removeMemberLocal, idempotent); err != nil {
 			return fmt.Errorf("remove the replaced %s from %s: %w", m.ID, name, err)
 		}

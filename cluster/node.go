@@ -48,7 +48,7 @@ type Node struct {
 	// after their hello; the map is filled before any group opens.
 	refused map[string]*atomic.Uint64
 
-	mux    *mux.Mux     // nil when cfg.NewTransport supplies transports
+	mux    *mux.Mux     // nil when cfg.NewTransport or cfg.NewStreamLayer supplies transports
 	logDB  *logstore.DB // every group's raft log, in one file
 	groups map[string]*group
 	order  []string // meta first, then shard-1..shard-N
@@ -219,7 +219,7 @@ func (n *Node) ensureIncarnation(st *nodeState) error {
 		return err
 	}
 	n.incarnation = st.Incarnation
-	n.logger.Info("incarnation", "incarnation", n.incarnation)
+	n.logger.Info("this data's incarnation", "incarnation", n.incarnation)
 	return nil
 }
 
