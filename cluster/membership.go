@@ -508,8 +508,14 @@ func (n *Node) requestJoin(addr string, body []byte) error {
 // for a new cluster, the cluster id and shard count). It retries until it
 // succeeds or the node stops. A restarted node that is no longer a member of
 // the meta group (it left) does not re-register.
+//
+// It goes on until this node's own replica shows the entry with its
+// incarnation: during an upgrade, a meta leader of an older raftkv records
+// the addresses but drops the incarnation, so the registration is repeated
+// every few seconds until a leader of this version records it.
 func (n *Node) registerSelf(initCluster bool) {
 	self := registry.Node{ID: n.cfg.NodeID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr, Incarnation: n.incarnation}
+	wait := 100 * time.Millisecond
 	for {
 		if n.meta.leaderID() != "" {
 			if !n.meta.isMember(n.cfg.NodeID, false) {
@@ -517,12 +523,16 @@ func (n *Node) registerSelf(initCluster bool) {
 				return
 			}
 			if err := n.registerOnce(initCluster, self); err == nil {
-				return
+				if cur, ok := n.meta.reg.Node(self.ID); ok && cur == self {
+					return
+				}
+				// Done on the leader but not (yet) seen here as sent.
+				initCluster, wait = false, 5*time.Second
 			} else {
 				n.logger.Debug("registration not done yet", "error", err)
 			}
 		}
-		if !n.sleepOrStop(100 * time.Millisecond) {
+		if !n.sleepOrStop(wait) {
 			return
 		}
 	}
