@@ -30,6 +30,9 @@ type NodeInfo struct {
 	ID       string `json:"id"`
 	HTTPAddr string `json:"http_addr"`
 	RaftAddr string `json:"raft_addr"`
+	// Incarnation names the node's data (a new one after its data dir was
+	// wiped); empty from a server that does not report it.
+	Incarnation string `json:"incarnation,omitempty"`
 	// Reachable says whether the answering node could reach this node's
 	// /livez (nil if the server did not probe).
 	Reachable *bool `json:"reachable,omitempty"`
@@ -63,7 +66,10 @@ type GroupStatus struct {
 	LastLogIndex    uint64 `json:"last_log_index"`
 	FSMAppliedIndex uint64 `json:"fsm_applied_index"`
 	LastContactMs   int64  `json:"last_contact_ms"` // since this follower last heard from the leader
-	LeaderChanges   uint64 `json:"leader_changes"`
+	// RefusedConnections counts the raft connections the answering node
+	// refused for the group (another cluster, node or incarnation).
+	RefusedConnections uint64 `json:"refused_connections"`
+	LeaderChanges      uint64 `json:"leader_changes"`
 	// Candidacies and StepDowns count this node's elections started and
 	// leaderships lost, by cause.
 	Candidacies map[string]uint64 `json:"candidacies"`

@@ -107,10 +107,20 @@ type Config struct {
 	// raft's in-memory transport). When nil the node listens on RaftBind and
 	// multiplexes every group over that one TCP port.
 	NewTransport func(group string) (raft.Transport, error)
+	// NewStreamLayer, when set (and NewTransport is not), supplies the
+	// stream layer each group's raft transport runs on instead of the mux,
+	// with the incarnation hello on every connection as over the mux (tests
+	// use in-memory pipes they can cut).
+	NewStreamLayer func(group string) (raft.StreamLayer, error)
 	// NewRPCLayer supplies the node-to-node call layer when NewTransport
-	// is set (the mux provides it otherwise). Its Dial takes another
-	// node's raft address.
+	// or NewStreamLayer is set (the mux provides it otherwise). Its Dial
+	// takes another node's raft address.
 	NewRPCLayer func() (raft.StreamLayer, error)
+	// BootstrapWait is how long a node with an empty data dir and no Join
+	// listens for a cluster that still lists it before it bootstraps a new
+	// one; if a member of one dials it meanwhile, New refuses to start
+	// (incarnation.go, awaitClaims). 0 bootstraps at once.
+	BootstrapWait time.Duration
 	// Auth requires a bearer token on every client request (auth.go).
 	Auth bool
 	// BootstrapToken, with Auth, is the secret of an admin token stored
@@ -135,6 +145,7 @@ const (
 	DefaultMaxConcurrentBackups = 2
 	DefaultHeartbeatTimeout     = time.Second
 	DefaultLeaderLeaseTimeout   = 500 * time.Millisecond
+	DefaultBootstrapWait        = 5 * time.Second
 )
 
 // DefaultConfig returns the configuration of a single node called node1 on
@@ -153,6 +164,7 @@ func DefaultConfig() Config {
 		MaxPendingWrites:     DefaultMaxPendingWrites,
 		MaxConcurrentBackups: DefaultMaxConcurrentBackups,
 		JoinTimeout:          60 * time.Second,
+		BootstrapWait:        DefaultBootstrapWait,
 		Txn:                  DefaultTxnConfig(),
 		BalanceInterval:      10 * time.Second,
 		SnapshotThreshold:    8192,
@@ -194,6 +206,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("snapshot threshold must be at least 1 and snapshot interval at least 5ms")
 	case c.JoinTimeout <= 0:
 		return fmt.Errorf("join timeout must be positive")
+	case c.BootstrapWait < 0:
+		return fmt.Errorf("bootstrap wait must not be negative")
 	case (c.PeerServerTLS == nil) != (c.PeerClientTLS == nil):
 		return fmt.Errorf("peer TLS needs both the server and the client config")
 	}

@@ -53,6 +53,9 @@ func validateMember(m registry.Node) error {
 	if !nodeIDPattern.MatchString(m.ID) {
 		return fmt.Errorf("%w: node id %q: use 1-64 letters, digits, '.', '_' or '-'", ErrBadRequest, m.ID)
 	}
+	if m.Incarnation != "" && !nodeIDPattern.MatchString(m.Incarnation) {
+		return fmt.Errorf("%w: incarnation %q: use 1-64 letters, digits, '.', '_' or '-'", ErrBadRequest, m.Incarnation)
+	}
 	for name, addr := range map[string]string{"raft_addr": m.RaftAddr, "http_addr": m.HTTPAddr} {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return fmt.Errorf("%w: %s %q must be host:port", ErrBadRequest, name, addr)
@@ -66,6 +69,9 @@ func validateMember(m registry.Node) error {
 // known id with new addresses moves the node to them.
 func (n *Node) Join(ctx context.Context, m registry.Node) error {
 	if err := validateMember(m); err != nil {
+		return err
+	}
+	if err := n.removeReplaced(ctx, m); err != nil {
 		return err
 	}
 	if _, _, err := route(ctx, n, MetaGroup, "register", m, n.registerLocal, idempotent); err != nil {
@@ -124,7 +130,44 @@ func (n *Node) initLocal(ctx context.Context, g *group, a initArgs) (bool, error
 	return n.applyRegistry(ctx, g, registry.EncodeInit(a.ClusterID, a.Shards))
 }
 
+// removeReplaced runs before a join is registered. A node known to the
+// cluster that asks to join with another incarnation lost the data it had
+// (its data dir was wiped or replaced): it is removed from every group
+// before its new incarnation is recorded. Until then every peer refuses its
+// raft connections (incarnation.go), and after, it is in no group and is
+// added as any new node is, so at no point can it vote or count towards a
+// quorum with promises it no longer holds. A node registered without an
+// incarnation (by an older raftkv) and still a member is treated the same.
+// This node's registry replica decides whether to remove; the meta leader
+// checks again when the new incarnation is recorded (registerLocal).
+func (n *Node) removeReplaced(ctx context.Context, m registry.Node) error {
+	cur, ok := n.meta.reg.Node(m.ID)
+	if m.Incarnation == "" || !ok || cur.Incarnation == m.Incarnation {
+		return nil
+	}
+	n.logger.Warn("a known node asks to join with new data (its data dir was wiped or replaced): removing it from every group before adding it again",
+		"id", m.ID, "incarnation", m.Incarnation, "known_incarnation", cur.Incarnation)
+	groups := append(append([]string(nil), n.order[1:]...), MetaGroup) // shards, then meta, as Leave does
+	for _, name := range groups {
+		if _, _, err := route(ctx, n, name, "remove-member", idArgs{m.ID}, n.removeMemberLocal, idempotent); err != nil {
+			return fmt.Errorf("remove the replaced %s from %s: %w", m.ID, name, err)
+		}
+	}
+	return nil
+}
+
+// registerLocal records a node. A new incarnation for a node whose recorded
+// one differs is taken only once the node is in no group, as this leader's
+// replicas see them (removeReplaced runs first).
 func (n *Node) registerLocal(ctx context.Context, g *group, m registry.Node) (bool, error) {
+	if cur, ok := g.reg.Node(m.ID); ok && m.Incarnation != "" && cur.Incarnation != "" && cur.Incarnation != m.Incarnation {
+		for _, name := range n.order {
+			if n.groups[name].isMember(m.ID, false) {
+				return false, fmt.Errorf("%w: %s is known by incarnation %s and still a member of %s; it is removed from every group before its new incarnation %s is recorded",
+					ErrConflict, m.ID, cur.Incarnation, name, m.Incarnation)
+			}
+		}
+	}
 	return n.applyRegistry(ctx, g, registry.EncodeUpsertNode(m))
 }
 
@@ -412,7 +455,7 @@ func (n *Node) setJoinToken(req *http.Request) {
 
 // joinLoop asks the --join addresses to add this node until one succeeds.
 func (n *Node) joinLoop() {
-	body, _ := json.Marshal(registry.Node{ID: n.cfg.NodeID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr})
+	body, _ := json.Marshal(registry.Node{ID: n.cfg.NodeID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr, Incarnation: n.incarnation})
 	for {
 		for _, addr := range n.cfg.Join {
 			if ok, _ := n.Ready(); ok {
@@ -465,8 +508,14 @@ func (n *Node) requestJoin(addr string, body []byte) error {
 // for a new cluster, the cluster id and shard count). It retries until it
 // succeeds or the node stops. A restarted node that is no longer a member of
 // the meta group (it left) does not re-register.
+//
+// It goes on until this node's own replica shows the entry with its
+// incarnation: during an upgrade, a meta leader of an older raftkv records
+// the addresses but drops the incarnation, so the registration is repeated
+// every few seconds until a leader of this version records it.
 func (n *Node) registerSelf(initCluster bool) {
-	self := registry.Node{ID: n.cfg.NodeID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr}
+	self := registry.Node{ID: n.cfg.NodeID, HTTPAddr: n.cfg.HTTPAddr, RaftAddr: n.cfg.RaftAddr, Incarnation: n.incarnation}
+	wait := 100 * time.Millisecond
 	for {
 		if n.meta.leaderID() != "" {
 			if !n.meta.isMember(n.cfg.NodeID, false) {
@@ -474,12 +523,16 @@ func (n *Node) registerSelf(initCluster bool) {
 				return
 			}
 			if err := n.registerOnce(initCluster, self); err == nil {
-				return
+				if cur, ok := n.meta.reg.Node(self.ID); ok && cur == self {
+					return
+				}
+				// Done on the leader but not (yet) seen here as sent.
+				initCluster, wait = false, 5*time.Second
 			} else {
 				n.logger.Debug("registration not done yet", "error", err)
 			}
 		}
-		if !n.sleepOrStop(100 * time.Millisecond) {
+		if !n.sleepOrStop(wait) {
 			return
 		}
 	}

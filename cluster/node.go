@@ -35,8 +35,20 @@ type Node struct {
 	// clusterID is fixed when the cluster is bootstrapped; a joining node
 	// learns it from the member it joins through.
 	clusterID string
+	// incarnation names this node's data (incarnation.go); set before any
+	// group opens, never changed after.
+	incarnation string
+	// registry is the meta group's state machine, for the raft hello; set
+	// before the meta group's transport accepts anything.
+	registry atomic.Pointer[registry.FSM]
+	// claim is the first hello that showed another cluster's data knows
+	// this node's id and address (awaitClaims).
+	claim atomic.Pointer[string]
+	// refused counts, per group, the raft connections this node refused
+	// after their hello; the map is filled before any group opens.
+	refused map[string]*atomic.Uint64
 
-	mux    *mux.Mux     // nil when cfg.NewTransport supplies transports
+	mux    *mux.Mux     // nil when cfg.NewTransport or cfg.NewStreamLayer supplies transports
 	logDB  *logstore.DB // every group's raft log, in one file
 	groups map[string]*group
 	order  []string // meta first, then shard-1..shard-N
@@ -82,6 +94,10 @@ type nodeState struct {
 	// LogFormat says how the raft logs are stored (logformat.go); 0, from
 	// before the field existed, is the per-group format.
 	LogFormat int `json:"log_format,omitempty"`
+	// Incarnation names this data (incarnation.go): made new whenever the
+	// node starts with no raft state, and for a data dir from before the
+	// field existed on its first start.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // startMode says how this start came about.
@@ -123,6 +139,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.shards, n.clusterID = state.Shards, state.ClusterID
 	if n.logDB, err = n.openLogDB(&state, n.groupNames()); err != nil {
 		return nil, err
+	}
+	if err := n.ensureIncarnation(&state); err != nil {
+		n.logDB.Close()
+		return nil, err
+	}
+	n.refused = map[string]*atomic.Uint64{}
+	for _, name := range n.groupNames() {
+		n.refused[name] = new(atomic.Uint64)
 	}
 	if err := n.openGroups(); err != nil {
 		n.Close()
@@ -182,6 +206,58 @@ func (n *Node) loadOrCreateState(ctx context.Context) (nodeState, startMode, err
 	return st, mode, nil
 }
 
+// ensureIncarnation gives the data dir a new incarnation when it holds no
+// raft state (a new node, or one whose raft state is gone), or when it was
+// written before incarnations existed, and records it in node.json.
+func (n *Node) ensureIncarnation(st *nodeState) error {
+	fresh := true
+	for _, name := range n.groupNames() {
+		has, err := n.hasRaftState(name)
+		if err != nil {
+			return err
+		}
+		fresh = fresh && !has
+	}
+	switch {
+	case fresh:
+		if st.Incarnation != "" {
+			n.logger.Info("no raft state on disk: this data gets a new incarnation", "old", st.Incarnation)
+		}
+	case st.Incarnation == "":
+		n.logger.Info("data dir from before incarnations: giving it one")
+	default:
+		n.incarnation = st.Incarnation
+		return nil
+	}
+	st.Incarnation = newIncarnation()
+	if err := writeFileAtomic(filepath.Join(n.cfg.DataDir, "node.json"), st); err != nil {
+		return err
+	}
+	n.incarnation = st.Incarnation
+	n.logger.Info("this data's incarnation", "incarnation", n.incarnation)
+	return nil
+}
+
+// hasRaftState reports whether a group has a log, a term or a checkpoint
+// on disk.
+func (n *Node) hasRaftState(name string) (bool, error) {
+	logs, err := n.logDB.Group(name)
+	if err != nil {
+		return false, fmt.Errorf("group %s: open log store: %w", name, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.DataDir, name), snapshotRetain, n.logger.Named("snapshots"))
+	if err != nil {
+		return false, fmt.Errorf("group %s: open snapshot store: %w", name, err)
+	}
+	has, err := raft.HasExistingState(logs, logs, snaps)
+	if err != nil {
+		return false, fmt.Errorf("group %s: read state: %w", name, err)
+	}
+	return has, nil
+}
+
+func newIncarnation() string { return hex.EncodeToString(randomBytes(16)) }
+
 func newClusterID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
@@ -224,7 +300,7 @@ func (n *Node) groupNames() []string {
 // openGroups creates the transport and storage of the meta group and every
 // shard, and starts their raft instances.
 func (n *Node) openGroups() error {
-	if n.cfg.NewTransport == nil {
+	if n.cfg.NewTransport == nil && n.cfg.NewStreamLayer == nil {
 		bind := n.cfg.RaftBind
 		if bind == "" {
 			bind = n.cfg.RaftAddr
@@ -259,6 +335,7 @@ func (n *Node) openGroups() error {
 		var reg *registry.FSM
 		if name == MetaGroup {
 			reg = registry.New(name)
+			n.registry.Store(reg)
 			sm = reg
 		} else {
 			kv = fsm.New(name)
@@ -284,12 +361,19 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 	if n.cfg.NewTransport != nil {
 		return n.cfg.NewTransport(name)
 	}
-	layer, err := n.mux.Layer(name, n.cfg.RaftAddr)
+	var layer raft.StreamLayer
+	var err error
+	if n.cfg.NewStreamLayer != nil {
+		layer, err = n.cfg.NewStreamLayer(name)
+	} else {
+		layer, err = n.mux.Layer(name, n.cfg.RaftAddr)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
+		// Every connection opens with the incarnation hello.
+		Stream:  &peerLayer{StreamLayer: layer, n: n, group: name},
 		MaxPool: 3,
 		// 1 turns raft's pipelined replication off. With the default of 2
 		// the pipeline's channels are unbuffered, and when a follower
@@ -329,6 +413,9 @@ func (n *Node) start(mode startMode) error {
 	n.goFunc(n.autopilotLoop)
 	switch mode {
 	case modeBootstrap:
+		if err := n.awaitClaims(); err != nil {
+			return err
+		}
 		n.logger.Info("bootstrapping a new cluster", "shards", n.shards, "cluster_id", n.clusterID)
 		for _, name := range n.order {
 			if err := n.groups[name].bootstrap(n.cfg.NodeID, n.cfg.RaftAddr); err != nil {

@@ -70,8 +70,13 @@ type GroupStatus struct {
 	// StepDowns the leaderships it lost, by cause.
 	Candidacies map[string]uint64 `json:"candidacies,omitempty"`
 	StepDowns   map[string]uint64 `json:"step_downs,omitempty"`
-	Voters      []string          `json:"voters"`
-	Nonvoters   []string          `json:"nonvoters"`
+	// RefusedConnections counts the raft connections this node refused
+	// for the group after their hello: from another cluster, for another
+	// node, or expecting or presenting another incarnation (a wiped data
+	// dir; incarnation.go). The log says whose and why.
+	RefusedConnections uint64   `json:"refused_connections"`
+	Voters             []string `json:"voters"`
+	Nonvoters          []string `json:"nonvoters"`
 	// Applies counts the writes this node proposed as the group's leader
 	// and saw committed and applied, and ApplySeconds their total time
 	// from proposal to applied; both only grow, so a reader takes rates.
@@ -110,7 +115,11 @@ func (n *Node) Status() Status {
 	}
 	st.DeadNodesRemoved = n.deadNodesRemoved.Load()
 	for _, name := range n.order {
-		st.Groups = append(st.Groups, n.groups[name].status())
+		gs := n.groups[name].status()
+		if k := n.refused[name]; k != nil {
+			gs.RefusedConnections = k.Load()
+		}
+		st.Groups = append(st.Groups, gs)
 	}
 	st.RecentElections = n.recent.list()
 	st.RecentTxnRecoveries = n.recoveries.list()

@@ -17,9 +17,9 @@ const CommandVersion = 1
 type CommandType uint8
 
 // Command types. The transaction commands (4..9) share one payload layout,
-// TxnCmd. 10..13 are the registry's auth commands (registry.CommandPutRole
-// .. CommandDeleteToken), which a shard refuses as malformed; numbers from
-// 14 up are free in both.
+// TxnCmd. 10..14 are the registry's (the auth commands registry.CommandPutRole
+// .. CommandDeleteToken, then CommandRegisterNode), which a shard refuses as
+// malformed; numbers from 15 up are free in both.
 const (
 	CommandPut    CommandType = 1
 	CommandDelete CommandType = 2
@@ -49,10 +49,10 @@ const (
 )
 
 // The registry's commands numbered from 10 (registry.CommandPutRole ..
-// registry.CommandDeleteToken); a test keeps these in step.
+// registry.CommandRegisterNode); a test keeps these in step.
 const (
 	firstRegistryOnly CommandType = 10
-	lastRegistryOnly  CommandType = 13
+	lastRegistryOnly  CommandType = 14
 )
 
 func (t CommandType) String() string {

@@ -184,15 +184,16 @@ func TestAcceptedStateRoundTrips(t *testing.T) {
 // (roles and tokens) proposed into a shard are refused, not taken for
 // entries from a newer raftkv, and fsm's numbering stays in step.
 func TestRegistryCommandsInAShardLogChangeNothing(t *testing.T) {
-	if firstRegistryOnly != CommandType(registry.CommandPutRole) || lastRegistryOnly != CommandType(registry.CommandDeleteToken) {
+	if firstRegistryOnly != CommandType(registry.CommandPutRole) || lastRegistryOnly != CommandType(registry.CommandRegisterNode) {
 		t.Fatalf("fsm reserves %d..%d for the registry, which now uses %d..%d",
-			firstRegistryOnly, lastRegistryOnly, registry.CommandPutRole, registry.CommandDeleteToken)
+			firstRegistryOnly, lastRegistryOnly, registry.CommandPutRole, registry.CommandRegisterNode)
 	}
 	for _, entry := range [][]byte{
 		registry.EncodePutRole(registry.Role{Name: "r"}),
 		registry.EncodeDeleteRole("r"),
 		registry.EncodePutToken(registry.Token{ID: "t", Hash: strings.Repeat("a", 64), Roles: []string{"r"}}),
 		registry.EncodeDeleteToken("t"),
+		registry.EncodeUpsertNode(registry.Node{ID: "n", HTTPAddr: "h:1", RaftAddr: "r:1", Incarnation: "i"}),
 	} {
 		if _, err := Decode(entry); !errors.Is(err, ErrMalformed) {
 			t.Errorf("registry entry type %d in a shard: %v, want ErrMalformed", entry[1], err)

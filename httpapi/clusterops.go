@@ -30,6 +30,8 @@ type joinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Incarnation names the joining node's data; a node sends its own.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
@@ -40,7 +42,7 @@ func (s *Server) handleJoin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	if err := s.svc.Join(ctx, registry.Node{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}); err != nil {
+	if err := s.svc.Join(ctx, registry.Node{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Incarnation: req.Incarnation}); err != nil {
 		writeError(w, err)
 		return
 	}

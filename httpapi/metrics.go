@@ -92,6 +92,7 @@ var (
 	descChanges    = prometheus.NewDesc("raftkv_raft_leader_changes_total", "Leader changes observed by this node.", groupLabels, nil)
 	descElections  = prometheus.NewDesc("raftkv_raft_elections_total", "Elections this node started, by cause (heartbeat_timeout, leader_gone, transfer).", []string{"group", "cause"}, nil)
 	descStepDowns  = prometheus.NewDesc("raftkv_raft_step_downs_total", "Leaderships this node lost, by cause (lost_quorum, transfer, shutdown).", []string{"group", "cause"}, nil)
+	descRefused    = prometheus.NewDesc("raftkv_raft_connections_refused_total", "Raft connections this node refused after their hello (another cluster, node or incarnation: a wiped data dir).", groupLabels, nil)
 	descContactAge = prometheus.NewDesc("raftkv_raft_last_contact_seconds", "Seconds since a follower last heard from its leader (0 on the leader).", groupLabels, nil)
 	descApply      = prometheus.NewDesc("raftkv_apply_duration_seconds", "Writes this node proposed as the group's leader, from proposal to committed and applied.", groupLabels, nil)
 	descCheckpoint = prometheus.NewDesc("raftkv_checkpoint_duration_seconds", "Checkpoints (raft snapshots) this node wrote for the group, from start to durable.", groupLabels, nil)
@@ -110,7 +111,7 @@ var (
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descContactAge, descApply,
+	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descRefused, descContactAge, descApply,
 		descCheckpoint, descCkptBytes, descCkptFailed,
 		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests, descDeadRemoved} {
 		ch <- d
@@ -140,6 +141,7 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descHasLeader, boolFloat(g.Leader != ""))
 		gauge(descVoters, float64(len(g.Voters)))
 		ch <- prometheus.MustNewConstMetric(descChanges, prometheus.CounterValue, float64(g.LeaderChanges), g.Name)
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(g.RefusedConnections), g.Name)
 		for cause, v := range g.Candidacies {
 			ch <- prometheus.MustNewConstMetric(descElections, prometheus.CounterValue, float64(v), g.Name, cause)
 		}

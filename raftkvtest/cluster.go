@@ -31,6 +31,11 @@ type Cluster struct {
 	trans map[string][]*raft.InmemTransport
 	// calls carries node-to-node calls between the nodes.
 	calls *pipeNet
+	// streams, in a cluster from NewStreamCluster, carries each group's
+	// raft traffic (streams[group]) in place of trans: raft's network
+	// transport over in-memory pipes, so every connection opens with the
+	// nodes' incarnation hello as it does over the raft port.
+	streams map[string]*pipeNet
 }
 
 // Node is one in-process node with its HTTP server.
@@ -72,6 +77,27 @@ func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cl
 			c.trans[g] = append(c.trans[g], tr)
 		}
 	}
+	c.start(n)
+	return c
+}
+
+// NewStreamCluster is NewClusterWith with each group's raft traffic on
+// raft's network transport over in-memory pipes instead of its in-memory
+// transport: connections open with the incarnation hello, as over a real
+// raft port, and Disconnect still cuts them.
+func NewStreamCluster(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, shards: shards, tune: tune, calls: newPipeNet(), streams: map[string]*pipeNet{}}
+	for _, g := range Groups(shards) {
+		c.streams[g] = newPipeNet()
+	}
+	c.start(n)
+	return c
+}
+
+func (c *Cluster) start(n int) {
+	c.t.Helper()
+	t := c.t
 	c.connectAll()
 	t.Cleanup(c.Close)
 	for i := 0; i < n; i++ {
@@ -82,7 +108,6 @@ func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cl
 		c.Nodes = append(c.Nodes, c.startNode(i, t.TempDir(), "", join))
 	}
 	c.WaitReady()
-	return c
 }
 
 // RestoreCluster builds a one-node cluster from a backup archive, as
@@ -127,10 +152,9 @@ func nodeID(i int) string { return fmt.Sprintf("node%d", i+1) }
 func raftAddr(i int) raft.ServerAddress { return raft.ServerAddress(nodeID(i) + ":7000") }
 
 func (c *Cluster) connectAll() {
-	for i := range c.trans[cluster.MetaGroup] {
-		for j := range c.trans[cluster.MetaGroup] {
-			c.calls.setCut(raftAddr(i), raftAddr(j), false)
-		}
+	c.calls.healAll()
+	for _, p := range c.streams {
+		p.healAll()
 	}
 	for _, trs := range c.trans {
 		for _, a := range trs {
@@ -176,7 +200,14 @@ func (c *Cluster) tryStartNode(i int, dataDir, httpAddr string, join []string) (
 	// balancing test turns it on through the tune hook.
 	cfg.BalanceInterval = 0
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Output: testWriter{c.t}, Level: hclog.Info})
-	cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
+	if c.streams != nil {
+		cfg.NewStreamLayer = func(group string) (raft.StreamLayer, error) { return c.streams[group].layer(raftAddr(i)), nil }
+		// Fresh addresses, which no cluster lists: a short listen before
+		// bootstrapping keeps the start quick.
+		cfg.BootstrapWait = 200 * time.Millisecond
+	} else {
+		cfg.NewTransport = func(group string) (raft.Transport, error) { return c.trans[group][i], nil }
+	}
 	cfg.NewRPCLayer = func() (raft.StreamLayer, error) { return c.calls.layer(raftAddr(i)), nil }
 	if c.tune != nil {
 		c.tune(&cfg)
@@ -223,7 +254,7 @@ func (c *Cluster) Restart(i int) {
 
 // TryRestart is Restart that returns the start error instead of failing.
 func (c *Cluster) TryRestart(i int) error {
-	return c.restart(i, false)
+	return c.restart(i, false, false)
 }
 
 // RestartWiped starts a stopped node again on the same addresses with an
@@ -231,27 +262,41 @@ func (c *Cluster) TryRestart(i int) error {
 // was replaced without leaving the cluster first.
 func (c *Cluster) RestartWiped(i int) {
 	c.t.Helper()
-	if err := c.restart(i, true); err != nil {
+	if err := c.restart(i, true, true); err != nil {
 		c.t.Fatalf("restart %s wiped: %v", c.Nodes[i].ID, err)
 	}
 }
 
-func (c *Cluster) restart(i int, wipe bool) error {
+// TryRestartWipedAlone starts a stopped node again on the same addresses
+// with an empty data dir and no --join, as an operator who forgot the flag
+// would, and returns the start error.
+func (c *Cluster) TryRestartWipedAlone(i int) error {
+	return c.restart(i, true, false)
+}
+
+func (c *Cluster) restart(i int, wipe, join bool) error {
 	old := c.Nodes[i]
-	var join []string
+	var via []string
 	if wipe {
 		if err := os.RemoveAll(old.dataDir); err != nil {
 			return err
 		}
-		join = []string{c.Nodes[(i+1)%len(c.Nodes)].HTTPAddr}
 	}
-	for _, trs := range c.trans {
-		// A closed in-memory transport cannot be reused: give the node a
-		// fresh one at the same address and reconnect everyone to it.
-		_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+	if wipe && join {
+		via = []string{c.Nodes[(i+1)%len(c.Nodes)].HTTPAddr}
 	}
-	c.connectAll()
-	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, join)
+	if c.streams == nil {
+		for _, trs := range c.trans {
+			// A closed in-memory transport cannot be reused: give the node a
+			// fresh one at the same address and reconnect everyone to it
+			// (which heals every cut).
+			_, trs[i] = raft.NewInmemTransportWithTimeout(raftAddr(i), time.Second)
+		}
+		c.connectAll()
+	}
+	// In a stream cluster the node's new layers take the old ones' place
+	// and cuts stay as they were, as a partition outlives a restart.
+	n, err := c.tryStartNode(i, old.dataDir, old.HTTPAddr, via)
 	if err != nil {
 		return err
 	}
@@ -286,6 +331,9 @@ func (c *Cluster) Disconnect(i int) {
 	for j := range c.Nodes {
 		if j != i {
 			c.calls.setCut(raftAddr(i), raftAddr(j), true)
+			for _, p := range c.streams {
+				p.setCut(raftAddr(i), raftAddr(j), true)
+			}
 		}
 	}
 	for _, trs := range c.trans {

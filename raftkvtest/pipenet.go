@@ -13,7 +13,8 @@ import (
 
 // pipeNet carries the nodes' node-to-node calls in memory, like the
 // in-memory raft transports carry raft traffic, so Disconnect cuts both the
-// way a real partition would.
+// way a real partition would. A stream cluster carries each group's raft
+// traffic on a pipeNet of its own too.
 type pipeNet struct {
 	mu        sync.Mutex
 	listeners map[raft.ServerAddress]*pipeListener
@@ -60,6 +61,13 @@ func (p *pipeNet) setCut(a, b raft.ServerAddress, cut bool) {
 		_ = c.Close()
 	}
 	delete(p.conns, k)
+}
+
+// healAll heals every link.
+func (p *pipeNet) healAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.cut)
 }
 
 func (p *pipeNet) dial(from, to raft.ServerAddress, timeout time.Duration) (net.Conn, error) {

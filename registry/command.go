@@ -28,6 +28,10 @@ const (
 	CommandDeleteRole  CommandType = 11
 	CommandPutToken    CommandType = 12
 	CommandDeleteToken CommandType = 13
+	// CommandRegisterNode is UpsertNode carrying the node's incarnation.
+	// EncodeUpsertNode writes it only for a node that has one, so a
+	// registry entry an older raftkv can read stays in the old layout.
+	CommandRegisterNode CommandType = 14
 )
 
 // The two state machines numbered their commands independently, so types
@@ -36,7 +40,7 @@ const (
 // registry never had: an entry of one of those types is a shard command in
 // the wrong log and is refused (ErrShardCommand) rather than taken for a
 // command from a newer raftkv. New commands of either machine take the next
-// number free in both (the auth commands took 10..13; 14 is next), and each
+// number free in both (the auth commands took 10..13, RegisterNode 14; 15 is next), and each
 // package lists the other's.
 const (
 	firstShardOnly = 5 // fsm.CommandTxn + 1 .. fsm.CommandTxnGC
@@ -61,6 +65,8 @@ func (t CommandType) String() string {
 		return "put-token"
 	case CommandDeleteToken:
 		return "delete-token"
+	case CommandRegisterNode:
+		return "register-node"
 	}
 	return fmt.Sprintf("CommandType(%d)", uint8(t))
 }
@@ -81,6 +87,7 @@ type Command struct {
 //
 //	Init:       cluster id, shards
 //	UpsertNode: id, http addr, raft addr
+//	RegisterNode: id, http addr, raft addr, incarnation
 //	RemoveNode: id
 //	Noop:       empty
 //	PutRole, PutToken: see auth.go; DeleteRole: name; DeleteToken: id
@@ -93,12 +100,21 @@ func EncodeInit(clusterID string, shards int) []byte {
 }
 
 // EncodeUpsertNode returns the entry that adds a node or updates its
-// addresses.
+// addresses and incarnation (RegisterNode when it has one, UpsertNode,
+// which keeps the incarnation recorded, when it has none).
 func EncodeUpsertNode(n Node) []byte {
-	b := []byte{CommandVersion, byte(CommandUpsertNode)}
+	t := CommandUpsertNode
+	if n.Incarnation != "" {
+		t = CommandRegisterNode
+	}
+	b := []byte{CommandVersion, byte(t)}
 	b = appendString(b, n.ID)
 	b = appendString(b, n.HTTPAddr)
-	return appendString(b, n.RaftAddr)
+	b = appendString(b, n.RaftAddr)
+	if t == CommandRegisterNode {
+		b = appendString(b, n.Incarnation)
+	}
+	return b
 }
 
 // EncodeRemoveNode returns the entry that drops a node from the registry.
@@ -141,6 +157,11 @@ func Decode(b []byte) (Command, error) {
 		c.Shards = d.Varint()
 	case CommandUpsertNode:
 		c.Node = Node{ID: d.Text(), HTTPAddr: d.Text(), RaftAddr: d.Text()}
+	case CommandRegisterNode:
+		c.Node = Node{ID: d.Text(), HTTPAddr: d.Text(), RaftAddr: d.Text(), Incarnation: d.Text()}
+		if c.Node.Incarnation == "" && d.Err() == nil {
+			d.Fail("register-node without an incarnation")
+		}
 	case CommandRemoveNode:
 		c.Node.ID = d.Text()
 	case CommandNoop:

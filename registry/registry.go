@@ -58,6 +58,11 @@ type Node struct {
 	ID       string `json:"id"`
 	HTTPAddr string `json:"http_addr"`
 	RaftAddr string `json:"raft_addr"`
+	// Incarnation names the node's data: a random id its data dir gets
+	// together with its raft state (cluster/incarnation.go). Peers refuse
+	// raft traffic with a node presenting another one. Empty for a node
+	// registered by a raftkv from before incarnations, until it restarts.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // Result is what Apply returns, as *Result, for every LogCommand. Changed
@@ -162,7 +167,7 @@ func (s *state) apply(c Command) *Result {
 	switch c.Type {
 	case CommandInit:
 		return s.init(c.ClusterID, c.Shards)
-	case CommandUpsertNode:
+	case CommandUpsertNode, CommandRegisterNode:
 		return s.upsert(c.Node)
 	case CommandRemoveNode:
 		return s.remove(c.Node.ID)
@@ -199,7 +204,13 @@ func (s *state) upsert(n Node) *Result {
 	if n.ID == "" {
 		return &Result{Err: fmt.Errorf("%w: empty node id", ErrInvalid)}
 	}
-	if cur, ok := s.nodes[n.ID]; ok && cur == n {
+	cur, ok := s.nodes[n.ID]
+	if ok && n.Incarnation == "" {
+		// An entry without an incarnation (an older raftkv's, or a join
+		// that names none) changes the addresses and keeps the one known.
+		n.Incarnation = cur.Incarnation
+	}
+	if ok && cur == n {
 		return &Result{}
 	}
 	s.nodes[n.ID] = n

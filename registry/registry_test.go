@@ -148,7 +148,7 @@ func TestDecodeRejects(t *testing.T) {
 		{[]byte{CommandVersion + 1, byte(CommandInit)}, ErrUnknownVersion},
 		{[]byte{CommandVersion, 0}, ErrMalformed},
 		{[]byte{0, byte(CommandNoop)}, ErrMalformed},
-		{[]byte{CommandVersion, byte(CommandDeleteToken) + 1}, ErrUnknownCommand},
+		{[]byte{CommandVersion, byte(CommandRegisterNode) + 1}, ErrUnknownCommand},
 		{[]byte{CommandVersion, 5}, ErrShardCommand},
 		{good[:len(good)-1], ErrMalformed},
 		{append(bytes.Clone(good), 0), ErrMalformed},
@@ -165,7 +165,7 @@ func encodeCommand(c Command) []byte {
 	switch c.Type {
 	case CommandInit:
 		return EncodeInit(c.ClusterID, int(c.Shards))
-	case CommandUpsertNode:
+	case CommandUpsertNode, CommandRegisterNode:
 		return EncodeUpsertNode(c.Node)
 	case CommandRemoveNode:
 		return EncodeRemoveNode(c.Node.ID)
@@ -186,6 +186,7 @@ func encodeCommand(c Command) []byte {
 func FuzzDecode(f *testing.F) {
 	f.Add(EncodeInit("cluster", 3))
 	f.Add(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "a:1", RaftAddr: "a:2"}))
+	f.Add(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "a:1", RaftAddr: "a:2", Incarnation: "0a1b"}))
 	f.Add(EncodeRemoveNode("n1"))
 	f.Add(EncodeNoop())
 	f.Add(EncodePutRole(Role{Name: "app", Permissions: []Permission{{Prefix: "app/", Access: AccessReadWrite}}}))
@@ -212,7 +213,8 @@ func randomOps(rng *rand.Rand, n int) [][]byte {
 		case 1:
 			ops = append(ops, EncodeInit("c", 1+rng.IntN(6)))
 		default:
-			ops = append(ops, EncodeUpsertNode(Node{ID: id, HTTPAddr: fmt.Sprint(rng.IntN(3)), RaftAddr: "r"}))
+			inc := []string{"", "i1", "i2"}[rng.IntN(3)]
+			ops = append(ops, EncodeUpsertNode(Node{ID: id, HTTPAddr: fmt.Sprint(rng.IntN(3)), RaftAddr: "r", Incarnation: inc}))
 		}
 	}
 	return ops
@@ -233,5 +235,36 @@ func TestDeterminism(t *testing.T) {
 	}
 	if !bytes.Equal(persist(t, a.f), persist(t, b.f)) {
 		t.Fatal("same entries produced different checkpoints")
+	}
+}
+
+// TestAnUpsertWithoutIncarnationKeepsTheOneRecorded: a node's incarnation
+// changes only through an entry that names one; an older raftkv's upsert
+// (or a join that names none) moves the addresses and keeps it. It
+// survives a checkpoint.
+func TestAnUpsertWithoutIncarnationKeepsTheOneRecorded(t *testing.T) {
+	h := newHarness(t)
+	h.apply(EncodeInit("c1", 1))
+	n1 := Node{ID: "n1", HTTPAddr: "h:1", RaftAddr: "r:1", Incarnation: "i1"}
+	if r := h.apply(EncodeUpsertNode(n1)); r.Err != nil || !r.Changed {
+		t.Fatalf("register n1: %+v", r)
+	}
+	if r := h.apply(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "h:1", RaftAddr: "r:1"})); r.Err != nil || r.Changed {
+		t.Fatalf("same addresses, no incarnation: %+v, want no change", r)
+	}
+	h.apply(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "h:2", RaftAddr: "r:1"}))
+	if n, _ := h.f.Node("n1"); n.Incarnation != "i1" || n.HTTPAddr != "h:2" {
+		t.Fatalf("after a move without incarnation: %+v", n)
+	}
+	h.apply(EncodeUpsertNode(Node{ID: "n1", HTTPAddr: "h:2", RaftAddr: "r:1", Incarnation: "i2"}))
+	g := New("meta")
+	if err := restore(g, persist(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := g.Node("n1"); n.Incarnation != "i2" {
+		t.Fatalf("restored %+v, want incarnation i2", n)
+	}
+	if _, err := Decode([]byte{CommandVersion, byte(CommandRegisterNode), 1, 'a', 0, 0, 0}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("register-node with an empty incarnation: %v, want malformed", err)
 	}
 }

@@ -76,6 +76,11 @@ func (s *regSnapshot) write(out io.Writer) error {
 		rec = appendString(rec[:0], n.ID)
 		rec = appendString(rec, n.HTTPAddr)
 		rec = appendString(rec, n.RaftAddr)
+		if n.Incarnation != "" {
+			// Written only when set, so a checkpoint without incarnations
+			// stays readable by an older raftkv.
+			rec = appendString(rec, n.Incarnation)
+		}
 		if err := w.WriteRecord(append([]byte{recNode}, rec...)); err != nil {
 			return err
 		}
@@ -172,6 +177,11 @@ func (s *state) loadNode(p []byte, prev string) (string, error) {
 	}
 	d := wire.NewDecoder(p[1:])
 	n := Node{ID: d.Text(), HTTPAddr: d.Text(), RaftAddr: d.Text()}
+	if d.Len() > 0 {
+		if n.Incarnation = d.Text(); n.Incarnation == "" && d.Err() == nil {
+			d.Fail("empty incarnation")
+		}
+	}
 	if err := d.Finish(); err != nil {
 		return "", fmt.Errorf("%w: node: %v", ErrMalformed, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -218,4 +219,41 @@ func TestRejoinWithWipedDataDir(t *testing.T) {
 	}
 	mustPut(t, n3, "rejoin/via-node3", "new")
 	mustOK(t, checkValue(n1, "rejoin/via-node3", "new", ""))
+}
+
+// TestAWipedNodeStartedWithoutJoinRefusesToStart: a member's data dir is
+// wiped and the process is started again on its addresses without --join.
+// The cluster's leaders still dial it as that member, so it exits naming
+// the cluster and telling the operator to use --join, instead of founding
+// a second cluster on those addresses. With --join it is taken back.
+func TestAWipedNodeStartedWithoutJoinRefusesToStart(t *testing.T) {
+	skipShort(t)
+	c := StartCluster(t, 3, 1)
+	n1, n3 := c.Nodes[0], c.Nodes[2]
+	mustPut(t, n1, "wiped/before", "v")
+	st, err := n1.Status(t.Context())
+	mustOK(t, err)
+
+	mustOK(t, n3.Kill())
+	join, args := n3.Join, n3.Args
+	n3.Join = nil
+	// The refusal comes as soon as a leader dials; the wait only bounds it.
+	n3.Args = append(append([]string(nil), args...), "--bootstrap-wait", "30s")
+	err = n3.StartFresh()
+	if err == nil {
+		t.Fatal("a wiped node3 started without --join came up on the addresses of a running cluster")
+	}
+	for _, want := range []string{"refusing to bootstrap", st.ClusterID, "--join"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("start failure does not mention %q:\n%v", want, err)
+		}
+	}
+	mustPut(t, n1, "wiped/after", "v")
+
+	n3.Join, n3.Args = join, args
+	mustOK(t, n3.StartFresh())
+	mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout, c.Nodes...))
+	for _, k := range []string{"wiped/before", "wiped/after"} {
+		mustOK(t, WaitFor(15*time.Second, func() error { return checkValue(n3, k, "v", "stale") }))
+	}
 }

@@ -96,6 +96,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.StringVar(&sf.advertiseRaft, "advertise-raft", "", "raft address peers should dial (default: --raft-addr)")
 	fs.IntVar(&c.Shards, "shards", c.Shards, "number of data shards (only used when bootstrapping a new cluster)")
 	fs.StringVar(&sf.join, "join", "", "comma-separated HTTP `ADDRS` of existing members to join through")
+	fs.DurationVar(&c.BootstrapWait, "bootstrap-wait", c.BootstrapWait, "with an empty data dir and no --join: how long to listen for a cluster that still lists this node (its data dir was wiped) before bootstrapping a new one; one that dials it stops the start")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "raft heartbeat timeout: a follower that hears nothing for this long (randomised up to 2x) starts an election")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "raft election timeout (at least the heartbeat timeout)")
 	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "a leader that cannot reach a quorum for this long steps down (at most the heartbeat timeout)")

@@ -126,7 +126,10 @@ func (n *Node) args() []string {
 	if len(n.Join) > 0 {
 		a = append(a, "--join", strings.Join(n.Join, ","))
 	} else if n.c.Shards > 0 {
-		a = append(a, "--shards", strconv.Itoa(n.c.Shards))
+		// A cluster the harness creates is on fresh ports no cluster
+		// lists; a short wait for one keeps every test's start quick.
+		// A test about the wait passes its own --bootstrap-wait in Args.
+		a = append(a, "--shards", strconv.Itoa(n.c.Shards), "--bootstrap-wait", "500ms")
 	}
 	if n.TLS != nil {
 		a = append(a, n.TLS.args()...)
