@@ -398,6 +398,13 @@ func (g *group) lastAppliableIndex(upTo uint64) (uint64, error) {
 				// it is left to wait for.
 				return applied, nil
 			}
+			if first, ferr := g.logs.FirstIndex(); ferr == nil && (first == 0 || i < first) {
+				// Compacted into the checkpoint the state machine holds:
+				// a restart, an installed checkpoint or an outage recovery
+				// leaves no log below the checkpoint's index, whose last
+				// entries (raft's own no-ops) the FSM never counted.
+				return g.fsm.AppliedIndex(), nil
+			}
 			return 0, fmt.Errorf("%w: %s: reading log entry %d: %v", ErrUnavailable, g.name, i, err)
 		}
 		if entry.Type == raft.LogCommand || entry.Type == raft.LogConfiguration {
