@@ -38,8 +38,21 @@ func (n *Node) Checkpoint() ([]CheckpointInfo, error) {
 
 func (g *group) checkpoint() (CheckpointInfo, error) {
 	info := CheckpointInfo{Name: g.name}
+	// raft refuses a snapshot only when nothing was ever applied, and
+	// would write the same state again at the newest checkpoint's index.
+	// Its snapshots stop at the last command or configuration entry
+	// applied (its own no-ops do not count), which is what is compared.
+	metas, err := g.snaps.List()
+	if err != nil {
+		return info, err
+	}
+	last, err := g.lastAppliableIndex(g.raft.AppliedIndex())
+	if err == nil && len(metas) > 0 && metas[0].Index >= last {
+		info.Index, info.Term, info.Bytes = metas[0].Index, metas[0].Term, metas[0].Size
+		return info, nil
+	}
 	f := g.raft.Snapshot()
-	err := f.Error()
+	err = f.Error()
 	switch {
 	case err == nil:
 		meta, rc, err := f.Open()
