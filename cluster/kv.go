@@ -189,6 +189,75 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 	return out, nil
 }
 
+// countReply is one shard's part of a Count.
+type countReply struct {
+	Count int `json:"count"`
+}
+
+// Count returns how many keys start with prefix across every shard, of
+// those the caller may read. Each shard's count is consistent at one
+// moment; the shards are counted at about the same time, not at one
+// instant.
+func (n *Node) Count(ctx context.Context, prefix string, c Consistency) (int, error) {
+	gr, err := n.grantsOf(ctx)
+	if err != nil {
+		return 0, err
+	}
+	args := listArgs{Prefix: prefix, Limit: 1}
+	if err := validateListArgs(args); err != nil {
+		return 0, err
+	}
+	counts := make([]countReply, n.shards)
+	errs := make([]error, n.shards)
+	var wg sync.WaitGroup
+	for i := range n.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := n.groups[fmt.Sprintf("shard-%d", i+1)]
+			if c == Stale {
+				counts[i] = n.countFrom(g, prefix, gr)
+				return
+			}
+			counts[i], _, errs[i] = route(ctx, n, g.name, "count", args, n.countLocal, idempotent)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range counts {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		total += counts[i].Count
+	}
+	return total, nil
+}
+
+func (n *Node) countLocal(ctx context.Context, g *group, a listArgs) (countReply, error) {
+	if err := validateListArgs(a); err != nil {
+		return countReply{}, err
+	}
+	gr, err := n.grantsOf(ctx)
+	if err != nil {
+		return countReply{}, err
+	}
+	if err := g.readBarrier(ctx); err != nil {
+		return countReply{}, err
+	}
+	if err := n.settleShardForRead(ctx, g); err != nil {
+		return countReply{}, err
+	}
+	return n.countFrom(g, a.Prefix, gr), nil
+}
+
+func (n *Node) countFrom(g *group, prefix string, gr grants) countReply {
+	var keep func(string) bool
+	if !gr.all && !gr.admin {
+		keep = func(key string) bool { return gr.allows(key, registry.AccessRead) }
+	}
+	return countReply{Count: g.kv.Count(prefix, keep)}
+}
+
 func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
 	if err := n.ownKey(g, a.Key); err != nil {
 		return KVResult{}, err

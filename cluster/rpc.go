@@ -79,6 +79,7 @@ func (n *Node) opTable() map[string]opSpec {
 		"delete":          handle(shardGroup, n.deleteLocal),
 		"get":             handle(shardGroup, n.getLocal),
 		"list":            handle(shardGroup, n.listLocal),
+		"count":           handle(shardGroup, n.countLocal),
 		"init":            adminOnly(handle(metaGroup, n.initLocal)),
 		"register":        adminOnly(handle(metaGroup, n.registerLocal)),
 		"deregister":      adminOnly(handle(metaGroup, n.deregisterLocal)),

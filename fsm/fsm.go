@@ -168,6 +168,24 @@ func (f *FSM) List(prefix, after string, limit int) (items []KV, more bool) {
 	return items, more
 }
 
+// Count returns how many keys start with prefix, counting only those keep
+// accepts (all when keep is nil).
+func (f *FSM) Count(prefix string, keep func(key string) bool) int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := 0
+	f.st.kv.Ascend(entry{key: prefix}, func(e entry) bool {
+		if !strings.HasPrefix(e.key, prefix) {
+			return false
+		}
+		if keep == nil || keep(e.key) {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
 // Len returns the number of keys.
 func (f *FSM) Len() int {
 	f.mu.RLock()

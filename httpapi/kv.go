@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"unicode/utf8"
 
@@ -156,6 +157,22 @@ type listResponse struct {
 	More  bool       `json:"more"`
 }
 
+type countResponse struct {
+	Count int `json:"count"`
+}
+
+// boolParam reads ?name=true|false (absent: false).
+func boolParam(q url.Values, name string) (bool, error) {
+	switch v := q.Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: %s=%q: use true or false", cluster.ErrBadRequest, name, v)
+	}
+}
+
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Has("min_index") {
@@ -178,12 +195,35 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	keysOnly, err := boolParam(q, "keys_only")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	countOnly, err := boolParam(q, "count_only")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if countOnly && (keysOnly || after != "" || q.Has("limit")) {
+		writeError(w, fmt.Errorf("%w: count_only counts every key under the prefix: it takes no keys_only, after or limit", cluster.ErrBadRequest))
+		return
+	}
 	kr, err := parseOptions(r, false)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	defer kr.cancel()
+	if countOnly {
+		n, err := s.svc.Count(kr.ctx, prefix, kr.consistency)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, countResponse{Count: n})
+		return
+	}
 	res, err := s.svc.List(kr.ctx, prefix, after, limit, kr.consistency)
 	if err != nil {
 		writeError(w, err)
@@ -192,10 +232,12 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	out := listResponse{Items: make([]listItem, 0, len(res.Items)), More: res.More}
 	for _, kv := range res.Items {
 		it := listItem{Key: kv.Key, Version: kv.Version, Revision: kv.ModRevision, CreateRevision: kv.CreateRevision}
-		if utf8.Valid(kv.Value) {
+		switch {
+		case keysOnly:
+		case utf8.Valid(kv.Value):
 			v := string(kv.Value)
 			it.Value = &v
-		} else {
+		default:
 			it.ValueBase64 = base64.StdEncoding.EncodeToString(kv.Value)
 		}
 		out.Items = append(out.Items, it)

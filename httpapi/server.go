@@ -28,6 +28,7 @@ type Service interface {
 	WaitApplied(ctx context.Context, key string, index uint64) error
 	Delete(ctx context.Context, key string, cond fsm.Condition) (cluster.KVResult, error)
 	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
+	Count(ctx context.Context, prefix string, c cluster.Consistency) (int, error)
 	Status() cluster.Status
 	ProbedStatus(ctx context.Context) cluster.Status
 	Overview(ctx context.Context) cluster.Overview

@@ -39,6 +39,10 @@ func (f *fakeService) Get(_ context.Context, key string, c cluster.Consistency) 
 	}
 	return cluster.KVResult{KV: f.kv, Found: true, Shard: "shard-1"}, nil
 }
+func (f *fakeService) Count(_ context.Context, prefix string, _ cluster.Consistency) (int, error) {
+	f.calls = append(f.calls, "count "+prefix)
+	return 2, nil
+}
 func (f *fakeService) Events() (<-chan cluster.Event, func()) {
 	ch := make(chan cluster.Event, 1)
 	ch <- cluster.Event{Type: cluster.EventLeader, Node: "fake1", Group: "meta", Leader: "fake1"}
