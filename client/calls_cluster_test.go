@@ -159,3 +159,32 @@ func TestClusterOperationsAgainstARealCluster(t *testing.T) {
 		})
 	})
 }
+
+// Get and List report the revision that created a key; List reads stale
+// when asked.
+func TestCreateRevisionAndStaleList(t *testing.T) {
+	rc := raftkvtest.NewCluster(t, 3, 1)
+	c := client.New([]string{rc.Nodes[0].HTTPAddr}, client.WithTimeout(30*time.Second))
+	ctx := context.Background()
+	first, err := c.Put(ctx, "cr/k", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "cr/k", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Get(ctx, "cr/k")
+	if err != nil || v.CreateRevision != first.Revision || v.Revision <= first.Revision || v.Version != 2 {
+		t.Fatalf("get = %+v, %v; want create revision %d", v, err, first.Revision)
+	}
+	raftkvtest.Eventually(t, 10*time.Second, func() error {
+		page, err := c.At(rc.Nodes[2].HTTPAddr).List(ctx, "cr/", "", 0, client.Stale())
+		if err != nil {
+			return err
+		}
+		if len(page.Items) != 1 || page.Items[0].CreateRevision != first.Revision || page.Items[0].Revision != v.Revision {
+			return fmt.Errorf("stale list on node3 = %+v", page.Items)
+		}
+		return nil
+	})
+}

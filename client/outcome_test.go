@@ -232,3 +232,19 @@ func TestBackupMovesOnFromABusyNode(t *testing.T) {
 		t.Fatalf("every node busy: %v, want ErrOverloaded", err)
 	}
 }
+
+func TestStaleListAsksForAStaleRead(t *testing.T) {
+	var got atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.URL.Query().Get("consistency"))
+		writeJSON(w, map[string]any{"items": []any{}, "more": false})
+	}))
+	t.Cleanup(srv.Close)
+	c := New([]string{srv.URL})
+	if _, err := c.List(context.Background(), "p/", "", 0, Stale()); err != nil || got.Load() != "stale" {
+		t.Fatalf("stale list: %v, consistency=%q", err, got.Load())
+	}
+	if _, err := c.List(context.Background(), "p/", "", 0); err != nil || got.Load() != "" {
+		t.Fatalf("default list: %v, consistency=%q", err, got.Load())
+	}
+}
