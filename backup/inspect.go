@@ -110,8 +110,14 @@ func Inspect(path string) (Report, error) {
 		return Report{}, err
 	}
 	defer f.Close()
+	return Check(f)
+}
+
+// Check is Inspect of an archive read from r, for example while it is
+// being downloaded: it reads r up to the end of the archive.
+func Check(r io.Reader) (Report, error) {
 	var rep Report
-	m, err := Walk(f, func(rec GroupRecord, body io.Reader) error {
+	m, err := Walk(r, func(rec GroupRecord, body io.Reader) error {
 		g := GroupReport{Name: rec.Name, Bytes: rec.Bytes}
 		sr, err := snapshot.NewReader(body)
 		if err == nil {

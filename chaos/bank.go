@@ -1,17 +1,15 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	kvclient "github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/internal/keyspace"
 	"github.com/raftkv/raftkv/internal/nodeproc"
 )
@@ -71,7 +69,7 @@ func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
 		err := nodeproc.WaitFor(ctx, 30*time.Second, func() error {
 			var last string
 			for _, p := range c.Up() {
-				r := kvRequest(ctx, p.HTTPAddr, http.MethodPut, k, initial, nil)
+				r := kvRequest(ctx, p.HTTPAddr, "write", k, initial, 0)
 				if r.Outcome == OK {
 					return nil
 				}
@@ -85,7 +83,7 @@ func (w *bankWorkload) Setup(ctx context.Context, c *Cluster) error {
 	}
 	return nodeproc.WaitFor(ctx, 30*time.Second, func() error {
 		for _, p := range c.Up() {
-			bal, _, err := w.readAll(ctx, p.HTTPAddr)
+			bal, err := w.readAll(ctx, p.HTTPAddr)
 			if err != nil {
 				continue
 			}
@@ -109,11 +107,7 @@ func (w *bankWorkload) Step(ctx context.Context, cl *client, _ int) {
 // stepReadAll reads every account in one transaction and records the
 // balances (comma separated, in account order) and their total.
 func (w *bankWorkload) stepReadAll(ctx context.Context, cl *client) {
-	ops := make([]txnOp, len(w.accounts))
-	for i, k := range w.accounts {
-		ops[i] = txnOp{Op: "get", Key: k}
-	}
-	w.record(ctx, cl, Op{F: "read-all"}, txnBody{Success: ops}, false, func(op *Op, a txnAnswer) {
+	w.record(ctx, cl, Op{F: "read-all"}, w.readAllTxn(), func(op *Op, a kvclient.TxnResult) {
 		bal, err := balances(w.accounts, a.Results)
 		if err != nil {
 			op.Err = err.Error()
@@ -135,10 +129,10 @@ func (w *bankWorkload) stepTransfer(ctx context.Context, cl *client) {
 	}
 	from, to := w.accounts[i], w.accounts[j]
 	p := cl.addr()
-	a := txnRequest(ctx, p.HTTPAddr, txnBody{Success: []txnOp{{Op: "get", Key: from}, {Op: "get", Key: to}}}, false)
-	if a.Outcome != OK || !a.Succeeded || len(a.Results) != 2 {
+	a, err := txnRequest(ctx, p.HTTPAddr, kvclient.Txn{Success: []kvclient.TxnOp{kvclient.GetOp(from), kvclient.GetOp(to)}})
+	if err != nil || !a.Succeeded || len(a.Results) != 2 {
 		// Reads change nothing; just try elsewhere if the node is gone.
-		if a.Status == 0 || a.Status == http.StatusServiceUnavailable {
+		if st := kvclient.Status(err); err != nil && (st == 0 || st == http.StatusServiceUnavailable) {
 			cl.node++
 		}
 		return
@@ -157,48 +151,50 @@ func (w *bankWorkload) stepTransfer(ctx context.Context, cl *client) {
 	}
 	amt := 1 + cl.rng.Int64N(min(bal[0], bankMaxAmount))
 	rf, rt := a.Results[0].Revision, a.Results[1].Revision
-	body := txnBody{
-		Compare: []txnCompare{
-			{Key: from, Target: "revision", Op: "==", Revision: &rf},
-			{Key: to, Target: "revision", Op: "==", Revision: &rt},
+	t := kvclient.Txn{
+		Compare: []kvclient.TxnCompare{
+			kvclient.CompareRevision(from, "==", rf),
+			kvclient.CompareRevision(to, "==", rt),
 		},
-		Success: []txnOp{
-			{Op: "put", Key: from, Value: strPtr(strconv.FormatInt(bal[0]-amt, 10))},
-			{Op: "put", Key: to, Value: strPtr(strconv.FormatInt(bal[1]+amt, 10))},
+		Success: []kvclient.TxnOp{
+			kvclient.PutOp(from, []byte(strconv.FormatInt(bal[0]-amt, 10))),
+			kvclient.PutOp(to, []byte(strconv.FormatInt(bal[1]+amt, 10))),
 		},
 	}
 	op := Op{F: "transfer", Key: from + " -> " + to, Value: strconv.FormatInt(amt, 10)}
-	w.record(ctx, cl, op, body, true, func(op *Op, a txnAnswer) {
+	w.record(ctx, cl, op, t, func(op *Op, a kvclient.TxnResult) {
 		if !a.Succeeded {
 			// The compare failed: a concurrent transfer got there first.
 			// Nothing was written; a definite failure, like a CAS's 412.
 			op.Outcome, op.Err = Fail, "compare failed"
 			return
 		}
-		op.Result = a.Txn.Mode
+		op.Result = a.Mode
 	})
 }
 
 // record sends one transaction through the client's node and adds it to
-// the history; ok refines a 200 answer.
-func (w *bankWorkload) record(ctx context.Context, cl *client, op Op, body txnBody, write bool, ok func(*Op, txnAnswer)) {
+// the history, classified by outcomeOf (a transfer that writes may be
+// indeterminate; a read-all, which only reads, never is); ok refines a 200
+// answer.
+func (w *bankWorkload) record(ctx context.Context, cl *client, op Op, t kvclient.Txn, ok func(*Op, kvclient.TxnResult)) {
 	p := cl.addr()
 	op.Process, op.Node = cl.process, p.ID
 	op.Invoke = cl.h.Now()
-	a := txnRequest(ctx, p.HTTPAddr, body, write)
+	a, err := txnRequest(ctx, p.HTTPAddr, t)
 	op.Complete = cl.h.Now()
-	op.Outcome, op.Status, op.Err = a.Outcome, a.Status, a.Err
-	if a.Outcome == OK {
+	op.Outcome, op.Status, op.Err = outcomeOf(err)
+	if op.Outcome == OK {
 		ok(&op, a)
 	}
-	if ctx.Err() != nil && a.Outcome != OK {
+	if ctx.Err() != nil && op.Outcome != OK {
 		op.Err = "run ended: " + op.Err
 	}
 	cl.h.Add(op)
-	if a.Outcome == Info {
+	if op.Outcome == Info {
 		cl.process += cl.procs
 	}
-	if a.Outcome != OK && (a.Status == 0 || a.Status == http.StatusServiceUnavailable) {
+	if op.Outcome != OK && (op.Status == 0 || op.Status == http.StatusServiceUnavailable) {
 		cl.node++
 	}
 }
@@ -211,7 +207,7 @@ func (w *bankWorkload) Check(ctx context.Context, c *Cluster, h *History, _ stri
 	err := nodeproc.WaitFor(ctx, timeout, func() error {
 		var last error
 		for _, p := range c.Up() {
-			bal, _, err := w.readAll(ctx, p.HTTPAddr)
+			bal, err := w.readAll(ctx, p.HTTPAddr)
 			if err == nil {
 				final, via = bal, p.ID
 				return nil
@@ -325,22 +321,26 @@ func (w *bankWorkload) badRead(total, bals, parseErr string) string {
 	return ""
 }
 
-// readAll reads every account in one transaction through addr.
-func (w *bankWorkload) readAll(ctx context.Context, addr string) ([]int64, txnAnswer, error) {
-	ops := make([]txnOp, len(w.accounts))
+// readAllTxn is the transaction of a read-all: a get of every account.
+func (w *bankWorkload) readAllTxn() kvclient.Txn {
+	ops := make([]kvclient.TxnOp, len(w.accounts))
 	for i, k := range w.accounts {
-		ops[i] = txnOp{Op: "get", Key: k}
+		ops[i] = kvclient.GetOp(k)
 	}
-	a := txnRequest(ctx, addr, txnBody{Success: ops}, false)
-	if a.Outcome != OK {
-		return nil, a, fmt.Errorf("read-all: %d %s", a.Status, a.Err)
+	return kvclient.Txn{Success: ops}
+}
+
+// readAll reads every account in one transaction through addr.
+func (w *bankWorkload) readAll(ctx context.Context, addr string) ([]int64, error) {
+	a, err := txnRequest(ctx, addr, w.readAllTxn())
+	if err != nil {
+		return nil, fmt.Errorf("read-all: %w", err)
 	}
-	bal, err := balances(w.accounts, a.Results)
-	return bal, a, err
+	return balances(w.accounts, a.Results)
 }
 
 // balances parses the get results of the given accounts, in order.
-func balances(accounts []string, res []txnResult) ([]int64, error) {
+func balances(accounts []string, res []kvclient.TxnOpResult) ([]int64, error) {
 	if len(res) != len(accounts) {
 		return nil, fmt.Errorf("%d results for %d accounts", len(res), len(accounts))
 	}
@@ -349,9 +349,9 @@ func balances(accounts []string, res []txnResult) ([]int64, error) {
 		if r.Key != accounts[i] || !r.Found || r.Value == nil {
 			return nil, fmt.Errorf("account %s missing from the answer", accounts[i])
 		}
-		v, err := strconv.ParseInt(*r.Value, 10, 64)
+		v, err := strconv.ParseInt(string(r.Value), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("account %s holds %q", accounts[i], *r.Value)
+			return nil, fmt.Errorf("account %s holds %q", accounts[i], r.Value)
 		}
 		out[i] = v
 	}
@@ -372,105 +372,4 @@ func joinBalances(xs []int64) string {
 		parts[i] = strconv.FormatInt(x, 10)
 	}
 	return strings.Join(parts, ",")
-}
-
-func strPtr(s string) *string { return &s }
-
-// The JSON of POST /v1/txn, as docs/transactions.md describes it.
-type (
-	txnCompare struct {
-		Key      string  `json:"key"`
-		Target   string  `json:"target"`
-		Op       string  `json:"op"`
-		Revision *uint64 `json:"revision,omitempty"`
-	}
-	txnOp struct {
-		Op    string  `json:"op"`
-		Key   string  `json:"key"`
-		Value *string `json:"value,omitempty"`
-	}
-	txnBody struct {
-		Compare []txnCompare `json:"compare,omitempty"`
-		Success []txnOp      `json:"success"`
-		Failure []txnOp      `json:"failure,omitempty"`
-	}
-	txnResult struct {
-		Op       string  `json:"op"`
-		Key      string  `json:"key"`
-		Found    bool    `json:"found"`
-		Value    *string `json:"value"`
-		Revision uint64  `json:"revision"`
-	}
-)
-
-// txnAnswer is one transaction request's answer, classified like
-// kvRequest's: 200 ok; 409 (conflict), 503, other 4xx and requests that
-// never left are definite failures (nothing applied); 504, other 5xx,
-// timeouts and broken connections are indeterminate for a transaction that
-// writes and plain failures for a read-only one.
-type txnAnswer struct {
-	Outcome   Outcome
-	Status    int
-	Err       string
-	Succeeded bool
-	Results   []txnResult
-	Txn       struct {
-		ID   string `json:"id"`
-		Mode string `json:"mode"`
-	}
-}
-
-func txnRequest(ctx context.Context, addr string, body txnBody, write bool) txnAnswer {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return txnAnswer{Outcome: Fail, Err: err.Error()}
-	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout+time.Second)
-	defer cancel()
-	u := "http://" + addr + "/v1/txn?timeout=" + opTimeout.String()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
-	if err != nil {
-		return txnAnswer{Outcome: Fail, Err: err.Error()}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	unknown := Info
-	if !write {
-		unknown = Fail
-	}
-	resp, err := opClient.Do(req)
-	if err != nil {
-		if neverSent(err) {
-			return txnAnswer{Outcome: Fail, Err: shortErr(err)}
-		}
-		return txnAnswer{Outcome: unknown, Err: shortErr(err)}
-	}
-	defer resp.Body.Close()
-	rb, rerr := io.ReadAll(resp.Body)
-	a := txnAnswer{Status: resp.StatusCode}
-	switch {
-	case rerr != nil:
-		a.Outcome, a.Err = unknown, shortErr(rerr)
-	case resp.StatusCode == http.StatusOK:
-		var out struct {
-			Succeeded bool        `json:"succeeded"`
-			Results   []txnResult `json:"results"`
-			Txn       struct {
-				ID   string `json:"id"`
-				Mode string `json:"mode"`
-			} `json:"txn"`
-		}
-		if err := json.Unmarshal(rb, &out); err != nil {
-			// The server answered 200, so it happened; we just cannot
-			// read the answer.
-			a.Outcome, a.Err = unknown, "bad answer: "+err.Error()
-			return a
-		}
-		a.Outcome, a.Succeeded, a.Results = OK, out.Succeeded, out.Results
-		a.Txn.ID, a.Txn.Mode = out.Txn.ID, out.Txn.Mode
-	case resp.StatusCode == http.StatusServiceUnavailable || (resp.StatusCode >= 400 && resp.StatusCode < 500):
-		a.Outcome, a.Err = Fail, errCode(rb)
-	default:
-		a.Outcome, a.Err = unknown, errCode(rb)
-	}
-	return a
 }

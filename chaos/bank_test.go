@@ -3,6 +3,8 @@ package chaos
 import (
 	"strings"
 	"testing"
+
+	kvclient "github.com/raftkv/raftkv/client"
 )
 
 func TestBankBadRead(t *testing.T) {
@@ -26,8 +28,7 @@ func TestBankBadRead(t *testing.T) {
 }
 
 func TestBankBalances(t *testing.T) {
-	v := func(s string) *string { return &s }
-	res := []txnResult{{Key: "a", Found: true, Value: v("7")}, {Key: "b", Found: true, Value: v("-3")}}
+	res := []kvclient.TxnOpResult{{Key: "a", Found: true, Value: []byte("7")}, {Key: "b", Found: true, Value: []byte("-3")}}
 	got, err := balances([]string{"a", "b"}, res)
 	if err != nil || got[0] != 7 || got[1] != -3 || sumOf(got) != 4 || joinBalances(got) != "7,-3" {
 		t.Fatalf("balances = %v, %v", got, err)

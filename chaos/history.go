@@ -115,12 +115,17 @@ type client struct {
 
 func (cl *client) addr() *nodeproc.Node { return cl.c.Nodes[cl.node%len(cl.c.Nodes)] }
 
-// do runs one key request and records it. fill sets the op's call fields.
-func (cl *client) do(ctx context.Context, op Op, method string, body []byte, hdr map[string]string) Op {
+// do runs the key operation op describes (op.F on op.Key, writing
+// op.Value; a cas expects revision op.Expect) and records it.
+func (cl *client) do(ctx context.Context, op Op) Op {
 	p := cl.addr()
 	op.Process, op.Node = cl.process, p.ID
 	op.Invoke = cl.h.Now()
-	r := kvRequest(ctx, p.HTTPAddr, method, op.Key, body, hdr)
+	var value []byte
+	if op.F != "read" {
+		value = []byte(op.Value)
+	}
+	r := kvRequest(ctx, p.HTTPAddr, op.F, op.Key, value, op.Expect)
 	op.Complete = cl.h.Now()
 	op.Outcome, op.Status, op.Err = r.Outcome, r.Status, r.Err
 	op.Found, op.Result, op.Rev = r.Found, r.Value, r.Rev

@@ -1,29 +1,38 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
-	"syscall"
+	"sync"
 	"time"
 
+	kvclient "github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/internal/nodeproc"
 )
 
-// adminClient is for membership calls and listings; opClient for the
-// workload. Separate pools, so a stuck workload connection never delays an
-// admin call.
+// Every request to the cluster goes through package client, which alone
+// decides whether a failed request was sent and whether a write whose
+// answer did not come may have happened (kvclient.ErrIndeterminate). The
+// workload talks to one node per request, on purpose (the nemeses target
+// nodes), so its clients have one endpoint each and no leader routing.
+//
+// The admin pool is for membership calls and listings, the op pool for the
+// workload: separate connections, so a stuck workload connection never
+// delays an admin call.
 var (
-	adminClient = &http.Client{Timeout: 5 * time.Second, Transport: newTransport()}
-	opClient    = &http.Client{Transport: newTransport()}
+	opHTTP    = &http.Client{Transport: newTransport()}
+	adminHTTP = &http.Client{Transport: newTransport()}
+	// nodeClients caches a client per pool and node address.
+	nodeClients sync.Map // map[clientKey]*kvclient.Client
 )
+
+type clientKey struct {
+	admin bool
+	addr  string
+}
 
 func newTransport() *http.Transport {
 	return &http.Transport{
@@ -34,46 +43,30 @@ func newTransport() *http.Transport {
 	}
 }
 
+func clientFor(admin bool, addr string) *kvclient.Client {
+	k := clientKey{admin, addr}
+	if c, ok := nodeClients.Load(k); ok {
+		return c.(*kvclient.Client)
+	}
+	hc := opHTTP
+	if admin {
+		hc = adminHTTP
+	}
+	c, _ := nodeClients.LoadOrStore(k, kvclient.New([]string{addr}, kvclient.WithHTTPClient(hc), kvclient.WithUserAgent("raftkv-chaos")))
+	return c.(*kvclient.Client)
+}
+
+// opClient is the workload's client of the node at addr.
+func opClient(addr string) *kvclient.Client { return clientFor(false, addr) }
+
+// adminClient is the client for admin calls to the node at addr.
+func adminClient(addr string) *kvclient.Client { return clientFor(true, addr) }
+
 // getStatusTimeout is nodeproc.FetchStatus within d.
 func getStatusTimeout(ctx context.Context, addr string, d time.Duration) (*nodeproc.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	return nodeproc.FetchStatus(ctx, addr)
-}
-
-// postJSON sends an admin POST and returns status and body.
-func postJSON(ctx context.Context, addr, path string, v any, timeout time.Duration) (int, []byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0, nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	return call(ctx, adminClient, http.MethodPost, "http://"+addr+path, b, nil)
-}
-
-func call(ctx context.Context, c *http.Client, method, u string, body []byte, hdr map[string]string) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, nil, err
-	}
-	return resp.StatusCode, b, nil
 }
 
 // Outcome is how an operation ended.
@@ -87,109 +80,106 @@ const (
 	Info Outcome = "info"
 )
 
+// outcomeOf classifies the error of one call, with the client's judgment
+// of what a failure means (client/doc.go, "Errors"):
+//   - nil: ok;
+//   - kvclient.ErrIndeterminate: info. That is a write that was sent and
+//     then answered 504 or another 5xx (except raftkv's own 503), or whose
+//     connection broke or deadline passed, or whose 200 could not be read;
+//   - anything else: a definite failure, nothing happened. That is a 503
+//     or 4xx answer (409 conflict, 412 precondition failed included), a
+//     request that never left (the connection was refused), and every
+//     failed read, since reads change nothing.
+//
+// status is the HTTP status of the answer (200 for nil), 0 when none
+// arrived; msg says why it failed.
+func outcomeOf(err error) (o Outcome, status int, msg string) {
+	if err == nil {
+		return OK, http.StatusOK, ""
+	}
+	o = Fail
+	if errors.Is(err, kvclient.ErrIndeterminate) {
+		o = Info
+	}
+	return o, kvclient.Status(err), errText(err)
+}
+
+// errText is an error's code and message for the history.
+func errText(err error) string {
+	var apiErr *kvclient.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code + ": " + apiErr.Message
+	}
+	return shortErr(err)
+}
+
 // kvResult is one key request's answer, already classified.
 type kvResult struct {
 	Outcome Outcome
 	Status  int    // HTTP status, 0 when none arrived
 	Found   bool   // read: the key exists
 	Value   string // read: its value
-	Rev     uint64 // read: its revision; write: the new revision
+	Rev     uint64 // read: its revision; write: the new revision; failed cas: the current one
 	Err     string // why it failed or is indeterminate
 }
 
-// opTimeout is the server-side deadline of a workload request; the client
-// gives up a second later, so a paused or cut-off node yields an
-// indeterminate answer instead of a hang.
-const opTimeout = 2 * time.Second
+// opDeadline is the client's deadline of a workload request. The client
+// tells the server to give up a little earlier (9/10 of it), so a slow
+// request ends with the server's timeout answer, and a paused or cut-off
+// node yields an indeterminate answer instead of a hang.
+const opDeadline = 3 * time.Second
 
-// kvRequest sends one key request to addr and classifies the answer:
-//   - 2xx: ok (a read's 404 too: the key is absent);
-//   - 503 and 4xx: a definite failure, the operation did not happen;
-//   - a request that never left (the connection was refused): failure;
-//   - 504, any other 5xx, a timeout or a connection broken mid-request:
-//     indeterminate for writes, a plain failure for reads (which change
-//     nothing).
-func kvRequest(ctx context.Context, addr, method, key string, body []byte, hdr map[string]string) kvResult {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout+time.Second)
+// kvRequest runs one key operation f on the node at addr and classifies
+// the answer as outcomeOf does; a read of an absent key (404) is ok with
+// Found false. f is "read" (a linearizable Get), "write" (a Put), "cas" (a
+// Put if the key's revision is expect) or "add" (a Put if the key is
+// absent).
+func kvRequest(ctx context.Context, addr, f, key string, value []byte, expect uint64) kvResult {
+	ctx, cancel := context.WithTimeout(ctx, opDeadline)
 	defer cancel()
-	u := "http://" + addr + "/v1/kv/" + url.PathEscape(key) + "?timeout=" + opTimeout.String()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	write := method != http.MethodGet
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return kvResult{Outcome: Fail, Err: err.Error()}
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := opClient.Do(req)
-	if err != nil {
-		if neverSent(err) || !write {
-			return kvResult{Outcome: Fail, Err: shortErr(err)}
+	c := opClient(addr)
+	var res kvResult
+	var err error
+	absent := false
+	switch f {
+	case "read":
+		var v kvclient.Value
+		v, err = c.Get(ctx, key)
+		switch {
+		case err == nil:
+			res.Found, res.Value, res.Rev = true, string(v.Value), v.Revision
+		case errors.Is(err, kvclient.ErrNotFound):
+			err, absent = nil, true
 		}
-		return kvResult{Outcome: Info, Err: shortErr(err)}
-	}
-	defer resp.Body.Close()
-	b, rerr := io.ReadAll(resp.Body)
-	res := kvResult{Status: resp.StatusCode}
-	switch {
-	case rerr != nil:
-		res.Outcome, res.Err = Info, shortErr(rerr)
-		if !write {
-			res.Outcome = Fail
-		}
-		return res
-	case resp.StatusCode == http.StatusOK:
-		res.Outcome = OK
-		res.Rev = parseETag(resp.Header.Get("ETag"))
-		if !write {
-			res.Found, res.Value = true, string(b)
-		}
-	case resp.StatusCode == http.StatusNotFound && !write:
-		res.Outcome = OK
-	case resp.StatusCode == http.StatusPreconditionFailed:
-		res.Outcome = Fail
-		res.Rev = parseETag(resp.Header.Get("ETag"))
-	case resp.StatusCode == http.StatusServiceUnavailable || (resp.StatusCode >= 400 && resp.StatusCode < 500):
-		res.Outcome, res.Err = Fail, errCode(b)
 	default:
-		res.Outcome, res.Err = Info, errCode(b)
-		if !write {
-			res.Outcome = Fail
+		var opts []kvclient.WriteOption
+		switch f {
+		case "cas":
+			opts = append(opts, kvclient.IfMatch(expect))
+		case "add":
+			opts = append(opts, kvclient.IfAbsent())
 		}
+		var pr kvclient.PutResult
+		pr, err = c.Put(ctx, key, value, opts...)
+		res.Rev = pr.Revision
+		var apiErr *kvclient.APIError
+		if errors.As(err, &apiErr) {
+			res.Rev = apiErr.CurrentRevision // a failed cas: the key's revision now
+		}
+	}
+	res.Outcome, res.Status, res.Err = outcomeOf(err)
+	if absent {
+		res.Status = http.StatusNotFound
 	}
 	return res
 }
 
-func parseETag(s string) uint64 {
-	v, _ := strconv.ParseUint(strings.Trim(s, `"`), 10, 64)
-	return v
-}
-
-func errCode(body []byte) string {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return e.Error.Code + ": " + e.Error.Message
-	}
-	return string(bytes.TrimSpace(body))
-}
-
-// neverSent reports whether err means the request never reached a server:
-// the connection was refused or could not be opened.
-func neverSent(err error) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
-		return true
-	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+// txnRequest runs one transaction on the node at addr. The client treats a
+// transaction of gets only as a read: never indeterminate.
+func txnRequest(ctx context.Context, addr string, t kvclient.Txn) (kvclient.TxnResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, opDeadline)
+	defer cancel()
+	return opClient(addr).Txn(ctx, t)
 }
 
 func shortErr(err error) string {

@@ -58,7 +58,7 @@ func (g *loadGen) run(ctx context.Context) {
 			for seq := 0; ctx.Err() == nil; seq++ {
 				p := g.c.Nodes[node%len(g.c.Nodes)]
 				inv := g.h.Now()
-				r := kvRequest(ctx, p.HTTPAddr, http.MethodPut, keys[seq%len(keys)], []byte("v"), nil)
+				r := kvRequest(ctx, p.HTTPAddr, "write", keys[seq%len(keys)], []byte("v"), 0)
 				w := write{Shard: shard, Invoke: inv, Complete: g.h.Now(), OK: r.Outcome == OK}
 				if ctx.Err() != nil && !w.OK {
 					return // cut off by the end of the run: not a server failure

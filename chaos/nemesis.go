@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"time"
 
 	"github.com/raftkv/raftkv/internal/nodeproc"
@@ -128,21 +127,17 @@ func (n *transferNemesis) Start(ctx context.Context, rng *rand.Rand) (string, er
 			others = append(others, p)
 		}
 	}
-	req := map[string]string{"group": g}
-	to := "any"
+	to := "" // any other voter
 	if len(others) > 0 {
 		to = others[rng.IntN(len(others))].ID
-		req["to"] = to
 	}
-	code, body, err := postJSON(ctx, l.HTTPAddr, "/v1/cluster/transfer-leadership", req, 10*time.Second)
-	desc := fmt.Sprintf("transfer %s from %s to %s", g, l.ID, to)
-	if err != nil {
-		return desc, err
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = adminClient(l.HTTPAddr).TransferLeadership(tctx, g, to)
+	if to == "" {
+		to = "any"
 	}
-	if code != http.StatusOK {
-		return desc, fmt.Errorf("%d %s", code, errCode(body))
-	}
-	return desc, nil
+	return fmt.Sprintf("transfer %s from %s to %s", g, l.ID, to), err
 }
 
 func (n *transferNemesis) Stop(context.Context) (string, error) { return "", nil }
@@ -174,22 +169,17 @@ func (n *leaveJoinNemesis) Start(ctx context.Context, rng *rand.Rand) (string, e
 	// when the workload stops meanwhile (a leave cut off halfway would leave
 	// the node out of some groups and in others). Leave is idempotent, so a
 	// failed attempt is simply repeated.
-	var code int
-	var body []byte
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		lctx, cancel := context.WithTimeout(context.Background(), 70*time.Second)
-		code, body, err = postJSON(lctx, via.HTTPAddr, "/v1/cluster/leave", map[string]string{"id": p.ID}, 65*time.Second)
+		lctx, cancel := context.WithTimeout(context.Background(), 65*time.Second)
+		err = adminClient(via.HTTPAddr).Leave(lctx, p.ID)
 		cancel()
-		if err == nil && code == http.StatusOK {
+		if err == nil {
 			break
 		}
 	}
 	if err != nil {
-		return desc, err
-	}
-	if code != http.StatusOK {
-		return desc, fmt.Errorf("leave: %d %s", code, errCode(body))
+		return desc, fmt.Errorf("leave: %w", err)
 	}
 	n.target = p
 	return desc, p.Stop()

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/anishathalye/porcupine"
@@ -42,13 +41,13 @@ func (w *registerWorkload) Step(ctx context.Context, cl *client, seq int) {
 	seen := w.lastRev[cl.id]
 	switch r := cl.rng.IntN(10); {
 	case r < 4:
-		op := cl.do(ctx, Op{F: "read", Key: key}, http.MethodGet, nil, nil)
+		op := cl.do(ctx, Op{F: "read", Key: key})
 		if op.Outcome == OK && op.Found {
 			seen[key] = op.Rev
 		}
 	case r < 7:
 		v := fmt.Sprintf("w%d-%d", cl.id, seq)
-		op := cl.do(ctx, Op{F: "write", Key: key, Value: v}, http.MethodPut, []byte(v), nil)
+		op := cl.do(ctx, Op{F: "write", Key: key, Value: v})
 		if op.Outcome == OK {
 			seen[key] = op.Rev
 		}
@@ -58,8 +57,7 @@ func (w *registerWorkload) Step(ctx context.Context, cl *client, seq int) {
 		if exp == 0 {
 			exp = 1 // never matches a live key: a CAS that must fail
 		}
-		hdr := map[string]string{"If-Match": `"` + strconv.FormatUint(exp, 10) + `"`}
-		op := cl.do(ctx, Op{F: "cas", Key: key, Value: v, Expect: exp}, http.MethodPut, []byte(v), hdr)
+		op := cl.do(ctx, Op{F: "cas", Key: key, Value: v, Expect: exp})
 		if op.Rev != 0 {
 			seen[key] = op.Rev // new revision, or the current one from a 412
 		}

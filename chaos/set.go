@@ -2,10 +2,7 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"sort"
 	"time"
 
@@ -27,7 +24,7 @@ func (w *setWorkload) Name() string { return "set" }
 
 func (w *setWorkload) Step(ctx context.Context, cl *client, seq int) {
 	key := fmt.Sprintf("%s%d-%d", w.prefix, cl.id, seq)
-	cl.do(ctx, Op{F: "add", Key: key, Value: "1"}, http.MethodPut, []byte("1"), map[string]string{"If-None-Match": "*"})
+	cl.do(ctx, Op{F: "add", Key: key, Value: "1"})
 }
 
 // Check lists the prefix with a linearizable read (retrying until a node
@@ -137,28 +134,13 @@ func listAll(ctx context.Context, c *Cluster, prefix string, timeout time.Durati
 func listFrom(ctx context.Context, addr, prefix string) (map[string]bool, error) {
 	out := map[string]bool{}
 	after := ""
+	c := adminClient(addr)
 	for range 100000 {
-		q := url.Values{"prefix": {prefix}, "limit": {"10000"}, "timeout": {"10s"}}
-		if after != "" {
-			q.Set("after", after)
-		}
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		code, body, err := call(cctx, adminClient, http.MethodGet, "http://"+addr+"/v1/kv?"+q.Encode(), nil, nil)
+		page, err := c.List(cctx, prefix, after, 10000)
 		cancel()
 		if err != nil {
-			return nil, err
-		}
-		if code != http.StatusOK {
-			return nil, fmt.Errorf("list %s: %d %s", addr, code, errCode(body))
-		}
-		var page struct {
-			Items []struct {
-				Key string `json:"key"`
-			} `json:"items"`
-			More bool `json:"more"`
-		}
-		if err := json.Unmarshal(body, &page); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list %s: %w", addr, err)
 		}
 		for _, it := range page.Items {
 			out[it.Key] = true

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/errcode"
 )
 
 // Defaults for the options below.
@@ -182,17 +184,36 @@ type request struct {
 	// key, when set, is the key a key request is about: with leader
 	// routing the request goes to its shard's leader first.
 	key string
+	// sink, when set, consumes the body of a 2xx answer from the endpoint
+	// base (node, its X-Raftkv-Node) as it streams in (a backup) instead
+	// of the body being read into memory. An error it returns ends the
+	// call as it is: the answer was partly consumed, so no other endpoint
+	// is tried.
+	sink func(base, node string, body io.Reader) error
+	// nextOnBusy sends a read to the next endpoint when one answers 429
+	// overloaded or 503 unavailable, which say that nothing was done: for
+	// requests each node serves on its own (a backup it stages).
+	nextOnBusy bool
 }
 
 func (r *request) op() string { return r.method + " " + r.path }
 
 // response is a successful (2xx) answer.
 type response struct {
-	status int
-	header http.Header
-	body   []byte
-	node   string
+	status   int
+	header   http.Header
+	body     []byte
+	node     string
+	endpoint string // base URL of the endpoint that answered
+	op       string // the request's op(), for errors
+	write    bool   // the request was a write
 }
+
+// sinkError carries the error of a request's sink: the call ends with err.
+type sinkError struct{ err error }
+
+func (e *sinkError) Error() string { return e.err.Error() }
+func (e *sinkError) Unwrap() error { return e.err }
 
 // do sends r to the preferred endpoint and fails over to the others while
 // that is safe. A non-2xx answer is returned as *APIError.
@@ -210,14 +231,17 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		if lead := c.leaderURL(ctx, r.key); lead != "" {
 			resp, delivered, err := c.attempt(ctx, lead, r)
 			var apiErr *APIError
+			var se *sinkError
 			switch {
 			case err == nil:
 				c.learn(resp.header)
 				return resp, nil
+			case errors.As(err, &se):
+				return nil, se.err
 			case errors.As(err, &apiErr):
 				return c.answered(ctx, r, lead, apiErr)
 			case delivered && r.write && !r.idempotent, ctx.Err() != nil:
-				return nil, &RequestError{Op: r.op(), Endpoint: lead, Err: err,
+				return nil, &RequestError{Op: r.op(), Endpoint: lead, Err: err, Sent: delivered,
 					Timeout: errors.Is(ctx.Err(), context.DeadlineExceeded), Indeterminate: delivered && r.write}
 			}
 			if !delivered {
@@ -232,10 +256,18 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	n := len(c.endpoints)
 	start := int(c.preferred.Load()) % n
 	var causes []error
+	var busy error // the last "try later" answer of a nextOnBusy request
+	sent := false  // some attempt may have reached a server
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
 		ep := c.endpoints[idx]
 		resp, delivered, err := c.attempt(ctx, ep, r)
+		var se *sinkError
+		if errors.As(err, &se) {
+			c.preferred.Store(uint32(idx))
+			return nil, se.err
+		}
+		sent = sent || delivered
 		if err == nil {
 			c.preferred.Store(uint32(idx))
 			if c.router != nil && r.key != "" {
@@ -250,22 +282,29 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 			if routed {
 				return c.answered(ctx, r, ep, apiErr)
 			}
+			if r.nextOnBusy && !r.write && (errors.Is(err, ErrOverloaded) || errors.Is(err, ErrUnavailable)) && ctx.Err() == nil {
+				busy = err
+				continue
+			}
 			return nil, err
 		}
 		indeterminate := delivered && r.write && !r.idempotent
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, &RequestError{
-				Op: r.op(), Endpoint: ep, Err: err,
+				Op: r.op(), Endpoint: ep, Err: err, Sent: sent,
 				Timeout:       errors.Is(ctxErr, context.DeadlineExceeded),
 				Indeterminate: delivered && r.write,
 			}
 		}
 		if indeterminate {
-			return nil, &RequestError{Op: r.op(), Endpoint: ep, Indeterminate: true, Err: err}
+			return nil, &RequestError{Op: r.op(), Endpoint: ep, Sent: true, Indeterminate: true, Err: err}
 		}
 		causes = append(causes, err)
 	}
-	return nil, &RequestError{Op: r.op(), Endpoint: c.endpoints[(start+n-1)%n], Err: joinedErrors(causes)}
+	if busy != nil {
+		return nil, busy
+	}
+	return nil, &RequestError{Op: r.op(), Endpoint: c.endpoints[(start+n-1)%n], Sent: sent, Err: joinedErrors(causes)}
 }
 
 // joinedErrors is several causes on one line, one per endpoint tried.
@@ -283,10 +322,16 @@ func (e joinedErrors) Unwrap() []error { return e }
 
 // attempt sends r to one endpoint. delivered reports whether any part of
 // the request may have reached the server: it is false only when the
-// failure happened before the request headers were written (a dial error).
+// failure happened before the request headers were written on the
+// connection that failed (a dial error). This is the one place that
+// decides whether a request was sent.
 func (c *Client) attempt(ctx context.Context, base string, r request) (resp *response, delivered bool, err error) {
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		// net/http may retry a request on a fresh connection when a
+		// reused one failed before anything was written; each try asks
+		// for a connection first, so only the last try's writes count.
+		GetConn:      func(string) { wrote.Store(false) },
 		WroteHeaders: func() { wrote.Store(true) },
 	})
 	u := base + r.path
@@ -345,13 +390,23 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		if secs, perr := strconv.Atoi(hresp.Header.Get("Retry-After")); perr == nil && secs > 0 {
 			apiErr.RetryAfter = time.Duration(secs) * time.Second
 		}
+		apiErr.Leader, apiErr.LeaderAddr = hresp.Header.Get(headerLeader), hresp.Header.Get(headerLeaderAddr)
+		if hresp.StatusCode == http.StatusPreconditionFailed {
+			apiErr.CurrentRevision = parseETag(hresp.Header.Get("ETag"))
+		}
 		return nil, true, apiErr
 	}
-	data, err := io.ReadAll(hresp.Body)
-	if err != nil {
-		return nil, true, fmt.Errorf("reading response: %w", err)
+	out := &response{status: hresp.StatusCode, header: hresp.Header, node: node, endpoint: base, op: r.op(), write: r.write}
+	if r.sink != nil {
+		if err := r.sink(base, node, hresp.Body); err != nil {
+			return nil, true, &sinkError{err}
+		}
+		return out, true, nil
 	}
-	return &response{status: hresp.StatusCode, header: hresp.Header, body: data, node: node}, true, nil
+	if out.body, err = io.ReadAll(hresp.Body); err != nil {
+		return nil, true, fmt.Errorf("reading the answer: %w", err)
+	}
+	return out, true, nil
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -362,7 +417,11 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-// decodeAPIError builds an *APIError from an error answer.
+// decodeAPIError builds an *APIError from an error answer, and decides
+// whether a write it answers may have happened: a 5xx may hide an applied
+// write, except a raftkv error body whose code promises that nothing was
+// done (503 unavailable). A 5xx without raftkv's body (a proxy's) promises
+// nothing.
 func decodeAPIError(status int, body []byte, node string, write bool) *APIError {
 	e := &APIError{Status: status, Node: node, Indeterminate: write && status >= 500}
 	var wire struct {
@@ -373,6 +432,9 @@ func decodeAPIError(status int, body []byte, node string, write bool) *APIError 
 	}
 	if json.Unmarshal(body, &wire) == nil && wire.Error.Code != "" {
 		e.Code, e.Message = wire.Error.Code, wire.Error.Message
+		if info, ok := errcode.Lookup(e.Code); ok && info.RetryAfter && info.Status == status {
+			e.Indeterminate = false
+		}
 		return e
 	}
 	e.Code = codeForStatus(status)
@@ -386,10 +448,14 @@ func decodeAPIError(status int, body []byte, node string, write bool) *APIError 
 	return e
 }
 
-// decodeJSON unmarshals a success body.
+// decodeJSON unmarshals a success body. A body that does not decode is a
+// *RequestError with the answer's status; for a write it is indeterminate:
+// the write happened, but what it did (which branch of a transaction ran,
+// the new revision) is unknown.
 func decodeJSON(resp *response, v any) error {
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return fmt.Errorf("raftkv: decoding response from node %q: %w", resp.node, err)
+		return &RequestError{Op: resp.op, Endpoint: resp.endpoint, Sent: true, Indeterminate: resp.write,
+			Status: resp.status, Err: fmt.Errorf("decoding the answer of node %q: %w", resp.node, err)}
 	}
 	return nil
 }

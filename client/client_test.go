@@ -131,11 +131,17 @@ func TestErrorMapping(t *testing.T) {
 		{409, `{"error":{"code":"conflict","message":"x"}}`, true, ErrConflict, false},
 		{412, `{"error":{"code":"precondition_failed","message":"x"}}`, true, ErrPrecondition, false},
 		{413, `{"error":{"code":"too_large","message":"x"}}`, true, ErrTooLarge, false},
-		{503, `{"error":{"code":"unavailable","message":"no leader"}}`, true, ErrUnavailable, true},
+		// raftkv's own 503 promises the write did not happen; a 503 from
+		// something in between promises nothing.
+		{503, `{"error":{"code":"unavailable","message":"no leader"}}`, true, ErrUnavailable, false},
+		{503, `<html>service unavailable</html>`, true, ErrUnavailable, true},
+		{429, `{"error":{"code":"overloaded","message":"busy"}}`, true, ErrOverloaded, false},
 		{503, `{"error":{"code":"unavailable","message":"no leader"}}`, false, ErrUnavailable, false},
 		{504, `{"error":{"code":"timeout","message":"x"}}`, true, ErrTimeout, true},
 		{500, `{"error":{"code":"internal","message":"x"}}`, false, ErrInternal, false},
 		{502, `<html>bad gateway</html>`, false, ErrInternal, false},
+		{502, `<html>bad gateway</html>`, true, ErrInternal, true},
+		{500, `{"error":{"code":"internal","message":"x"}}`, true, ErrInternal, true},
 		{413, ``, true, ErrTooLarge, false},
 	}
 	for _, tc := range cases {

@@ -107,9 +107,80 @@ func (s *ClusterStatus) NodeByID(id string) (NodeInfo, bool) {
 	return NodeInfo{}, false
 }
 
-// Cluster returns the cluster status as seen by the node that answers.
-// Every node is probed (probe=true), so Reachable is set.
-func (c *Client) Cluster(ctx context.Context) (ClusterStatus, error) { return c.status(ctx, true) }
+// StatusOption changes what Cluster asks for.
+type StatusOption func(*statusOptions)
+
+type statusOptions struct{ noProbe bool }
+
+// NoProbe makes Cluster skip the reachability probe of every node: the
+// answer is the node's own view only (Reachable stays nil), and it comes
+// without waiting for the slowest probe.
+func NoProbe() StatusOption { return func(o *statusOptions) { o.noProbe = true } }
+
+// Cluster returns the cluster status as seen by the node that answers,
+// answered locally without a quorum. By default every node is probed
+// (probe=true), so Reachable is set; NoProbe skips that.
+func (c *Client) Cluster(ctx context.Context, opts ...StatusOption) (ClusterStatus, error) {
+	var o statusOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return c.status(ctx, !o.noProbe)
+}
+
+// Overview is every registered node's own status, gathered by one node
+// (GET /v1/cluster/overview; what the dashboard draws).
+type Overview struct {
+	// Node is the node that gathered it; At is when it finished, on that
+	// node's clock.
+	Node  string         `json:"node"`
+	At    time.Time      `json:"at"`
+	Nodes []NodeOverview `json:"nodes"`
+}
+
+// NodeOverview is one registered node's part of an Overview.
+type NodeOverview struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	// Reachable says whether the node answered the gathering node in time
+	// (700 ms); Status is its answer, Error why there is none.
+	Reachable bool           `json:"reachable"`
+	Error     string         `json:"error,omitempty"`
+	Status    *ClusterStatus `json:"status,omitempty"`
+}
+
+// Overview asks one node for every registered node's status at once. Like
+// Cluster it needs no quorum: a node cut off from the others reports them
+// unreachable.
+func (c *Client) Overview(ctx context.Context) (Overview, error) {
+	var ov Overview
+	err := c.getJSON(ctx, "/v1/cluster/overview", &ov)
+	return ov, err
+}
+
+// CheckpointInfo is one group's checkpoint taken by Checkpoint.
+type CheckpointInfo struct {
+	Name  string `json:"name"`
+	Index uint64 `json:"index"`
+	Term  uint64 `json:"term"`
+	Bytes int64  `json:"bytes"`
+	// Taken is false when nothing was written since the group's last
+	// checkpoint, which is reported instead.
+	Taken bool `json:"taken"`
+}
+
+// Checkpoint makes the node that answers take a checkpoint of every group
+// it holds now and compact each log behind it (POST /v1/cluster/snapshot).
+// It acts on one node: use At to pick which. Repeating it is harmless, so
+// it is sent to the next endpoint after a transport failure.
+func (c *Client) Checkpoint(ctx context.Context) ([]CheckpointInfo, error) {
+	var out struct {
+		Groups []CheckpointInfo `json:"groups"`
+	}
+	err := c.sendJSON(ctx, http.MethodPost, "/v1/cluster/snapshot", nil, true, &out)
+	return out.Groups, err
+}
 
 func (c *Client) status(ctx context.Context, probe bool) (ClusterStatus, error) {
 	var q url.Values

@@ -42,6 +42,30 @@
 //	c := client.New([]string{"10.0.0.1:8080"},
 //		client.WithTLS(&tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}}))
 //
+// # What it offers
+//
+// Every call takes a context, which bounds it together with WithTimeout.
+//
+//   - Keys: Put (with IfMatch or IfAbsent), Get (linearizable, or Stale),
+//     Delete, List.
+//   - Transactions: Txn (compare / success / failure over any keys, in one
+//     shard or across shards), TxnJSON (the JSON of docs/transactions.md
+//     passed through), TxnRecord (GET /v1/txn/{id}: how a cross-shard
+//     transaction ended).
+//   - Backups: Backup streams GET /v1/backup into an io.Writer and checks
+//     the archive on the way (manifest, SHA-256 of every checkpoint, record
+//     checksums, the archive's end), as `raftkv snapshot inspect` does;
+//     SaveBackup writes it to a file that appears only once it is complete,
+//     fsynced and verified.
+//   - Cluster: Cluster (GET /v1/cluster; NoProbe for the node's view alone),
+//     Overview (every node's status through one node), Checkpoint (POST
+//     /v1/cluster/snapshot on one node), Join, Leave, TransferLeadership,
+//     Live and Ready (/livez, /readyz). At addresses one node.
+//   - Authentication: CreateToken, RevokeToken, Tokens, PutRole, GetRole,
+//     DeleteRole, Roles.
+//
+// The examples run against a real in-process cluster (raftkvtest).
+//
 // # Failover and retries
 //
 // The client sends each request to the endpoint that answered last. When a
@@ -52,24 +76,62 @@
 // Once a request has been written to a connection, a write is never resent:
 // if the connection then fails, or the deadline passes, the write may or may
 // not have been applied, and the client returns an error for which
-// errors.Is(err, ErrIndeterminate) is true. The same holds for a 5xx answer
-// to a write, because the server documents that such a write may or may not
-// have happened. Reads, and the idempotent membership calls (Join, Leave),
-// are retried on the next endpoint after any transport failure.
+// errors.Is(err, ErrIndeterminate) is true. Reads, transactions of gets
+// only, and the calls that are safe to repeat (Join, Leave, Checkpoint) are
+// retried on the next endpoint after any transport failure. A backup also
+// moves on from a node that answers 429 or 503, since each node stages its
+// own.
 //
 // # Errors
 //
-// An error answer from the server is returned as *APIError. Compare it with
-// the sentinel errors using errors.Is:
+// An error answer from the server is an *APIError: the HTTP status, the
+// server's error code and message, the node that answered, its Retry-After
+// hint, the leader hint of a key request it could not serve (Leader,
+// LeaderAddr), the key's current revision after a failed IfMatch
+// (CurrentRevision), and whether the write it answers may have happened
+// anyway (Indeterminate). Compare it with the sentinel errors using
+// errors.Is:
 //
 //	if errors.Is(err, client.ErrNotFound) { ... }
 //	if errors.Is(err, client.ErrPrecondition) { ... } // If-Match / IfAbsent failed
 //	if errors.Is(err, client.ErrOverloaded) { ... }   // 429: retry after RetryAfter
 //
-// Every error code of docs/api.md has a sentinel; a code the client does not
-// know falls back to the sentinel of the answer's HTTP status.
+// Every error code of docs/api.md has a sentinel, and a constant for the
+// code itself (CodeNotFound, ...); a code the client does not know falls
+// back to the sentinel of the answer's HTTP status.
 //
-// Failures without an answer are returned as *RequestError, which matches
-// ErrTimeout, ErrUnavailable (no endpoint reachable) or ErrIndeterminate as
-// appropriate.
+// A failure without a usable answer is a *RequestError: no endpoint could
+// be reached, the connection broke, the deadline passed, or the answer to a
+// write could not be decoded. It matches ErrTimeout, ErrUnavailable (no
+// endpoint reachable) or ErrIndeterminate as appropriate, and wraps the
+// cause (errors.Is(err, context.DeadlineExceeded) works).
+//
+// Whether a failed write may have happened is decided here, in one place,
+// and nowhere else (the CLI and `raftkv chaos` use these errors as they
+// are). errors.Is(err, ErrIndeterminate) is true exactly when the call was
+// a write (a transaction with a put or delete counts) and:
+//
+//   - it was sent (its headers were written to a connection) and the
+//     connection then broke or the deadline passed before an answer; or
+//   - it was answered 504, 500 or any other 5xx, except raftkv's own 503
+//     unavailable, which promises that nothing was done (a 503 without
+//     raftkv's error body, from a proxy, promises nothing); or
+//   - it was answered 2xx but the answer could not be decoded: the write
+//     happened, what it did is unknown.
+//
+// Calls that are safe to repeat (Join, Leave, Checkpoint, and the auth
+// calls that set or delete) go to the next endpoint instead when a
+// connection breaks, and are indeterminate only when the deadline ends them
+// after sending.
+//
+// Everything else means the operation did not happen: a 4xx (409 conflict,
+// 412, 429 overloaded included), raftkv's 503, and a request that was never
+// sent. Sent(err) says whether the request may have reached a server at all
+// (false for a refused connection, or a call refused before sending), and
+// Status(err) gives the HTTP status of the answer, 0 when none came.
+//
+// A transaction's answer names its id (TxnResult.ID); an indeterminate
+// error cannot, since no answer came. To find out what happened then, read
+// the keys the transaction writes; with an id from an earlier answer,
+// TxnRecord shows the record (pending, committed or aborted).
 package client

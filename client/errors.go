@@ -88,16 +88,30 @@ var codeSentinels = map[string]error{
 // example a proxy in between answered).
 func codeForStatus(status int) string { return errcode.ForStatus(status) }
 
-// APIError is an error answer from a raftkv node.
+// APIError is an error answer from a raftkv node: the server's error code
+// and message, the HTTP status, the leader hint of a key request the node
+// could not serve, and whether the operation may have happened anyway.
 type APIError struct {
 	Status  int    // HTTP status code
 	Code    string // error code from the body, e.g. "not_found"
 	Message string // human-readable message from the body
 	Node    string // id of the node that answered (X-Raftkv-Node), if known
-	// RetryAfter is the server's Retry-After hint (with 503), or zero.
+	// RetryAfter is the server's Retry-After hint (with 429 and 503), or
+	// zero.
 	RetryAfter time.Duration
-	// Indeterminate is set for a 5xx answer to a write: the server documents
-	// that the write may or may not have been applied.
+	// Leader and LeaderAddr are the leader hint of a key request answered
+	// 503 or 504 (X-Raftkv-Leader, X-Raftkv-Leader-Addr): the node the
+	// answering node believes leads the key's shard, and its HTTP address
+	// when registered. Empty when the answer has no hint.
+	Leader, LeaderAddr string
+	// CurrentRevision is the key's revision when a conditional write failed
+	// with 412 on a key that exists (the ETag of the answer), else zero.
+	CurrentRevision uint64
+	// Indeterminate is set when the operation was a write and the answer
+	// does not say whether it happened: any 5xx answer except raftkv's own
+	// 503 unavailable, which promises that nothing was done. A 504, a 500,
+	// or a 5xx from something in between (a proxy, with no raftkv error
+	// body) may hide a write that was applied.
 	Indeterminate bool
 
 	// header is the answer's headers, from which a leader-routing client
@@ -130,17 +144,26 @@ func (e *APIError) Is(target error) bool {
 	return codeSentinels[code] == target
 }
 
-// RequestError is a failure without an answer from the server: no endpoint
-// could be reached, the connection broke, or the deadline passed.
+// RequestError is a failure without a usable answer from the server: no
+// endpoint could be reached, the connection broke, the deadline passed, or
+// the answer to a write could not be read.
 type RequestError struct {
 	Op       string // method and path, e.g. "PUT /v1/kv/a"
 	Endpoint string // the endpoint of the last attempt
-	// Indeterminate is set when a write was (or may have been) delivered
-	// before the failure: it may or may not have been applied.
+	// Sent is set when the request (its headers at least) may have reached
+	// a server before the failure. A request that was not sent (the
+	// connection was refused, or could not be opened in time) did nothing.
+	Sent bool
+	// Indeterminate is set when a write was sent before the failure: it
+	// may or may not have been applied. Reads are never indeterminate.
 	Indeterminate bool
 	// Timeout is set when the failure was the deadline passing.
 	Timeout bool
-	Err     error // the underlying cause(s)
+	// Status is the HTTP status of an answer that arrived but could not be
+	// read or decoded (the write it answers did happen, but its result is
+	// unknown), or 0 when no answer arrived.
+	Status int
+	Err    error // the underlying cause(s)
 }
 
 func (e *RequestError) Error() string {
@@ -148,9 +171,11 @@ func (e *RequestError) Error() string {
 	b.WriteString("raftkv: ")
 	b.WriteString(e.Op)
 	switch {
+	case e.Status != 0:
+		fmt.Fprintf(&b, ": unreadable answer (%d)", e.Status)
 	case e.Timeout:
 		b.WriteString(": timed out")
-	case !e.Indeterminate:
+	case !e.Sent:
 		b.WriteString(": no endpoint reachable")
 	default:
 		b.WriteString(": connection failed")
@@ -170,7 +195,7 @@ func (e *RequestError) Error() string {
 func (e *RequestError) Unwrap() error { return e.Err }
 
 // Is matches ErrTimeout, ErrIndeterminate, and ErrUnavailable (no endpoint
-// could be reached and nothing was delivered).
+// could be reached, or a read's connection failed, before the deadline).
 func (e *RequestError) Is(target error) bool {
 	switch target {
 	case ErrTimeout:
@@ -178,7 +203,36 @@ func (e *RequestError) Is(target error) bool {
 	case ErrIndeterminate:
 		return e.Indeterminate
 	case ErrUnavailable:
-		return !e.Timeout && !e.Indeterminate
+		return !e.Timeout && !e.Indeterminate && e.Status == 0
 	}
 	return false
+}
+
+// Sent reports whether the request of a failed call may have reached a
+// server: true for every error answer (*APIError) and for a *RequestError
+// with Sent set; false for a request that never left (the connection was
+// refused or could not be opened, or the call was refused before sending,
+// such as ErrNoEndpoints or a malformed key) and for a nil error.
+func Sent(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return true
+	}
+	var reqErr *RequestError
+	return errors.As(err, &reqErr) && reqErr.Sent
+}
+
+// Status returns the HTTP status of the answer behind err: the status of an
+// *APIError, or of the unreadable answer of a *RequestError; 0 when no
+// answer arrived (and for a nil error).
+func Status(err error) int {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status
+	}
+	var reqErr *RequestError
+	if errors.As(err, &reqErr) {
+		return reqErr.Status
+	}
+	return 0
 }

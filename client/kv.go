@@ -24,18 +24,21 @@ type PutResult struct {
 type Value struct {
 	Key      string
 	Value    []byte
-	Revision uint64
-	Version  uint64
-	Shard    string
-	Node     string // node that served the request
+	Revision uint64 // the key's mod revision
+	// CreateRevision is the revision of the write that (re)created the key.
+	CreateRevision uint64
+	Version        uint64
+	Shard          string
+	Node           string // node that served the request
 }
 
 // KV is one item of a List answer.
 type KV struct {
-	Key      string
-	Value    []byte
-	Revision uint64
-	Version  uint64
+	Key            string
+	Value          []byte
+	Revision       uint64
+	CreateRevision uint64
+	Version        uint64
 }
 
 // ListResult is one page of a List answer.
@@ -76,7 +79,7 @@ func (o *writeOptions) header() http.Header {
 	return h
 }
 
-// ReadOption changes how Get reads.
+// ReadOption changes how Get and List read.
 type ReadOption func(*readOptions)
 
 type readOptions struct{ stale bool }
@@ -162,6 +165,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value
 		Node:     resp.node,
 	}
 	v.Version, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Version"), 10, 64)
+	v.CreateRevision, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Create-Revision"), 10, 64)
 	return v, nil
 }
 
@@ -195,9 +199,17 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 // List returns keys starting with prefix, sorted, beginning after the key
 // after (exclusive; "" starts at the beginning). limit <= 0 uses the
 // server's default page size. Values come back as bytes whether the server
-// sent them as text or base64.
-func (c *Client) List(ctx context.Context, prefix, after string, limit int) (ListResult, error) {
+// sent them as text or base64. By default each shard is read at its leader
+// (linearizable per shard); Stale reads the answering node's replicas.
+func (c *Client) List(ctx context.Context, prefix, after string, limit int, opts ...ReadOption) (ListResult, error) {
+	var ro readOptions
+	for _, opt := range opts {
+		opt(&ro)
+	}
 	q := url.Values{}
+	if ro.stale {
+		q.Set("consistency", "stale")
+	}
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
@@ -218,6 +230,7 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int) (Lis
 			ValueBase64 *string `json:"value_base64"`
 			Version     uint64  `json:"version"`
 			Revision    uint64  `json:"revision"`
+			CreateRev   uint64  `json:"create_revision"`
 		} `json:"items"`
 		More bool `json:"more"`
 	}
@@ -226,7 +239,7 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int) (Lis
 	}
 	res := ListResult{More: wire.More, Items: make([]KV, 0, len(wire.Items))}
 	for _, it := range wire.Items {
-		kv := KV{Key: it.Key, Version: it.Version, Revision: it.Revision, Value: []byte{}}
+		kv := KV{Key: it.Key, Version: it.Version, Revision: it.Revision, CreateRevision: it.CreateRev, Value: []byte{}}
 		switch {
 		case it.ValueBase64 != nil:
 			b, err := base64.StdEncoding.DecodeString(*it.ValueBase64)

@@ -218,7 +218,11 @@ func (c *Client) answered(ctx context.Context, r request, tried string, apiErr *
 		c.markDown(hint)
 		return nil, apiErr
 	}
-	return nil, &RequestError{Op: r.op(), Endpoint: hint, Err: err,
+	var se *sinkError
+	if errors.As(err, &se) {
+		return nil, se.err
+	}
+	return nil, &RequestError{Op: r.op(), Endpoint: hint, Err: err, Sent: true,
 		Timeout: errors.Is(ctx.Err(), context.DeadlineExceeded), Indeterminate: r.write}
 }
 

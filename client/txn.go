@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"time"
 	"unicode/utf8"
 )
 
@@ -187,10 +189,27 @@ func (w *txnWire) primaryKey() string {
 	return ""
 }
 
+// writes reports whether the transaction has an op other than get in
+// either branch. One that only reads changes nothing, so, like a Get, it is
+// never indeterminate and may be sent to another endpoint after a
+// transport failure.
+func (w *txnWire) writes() bool {
+	for _, branch := range [][]txnOpWire{w.Success, w.Failure} {
+		for _, o := range branch {
+			if o.Op != "get" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Txn runs t. It returns once the transaction is decided; Succeeded says
-// which branch ran. A transaction is a write that is never resent once
-// delivered: a failure after that is ErrIndeterminate (see
-// docs/transactions.md for finding out what happened).
+// which branch ran. A transaction that writes is never resent once
+// delivered: a failure after that is ErrIndeterminate. The error's
+// transaction id is not known then; read the keys, or, with the id of an
+// earlier answer, TxnRecord (see docs/transactions.md). A transaction of
+// gets only is a read: never indeterminate.
 func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 	w, err := t.wire()
 	if err != nil {
@@ -200,7 +219,7 @@ func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 	if err != nil {
 		return TxnResult{}, err
 	}
-	resp, err := c.postTxn(ctx, body, w.primaryKey())
+	resp, err := c.postTxn(ctx, body, w.primaryKey(), w.writes())
 	if err != nil {
 		return TxnResult{}, err
 	}
@@ -231,17 +250,59 @@ func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 // what is wrong with it.
 func (c *Client) TxnJSON(ctx context.Context, body []byte) (json.RawMessage, error) {
 	var w txnWire
-	_ = json.Unmarshal(body, &w) // a body of the wrong shape is routed anywhere and refused there
-	resp, err := c.postTxn(ctx, body, w.primaryKey())
+	write := true // a body of the wrong shape is routed anywhere, refused there, and counts as a write
+	if json.Unmarshal(body, &w) == nil {
+		write = w.writes()
+	}
+	resp, err := c.postTxn(ctx, body, w.primaryKey(), write)
 	if err != nil {
 		return nil, err
 	}
 	return json.RawMessage(resp.body), nil
 }
 
-func (c *Client) postTxn(ctx context.Context, body []byte, primary string) (*response, error) {
+func (c *Client) postTxn(ctx context.Context, body []byte, primary string, write bool) (*response, error) {
 	// key routes the transaction; its answers name no shard
 	// (X-Raftkv-Shard), so the router learns nothing wrong from them.
-	return c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, write: true,
+	return c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, write: write,
 		header: http.Header{"Content-Type": {"application/json"}}, key: primary})
+}
+
+// States of a transaction record (TxnRecord.State).
+const (
+	TxnPending   = "pending"
+	TxnCommitted = "committed"
+	TxnAborted   = "aborted"
+)
+
+// TxnRecord is the record of a cross-shard transaction (GET /v1/txn/{id}),
+// read linearizably from its primary shard.
+type TxnRecord struct {
+	ID string `json:"id"`
+	// State is TxnPending, TxnCommitted or TxnAborted.
+	State string `json:"state"`
+	// Succeeded says which branch a committed transaction ran.
+	Succeeded bool `json:"succeeded"`
+	// Participants are the shards, the primary first.
+	Participants []string  `json:"participants"`
+	StartedAt    time.Time `json:"started_at"`
+	// DecidedAt is zero while the record is pending.
+	DecidedAt time.Time `json:"decided_at"`
+	// Resolved is set once every participant has applied the decision.
+	Resolved bool `json:"resolved"`
+}
+
+// TxnRecord returns the record of the cross-shard transaction id (the ID of
+// a TxnResult). Unknown ids, ids of single-shard transactions and records
+// past the cluster's retention (10 minutes after they resolved, by
+// default) fail with ErrNotFound. A record that is still pending may yet
+// be decided either way; recovery decides it within about the recovery
+// timeout.
+func (c *Client) TxnRecord(ctx context.Context, id string) (TxnRecord, error) {
+	if id == "" {
+		return TxnRecord{}, fmt.Errorf("%w: empty transaction id", ErrBadRequest)
+	}
+	var rec TxnRecord
+	err := c.getJSON(ctx, "/v1/txn/"+url.PathEscape(id), &rec)
+	return rec, err
 }

@@ -1,14 +1,16 @@
 package systemtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/client"
 )
 
 // outcome of one write in a crash test.
@@ -16,8 +18,8 @@ type outcome int
 
 const (
 	acked         outcome = iota // 200: must survive anything
-	failed                       // refused before it was sent, or 4xx/503: must not appear
-	indeterminate                // timeout or a broken connection: may or may not appear
+	failed                       // never sent, or answered 4xx/503: must not appear
+	indeterminate                // sent, then 504, a broken connection or the deadline: may or may not appear
 )
 
 // writeLog records the outcome of every unique-key write.
@@ -32,16 +34,13 @@ func (w *writeLog) record(key string, o outcome) {
 	w.mu.Unlock()
 }
 
-// classify maps a write's answer to its outcome.
-func classify(r *Response, err error) outcome {
+// classify maps the error of a client's write to its outcome: the client
+// decides whether a write that failed may have happened.
+func classify(err error) outcome {
 	switch {
-	case err != nil && errors.Is(err, syscall.ECONNREFUSED):
-		return failed
-	case err != nil:
-		return indeterminate
-	case r.Status == http.StatusOK:
+	case err == nil:
 		return acked
-	case r.Status == http.StatusGatewayTimeout || r.Status >= 500 && r.Status != http.StatusServiceUnavailable:
+	case errors.Is(err, client.ErrIndeterminate):
 		return indeterminate
 	default:
 		return failed
@@ -59,6 +58,10 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 	c := StartClusterWith(t, Config{Nodes: 3, Shards: 2,
 		ExtraArgs: []string{"--snapshot-threshold", "40", "--snapshot-interval", "50ms", "--trailing-logs", "20"}})
 	log := &writeLog{out: map[string]outcome{}}
+	clients := map[string]*client.Client{} // by node id; read-only once the writers run
+	for _, n := range c.Nodes {
+		clients[n.ID] = client.New([]string{n.HTTPAddr})
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
@@ -77,8 +80,10 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 				}
 				n := running[i%len(running)]
 				key := fmt.Sprintf("w%d-%05d", w, i)
-				r, err := Do(n, http.MethodPut, KeyPath(key)+"?timeout=2s", []byte(strconv.Itoa(i)))
-				log.record(key, classify(r, err))
+				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+				_, err := clients[n.ID].Put(ctx, key, []byte(strconv.Itoa(i)))
+				cancel()
+				log.record(key, classify(err))
 			}
 		}()
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"time"
 
@@ -107,31 +106,6 @@ func (cf *clientFlags) client() *client.Client {
 // endpointURLs returns the endpoints as base URLs, by the client's rule: a
 // bare host:port is https when a TLS flag is given, http otherwise.
 func (cf *clientFlags) endpointURLs() []string { return cf.client().Endpoints() }
-
-// httpClient returns the HTTP client for the commands that send their own
-// requests rather than going through package client (snapshot save).
-// It carries the TLS settings and the --token.
-func (cf *clientFlags) httpClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cf.tls
-	var rt http.RoundTripper = tr
-	if cf.token != "" {
-		rt = bearer{token: cf.token, next: tr}
-	}
-	return &http.Client{Transport: rt}
-}
-
-// bearer adds an Authorization header to every request.
-type bearer struct {
-	token string
-	next  http.RoundTripper
-}
-
-func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	req.Header.Set("Authorization", "Bearer "+b.token)
-	return b.next.RoundTrip(req)
-}
 
 // invocation is one run of a client command: the command's parse state and
 // the client flags.

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -54,25 +51,12 @@ func cmdSnapshotSave(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return inv.usageError("give exactly one FILE")
 	}
-	ctx, cancel := context.WithTimeout(inv.context(), inv.timeout)
-	defer cancel()
-	tmp := pos[0] + ".partial"
-	var lastErr error
-	for _, ep := range inv.endpointURLs() {
-		if lastErr = downloadBackup(ctx, inv.httpClient(), ep, tmp); lastErr == nil {
-			break
-		}
-	}
-	if lastErr != nil {
-		os.Remove(tmp)
-		return inv.fail(lastErr)
-	}
-	rep, err := backup.Inspect(tmp)
+	// The client writes the archive under a temporary name, checks it as
+	// it streams in (manifest, SHA-256 of every checkpoint, record
+	// checksums, the archive's end), fsyncs it and only then renames it
+	// to FILE. --timeout bounds the whole download.
+	rep, err := inv.client().SaveBackup(inv.context(), pos[0])
 	if err != nil {
-		os.Remove(tmp)
-		return inv.fail(fmt.Errorf("the downloaded backup does not verify: %w", err))
-	}
-	if err := os.Rename(tmp, pos[0]); err != nil {
 		return inv.fail(err)
 	}
 	if inv.json() {
@@ -81,37 +65,6 @@ func cmdSnapshotSave(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "Saved a backup of cluster %s (%d groups) to %s\n", rep.Manifest.ClusterID, len(rep.Groups), pos[0])
 	return 0
-}
-
-// downloadBackup fetches GET /v1/backup from endpoint (a base URL) into
-// path.
-func downloadBackup(ctx context.Context, hc *http.Client, endpoint, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/v1/backup", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("%s: %s %s", endpoint, resp.Status, strings.TrimSpace(string(msg)))
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("download from %s: %w", endpoint, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 var snapshotInspectHelp = cmdHelpText{

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/raftkv/raftkv/backup"
+	"github.com/raftkv/raftkv/raftkvtest"
 )
 
 // snapshot inspect of an archive written before the transactions section
@@ -46,5 +51,59 @@ func decidedReport() backup.Report {
 			{ID: "shard-2.bb", Primary: "shard-2", Participants: []string{"shard-2", "shard-1"}, State: backup.DecisionAborted},
 		},
 		OK: true,
+	}
+}
+
+// snapshot save writes a backup of a real cluster that verifies, past a
+// dead first endpoint, and leaves no temporary file.
+func TestSnapshotSaveWritesAVerifiedArchive(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 3, 2)
+	if r := raftkvtest.Put(c.Nodes[0].HTTPAddr, "k", "v"); r.Status != 200 {
+		t.Fatalf("put: %d %s", r.Status, r.Body)
+	}
+	file := filepath.Join(t.TempDir(), "backup.tar")
+	eps := deadAddr(t) + "," + c.Nodes[1].HTTPAddr
+	code, out, errOut := runCLI(t, "snapshot", "save", file, "--endpoints", eps)
+	if code != 0 {
+		t.Fatalf("snapshot save: exit %d\n%s%s", code, out, errOut)
+	}
+	rep, err := backup.Inspect(file)
+	if err != nil {
+		t.Fatalf("the saved file does not verify: %v", err)
+	}
+	if want := "Saved a backup of cluster " + rep.Manifest.ClusterID + " (3 groups) to " + file + "\n"; out != want {
+		t.Fatalf("stdout %q, want %q", out, want)
+	}
+	if _, err := os.Stat(file + ".partial"); !os.IsNotExist(err) {
+		t.Fatalf("the temporary file is left: %v", err)
+	}
+
+	code, out, errOut = runCLI(t, "snapshot", "save", file, "--endpoints", c.Nodes[2].HTTPAddr, "-o", "json")
+	var got backup.Report
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || !got.OK || len(got.Groups) != 3 {
+		t.Fatalf("snapshot save -o json: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// An archive that does not verify is refused: exit 1, and neither FILE nor
+// the temporary file is left.
+func TestSnapshotSaveRefusesAnArchiveThatDoesNotVerify(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join("..", "..", "backup", "testdata", "format1.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/2] ^= 0xff
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(bad) }))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "backup.tar")
+	code, out, errOut := runCLI(t, "snapshot", "save", file, "--endpoints", srv.URL)
+	if code != 1 || !strings.Contains(errOut, "does not verify") {
+		t.Fatalf("snapshot save of a corrupt archive: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, p := range []string{file, file + ".partial"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s exists after a refused backup (%v)", p, err)
+		}
 	}
 }

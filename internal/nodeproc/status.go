@@ -1,11 +1,8 @@
 package nodeproc
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"time"
@@ -32,32 +29,10 @@ var probeClient = &http.Client{Transport: &http.Transport{
 	IdleConnTimeout:     30 * time.Second,
 }}
 
-// get sends GET base+path with hc within ProbeTimeout (or ctx's deadline,
-// if sooner), with token as its bearer token unless it is empty, and
-// returns the body of a 200 answer. base is a URL such as http://addr.
-func get(ctx context.Context, hc *http.Client, base, path, token string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s%s: %w", base, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("%s%s: reading body: %w", base, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s%s: %d %s", base, path, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	return b, nil
+// nodeClient is a client of the one node at base (a URL such as
+// http://addr) over hc, with token as its bearer token unless it is empty.
+func nodeClient(hc *http.Client, base, token string) *client.Client {
+	return client.New([]string{base}, client.WithHTTPClient(hc), client.WithToken(token), client.WithUserAgent("raftkv-nodeproc"))
 }
 
 // FetchStatus fetches and decodes GET /v1/cluster from the node at httpAddr
@@ -66,16 +41,15 @@ func FetchStatus(ctx context.Context, httpAddr string) (*Status, error) {
 	return fetchStatus(ctx, probeClient, "http://"+httpAddr, "")
 }
 
+// fetchStatus asks for the node's own view (no probes of the others)
+// within ProbeTimeout, or ctx's deadline if sooner.
 func fetchStatus(ctx context.Context, hc *http.Client, base, token string) (*Status, error) {
-	b, err := get(ctx, hc, base, "/v1/cluster", token)
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	st, err := nodeClient(hc, base, token).Cluster(ctx, client.NoProbe())
 	if err != nil {
 		return nil, err
 	}
-	var st Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s/v1/cluster: %w in %s", base, err, b)
-	}
-	st.Raw = b
 	return &st, nil
 }
 
@@ -93,17 +67,21 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 }
 
 // Live returns nil when GET /livez answers 200.
-func (n *Node) Live(ctx context.Context) error { return n.expect200(ctx, "/livez") }
+func (n *Node) Live(ctx context.Context) error { return n.probeWith(ctx, (*client.Client).Live) }
 
 // Ready returns nil when GET /readyz answers 200.
-func (n *Node) Ready(ctx context.Context) error { return n.expect200(ctx, "/readyz") }
+func (n *Node) Ready(ctx context.Context) error { return n.probeWith(ctx, (*client.Client).Ready) }
 
-func (n *Node) expect200(ctx context.Context, path string) error {
+// probeWith runs one of the client's health probes against this node within
+// ProbeTimeout.
+func (n *Node) probeWith(ctx context.Context, probe func(*client.Client, context.Context) error) error {
 	hc, err := n.probe()
 	if err != nil {
 		return err
 	}
-	if _, err := get(ctx, hc, n.BaseURL(), path, n.c.token); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	if err := probe(nodeClient(hc, n.BaseURL(), n.c.token), ctx); err != nil {
 		return fmt.Errorf("%s: %w", n.ID, err)
 	}
 	return nil
