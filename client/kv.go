@@ -82,7 +82,10 @@ func (o *writeOptions) header() http.Header {
 // ReadOption changes how Get and List read.
 type ReadOption func(*readOptions)
 
-type readOptions struct{ stale bool }
+type readOptions struct{ stale, keysOnly bool }
+
+// KeysOnly makes List leave the values out (each KV's Value is empty).
+func KeysOnly() ReadOption { return func(o *readOptions) { o.keysOnly = true } }
 
 // Stale reads the local state of whichever node answers, without asking
 // the shard leader. It is faster and works without a leader, but it may
@@ -219,6 +222,9 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int, opts
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
+	if ro.keysOnly {
+		q.Set("keys_only", "true")
+	}
 	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/kv", query: q})
 	if err != nil {
 		return ListResult{}, err
@@ -261,4 +267,61 @@ func parseETag(s string) uint64 {
 	s = strings.Trim(s, `"`)
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
+}
+
+// Count returns how many keys start with prefix, across every shard (of
+// those the token may read). Stale counts the answering node's replicas.
+func (c *Client) Count(ctx context.Context, prefix string, opts ...ReadOption) (int, error) {
+	var ro readOptions
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	q := url.Values{"count_only": {"true"}}
+	if ro.stale {
+		q.Set("consistency", "stale")
+	}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/kv", query: q})
+	if err != nil {
+		return 0, err
+	}
+	var wire struct {
+		Count int `json:"count"`
+	}
+	if err := decodeJSON(resp, &wire); err != nil {
+		return 0, err
+	}
+	return wire.Count, nil
+}
+
+// DeletePrefix deletes every key under prefix, which must not be empty
+// (DeleteAll deletes everything), and returns how many it deleted. Each
+// shard's part is atomic; the shards are not one transaction. It may be
+// repeated: keys already gone are not counted again.
+func (c *Client) DeletePrefix(ctx context.Context, prefix string) (int, error) {
+	if prefix == "" {
+		return 0, fmt.Errorf("%w: empty prefix: use DeleteAll to delete every key", ErrBadRequest)
+	}
+	return c.deletePrefix(ctx, url.Values{"prefix": {prefix}})
+}
+
+// DeleteAll deletes every key of the cluster.
+func (c *Client) DeleteAll(ctx context.Context) (int, error) {
+	return c.deletePrefix(ctx, url.Values{"all": {"true"}})
+}
+
+func (c *Client) deletePrefix(ctx context.Context, q url.Values) (int, error) {
+	resp, err := c.do(ctx, request{method: http.MethodDelete, path: "/v1/kv", query: q, write: true, idempotent: true})
+	if err != nil {
+		return 0, err
+	}
+	var wire struct {
+		Deleted int `json:"deleted"`
+	}
+	if err := decodeJSON(resp, &wire); err != nil {
+		return 0, err
+	}
+	return wire.Deleted, nil
 }

@@ -189,6 +189,75 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 	return out, nil
 }
 
+// prefixArgs names the keys of a prefix delete.
+type prefixArgs struct {
+	Prefix string `json:"prefix"`
+}
+
+// deletedReply is one shard's part of a DeletePrefix.
+type deletedReply struct {
+	Deleted int `json:"deleted"`
+}
+
+// DeletePrefix deletes every key under prefix (every key when prefix is
+// empty) and returns how many it deleted. Each shard's part is one raft
+// entry, atomic on that shard; the shards are done in parallel, not as one
+// transaction, so a reader can see some shards' keys gone and others' not
+// yet, and a failure part-way leaves the shards that succeeded done
+// (repeat it: it is idempotent). With auth on, the token needs readwrite on
+// the whole prefix.
+func (n *Node) DeletePrefix(ctx context.Context, prefix string) (int, error) {
+	if err := validateListArgs(listArgs{Prefix: prefix, Limit: 1}); err != nil {
+		return 0, err
+	}
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, prefix); err != nil {
+		return 0, err
+	}
+	parts := make([]deletedReply, n.shards)
+	errs := make([]error, n.shards)
+	var wg sync.WaitGroup
+	for i := range n.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("shard-%d", i+1)
+			parts[i], _, errs[i] = route(ctx, n, name, "delete-prefix", prefixArgs{prefix}, n.deletePrefixLocal, idempotent)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range parts {
+		total += parts[i].Deleted
+	}
+	for _, err := range errs {
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (n *Node) deletePrefixLocal(ctx context.Context, g *group, a prefixArgs) (deletedReply, error) {
+	if err := validateListArgs(listArgs{Prefix: a.Prefix, Limit: 1}); err != nil {
+		return deletedReply{}, err
+	}
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Prefix); err != nil {
+		return deletedReply{}, err
+	}
+	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeDeletePrefix(a.Prefix))
+	if err != nil {
+		return deletedReply{}, err
+	}
+	r, ok := resp.(*fsm.Result)
+	if !ok {
+		return deletedReply{}, fmt.Errorf("unexpected apply response %T", resp)
+	}
+	if r.Err != nil {
+		return deletedReply{}, fsmError("delete prefix", r.Err)
+	}
+	return deletedReply{Deleted: r.Count}, nil
+}
+
 // countReply is one shard's part of a Count.
 type countReply struct {
 	Count int `json:"count"`

@@ -80,6 +80,7 @@ func (n *Node) opTable() map[string]opSpec {
 		"get":             handle(shardGroup, n.getLocal),
 		"list":            handle(shardGroup, n.listLocal),
 		"count":           handle(shardGroup, n.countLocal),
+		"delete-prefix":   handle(shardGroup, n.deletePrefixLocal),
 		"init":            adminOnly(handle(metaGroup, n.initLocal)),
 		"register":        adminOnly(handle(metaGroup, n.registerLocal)),
 		"deregister":      adminOnly(handle(metaGroup, n.deregisterLocal)),

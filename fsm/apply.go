@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/tidwall/btree"
 )
@@ -49,6 +50,8 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 		return applyDelete(s.kv, c)
 	case CommandNoop:
 		return &Result{}
+	case CommandDeletePrefix:
+		return applyDeletePrefix(s, c.Key)
 	case CommandTxn:
 		return applyTxn(s, idx, c.Txn)
 	case CommandTxnPrepare:
@@ -92,6 +95,33 @@ func applyDelete(t *btree.BTreeG[entry], c Command) *Result {
 	}
 	t.Delete(cur)
 	return &Result{KV: cur.kv(), Found: true, Deleted: true}
+}
+
+// applyDeletePrefix deletes every key under prefix, or none if a
+// transaction holds a lock on one of them.
+func applyDeletePrefix(s *state, prefix string) *Result {
+	var lockedBy string
+	s.locks.Ascend(lockEntry{key: prefix}, func(l lockEntry) bool {
+		if strings.HasPrefix(l.key, prefix) {
+			lockedBy = l.txn
+		}
+		return false // the first lock at or after prefix decides
+	})
+	if lockedBy != "" {
+		return &Result{Err: ErrLocked, LockedBy: lockedBy}
+	}
+	var doomed []entry
+	s.kv.Ascend(entry{key: prefix}, func(e entry) bool {
+		if !strings.HasPrefix(e.key, prefix) {
+			return false
+		}
+		doomed = append(doomed, e)
+		return true
+	})
+	for _, e := range doomed {
+		s.kv.Delete(e)
+	}
+	return &Result{Deleted: len(doomed) > 0, Count: len(doomed)}
 }
 
 // condHolds reports whether a write guarded by c may proceed given the

@@ -46,6 +46,11 @@ const (
 	// CommandTxnGC forgets resolved records and finished-transaction
 	// markers older than Before (Now, Before).
 	CommandTxnGC CommandType = 9
+	// CommandDeletePrefix deletes every key of this shard that starts
+	// with Key (the prefix; empty: every key), atomically: if any of them
+	// is locked by a transaction, none is deleted (ErrLocked). Same layout
+	// as Delete, with CondNone.
+	CommandDeletePrefix CommandType = 15
 )
 
 // The registry's commands numbered from 10 (registry.CommandPutRole ..
@@ -75,6 +80,8 @@ func (t CommandType) String() string {
 		return "txn-resolved"
 	case CommandTxnGC:
 		return "txn-gc"
+	case CommandDeletePrefix:
+		return "delete-prefix"
 	default:
 		return fmt.Sprintf("CommandType(%d)", uint8(t))
 	}
@@ -142,6 +149,13 @@ func EncodeDelete(key string, cond Condition) []byte {
 	return appendHead(b, CommandDelete, key, cond)
 }
 
+// EncodeDeletePrefix returns the log entry that deletes every key of the
+// shard under prefix.
+func EncodeDeletePrefix(prefix string) []byte {
+	b := make([]byte, 0, 2+1+1+binary.MaxVarintLen64+len(prefix))
+	return appendHead(b, CommandDeletePrefix, prefix, Condition{})
+}
+
 // EncodeNoop returns the log entry for a Noop.
 func EncodeNoop() []byte { return []byte{CommandVersion, byte(CommandNoop)} }
 
@@ -154,6 +168,8 @@ func Encode(c Command) ([]byte, error) {
 		return EncodePut(c.Key, c.Value, c.Cond), nil
 	case CommandDelete:
 		return EncodeDelete(c.Key, c.Cond), nil
+	case CommandDeletePrefix:
+		return EncodeDeletePrefix(c.Key), nil
 	}
 	if c.Type.isTxn() && c.Txn != nil {
 		return EncodeTxn(c.Type, *c.Txn), nil
@@ -196,7 +212,7 @@ func Decode(b []byte) (Command, error) {
 		}
 		c.Txn = t
 		return c, nil
-	case c.Type == CommandPut, c.Type == CommandDelete:
+	case c.Type == CommandPut, c.Type == CommandDelete, c.Type == CommandDeletePrefix:
 	case c.Type == CommandNoop:
 		if err := d.Finish(); err != nil {
 			return Command{}, fmt.Errorf("%w: noop: %v", ErrMalformed, err)

@@ -62,6 +62,11 @@ func checkCommand(c Command) error {
 		return nil
 	case CommandNoop:
 		return nil
+	case CommandDeletePrefix:
+		if c.Cond.Kind != CondNone {
+			return errors.New("a prefix delete takes no condition")
+		}
+		return nil
 	}
 	t := c.Txn
 	switch c.Type {

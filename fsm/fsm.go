@@ -60,6 +60,8 @@ type Result struct {
 	// Index and Term are the log entry's: the raft index the command was
 	// applied at, and the term it was proposed in.
 	Index, Term uint64
+	// Count is how many keys a prefix delete removed.
+	Count int
 }
 
 // FSM is the key/value state machine of one raft group (a shard). It

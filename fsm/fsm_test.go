@@ -194,3 +194,41 @@ func TestPersistConcurrentWithApply(t *testing.T) {
 		t.Fatal("checkpoint saw writes made after Snapshot")
 	}
 }
+
+func TestAPrefixDeleteIsAllOrNothingOnAShard(t *testing.T) {
+	h := newHarness(t)
+	for _, k := range []string{"a/1", "a/2", "a/3", "ab", "b/1"} {
+		h.put(k, "v")
+	}
+	// A transaction holds a/2: nothing under a/ is deleted.
+	if r := h.txn(CommandTxnPrepare, prepare("t1", "shard-1", 1000, Txn{Success: []Op{putOp("a/2", "new")}})); r.Err != nil {
+		t.Fatalf("prepare: %+v", r)
+	}
+	if r := h.apply(EncodeDeletePrefix("a/")); !errors.Is(r.Err, ErrLocked) || r.LockedBy != "t1" || r.Count != 0 {
+		t.Fatalf("delete a/ with a/2 locked: %+v", r)
+	}
+	if h.f.Len() != 5 {
+		t.Fatalf("a refused prefix delete deleted keys: %d left of 5", h.f.Len())
+	}
+	h.txn(CommandTxnResolve, TxnCmd{ID: "t1", Outcome: OutcomeAborted, Now: 2000})
+	if r := h.apply(EncodeDeletePrefix("a/")); r.Err != nil || r.Count != 3 || !r.Deleted {
+		t.Fatalf("delete a/: %+v", r)
+	}
+	items, _ := h.f.List("", "", 0)
+	if len(items) != 2 || items[0].Key != "ab" || items[1].Key != "b/1" {
+		t.Fatalf("left after deleting a/: %v", items)
+	}
+	if r := h.apply(EncodeDeletePrefix("zzz")); r.Err != nil || r.Count != 0 || r.Deleted {
+		t.Fatalf("delete of a prefix nothing has: %+v", r)
+	}
+	if r := h.apply(EncodeDeletePrefix("")); r.Count != 2 || h.f.Len() != 0 {
+		t.Fatalf("delete everything: %+v, %d left", r, h.f.Len())
+	}
+	// A prefix delete with a condition is malformed, and changes nothing.
+	h.put("c", "v")
+	b := EncodeDeletePrefix("c")
+	b[2] = byte(CondAbsent)
+	if r := h.apply(b); !errors.Is(r.Err, ErrInvalid) || h.f.Len() != 1 {
+		t.Fatalf("conditional prefix delete: %+v, %d keys", r, h.f.Len())
+	}
+}

@@ -157,6 +157,43 @@ type listResponse struct {
 	More  bool       `json:"more"`
 }
 
+// handleDeletePrefix deletes every key under ?prefix= (all=true, and no
+// prefix, for every key). It answers how many keys it deleted.
+func (s *Server) handleDeletePrefix(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	all, err := boolParam(q, "all")
+	switch {
+	case err != nil:
+	case all && prefix != "":
+		err = fmt.Errorf("%w: all=true deletes every key; it takes no prefix", cluster.ErrBadRequest)
+	case !all && prefix == "":
+		err = fmt.Errorf("%w: give a non-empty prefix, or all=true to delete every key", cluster.ErrBadRequest)
+	case len(prefix) > cluster.MaxKeyBytes:
+		err = fmt.Errorf("%w: prefix is %d bytes, longer than any key (%d)", cluster.ErrBadRequest, len(prefix), cluster.MaxKeyBytes)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ctx, cancel, err := withDeadline(r, DefaultTimeout)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	n, err := s.svc.DeletePrefix(ctx, prefix)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, deletedResponse{Deleted: n})
+}
+
+type deletedResponse struct {
+	Deleted int `json:"deleted"`
+}
+
 type countResponse struct {
 	Count int `json:"count"`
 }

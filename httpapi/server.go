@@ -29,6 +29,7 @@ type Service interface {
 	Delete(ctx context.Context, key string, cond fsm.Condition) (cluster.KVResult, error)
 	List(ctx context.Context, prefix, after string, limit int, c cluster.Consistency) (cluster.ListResult, error)
 	Count(ctx context.Context, prefix string, c cluster.Consistency) (int, error)
+	DeletePrefix(ctx context.Context, prefix string) (int, error)
 	Status() cluster.Status
 	ProbedStatus(ctx context.Context) cluster.Status
 	Overview(ctx context.Context) cluster.Overview
@@ -84,6 +85,7 @@ func New(svc Service, opts ...Option) *Server {
 		s.metrics.reg.MustRegister(s.raftSink) // a fresh registry: cannot clash
 	}
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
+	s.mux.HandleFunc("DELETE /v1/kv", s.handleDeletePrefix)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
 	s.mux.HandleFunc("GET /v1/cluster/overview", s.handleOverview)
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)

@@ -39,6 +39,10 @@ func (f *fakeService) Get(_ context.Context, key string, c cluster.Consistency) 
 	}
 	return cluster.KVResult{KV: f.kv, Found: true, Shard: "shard-1"}, nil
 }
+func (f *fakeService) DeletePrefix(_ context.Context, prefix string) (int, error) {
+	f.calls = append(f.calls, "delete-prefix "+prefix)
+	return 3, nil
+}
 func (f *fakeService) Count(_ context.Context, prefix string, _ cluster.Consistency) (int, error) {
 	f.calls = append(f.calls, "count "+prefix)
 	return 2, nil

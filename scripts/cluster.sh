@@ -170,11 +170,51 @@ http_status() {
 	echo "${line:0:3}" | grep -E '^[0-9]{3}$' || echo 000
 }
 
+# port_user describes what listens on 127.0.0.1:$1, or prints nothing when
+# the port is free: "pid 123 (raftkv)" when ss can tell, else "something".
+port_user() {
+	local port=$1 line
+	if command -v ss >/dev/null 2>&1; then
+		line=$(ss -Htlnp "sport = :$port" 2>/dev/null | head -n 1)
+		[[ -n $line ]] || return 0
+		if [[ $line =~ users:\(\(\"([^\"]+)\",pid=([0-9]+) ]]; then
+			echo "pid ${BASH_REMATCH[2]} (${BASH_REMATCH[1]})"
+		else
+			echo "another process"
+		fi
+		return 0
+	fi
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "another process"
+	fi
+}
+
+# check_ports refuses to start node $1 on ports something else holds: a
+# node that cannot bind dies, and a quick-start node answering on them
+# would otherwise be taken for this cluster's.
+check_ports() {
+	local i=$1 addr user
+	for addr in "$(http_addr "$i")" "$(raft_addr "$i")"; do
+		user=$(port_user "${addr##*:}")
+		if [[ -n $user ]]; then
+			echo "cluster.sh: cannot start node$i: $addr is in use by $user; stop it, or set RAFTKV_BASE_HTTP / RAFTKV_BASE_RAFT to free ports" >&2
+			return 1
+		fi
+	done
+}
+
 start_node() {
 	local i=$1 pid dir
 	if pid=$(node_pid "$i"); then
 		echo "node$i already running (pid $pid)"
 		return
+	fi
+	check_ports "$i" || return 1
+	if ((i > 1)) && [[ -z $(ls -A "$(node_dir "$i")/data" 2>/dev/null) ]] && ! node_pid 1 >/dev/null; then
+		# Joining goes through node1's address: only ever to the node1
+		# this script runs, never to whatever else answers there.
+		echo "cluster.sh: cannot start node$i: it would join through node1 ($(http_addr 1)), which this script is not running" >&2
+		return 1
 	fi
 	dir=$(node_dir "$i")
 	mkdir -p "$dir/data"
@@ -210,7 +250,22 @@ start_node() {
 		node_pid "$i" >/dev/null || ! kill -0 "$!" 2>/dev/null && break
 		sleep 0.1
 	done
-	echo "node$i started (pid $!): http $(http_addr "$i"), raft $(raft_addr "$i"), log $(log_file "$i")"
+	echo "node$i started (pid $!): http $(http_addr "$i"), raft $(raft_addr "$i"), data $dir/data, log $(log_file "$i")"
+	STARTED+=("$i")
+}
+
+# STARTED lists the nodes this run of the script started; a failed 'up'
+# stops exactly those.
+STARTED=()
+
+# undo_up stops the nodes this 'up' started, after a failure.
+undo_up() {
+	local i
+	((${#STARTED[@]} > 0)) || return 0
+	echo "cluster.sh: up failed; stopping the nodes it started: ${STARTED[*]/#/node}" >&2
+	for i in "${STARTED[@]}"; do
+		signal_node "$i" TERM >&2
+	done
 }
 
 # wait_ready waits until every listed node answers /readyz with 200.
@@ -289,14 +344,21 @@ cmd_up() {
 		fresh=true
 	fi
 	for ((i = 1; i <= n; i++)); do
-		start_node "$i"
+		if ! start_node "$i"; then
+			undo_up
+			die "up: node$i could not be started"
+		fi
 		nodes+=("$i")
-		if ((i == 1)) && $fresh; then
-			wait_ready 1 || die "node1 did not become ready"
+		if ((i == 1)) && $fresh && ! wait_ready 1; then
+			undo_up
+			die "node1 did not become ready"
 		fi
 	done
 	echo "waiting for every node to be ready (up to ${READY_WAIT}s)..."
-	wait_ready "${nodes[@]}" || die "cluster did not become ready"
+	if ! wait_ready "${nodes[@]}"; then
+		undo_up
+		die "cluster did not become ready"
+	fi
 	local eps=()
 	for i in "${nodes[@]}"; do eps+=("$(http_addr "$i")"); done
 	local ep_list

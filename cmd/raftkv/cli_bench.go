@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,9 @@ mixed reads with probability --read-ratio and writes otherwise; txn runs a
 transfer between two keys of different shards: one transaction with a
 compare (the first key's version > 0) and a put of each key, so every one
 is a cross-shard (two-phase commit) transaction. Keys are written first for
-get, mixed and txn.
+get, mixed and txn (bench says so on stderr, and how long it took). Keys
+live under --prefix (default bench/); when the run ends bench deletes every
+key under it (a prefix delete; etcd: deleterange), unless --cleanup=false.
 
 --target etcd sends the same load to an etcd 3.4 cluster through its JSON
 gateway on the client port (POST /v3/kv/put, /v3/kv/range and /v3/kv/txn,
@@ -104,6 +107,9 @@ type benchConn interface {
 	// that a exists; a failed compare is an error, since the load is then
 	// not the one asked for.
 	txn(ctx context.Context, a, b string, value []byte) error
+	// deletePrefix deletes every key under prefix (--cleanup) and says how
+	// many it deleted.
+	deletePrefix(ctx context.Context, prefix string) (int64, error)
 }
 
 func cmdBench(args []string, stdout, stderr io.Writer) int {
@@ -116,6 +122,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	valueSize := inv.fs.Int("value-size", 100, "bytes per value")
 	keys := inv.fs.Int("keys", 10000, "size of the key space")
 	stale := inv.fs.Bool("stale", false, "gets read the local replica (raftkv consistency=stale, etcd serializable)")
+	prefix := inv.fs.String("prefix", "bench/", "write the keys under this `PREFIX`")
+	cleanup := inv.fs.Bool("cleanup", true, "delete every key under --prefix when done (--cleanup=false keeps them)")
 	leaderAware := inv.fs.Bool("leader-aware", false, "raftkv: send each key to its shard's leader (learnt from GET /v1/cluster and every answer) instead of spreading requests over --endpoints")
 	pos, code, ok := inv.parse(args)
 	if !ok {
@@ -134,6 +142,8 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return inv.usageError("--clients, --keys and --duration must be positive")
 	case *op == "txn" && *keys < 2:
 		return inv.usageError("--op txn needs --keys of at least 2")
+	case *prefix == "":
+		return inv.usageError("--prefix must not be empty: --cleanup deletes everything under it")
 	}
 	if *target != benchRaftkv && !inv.flagGiven("endpoints") {
 		inv.endpoints = defaultEtcdEndpoint
@@ -150,7 +160,18 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeConns()
 	value := make([]byte, *valueSize)
-	key := func(i int) string { return fmt.Sprintf("bench/%08d", i) }
+	key := func(i int) string { return fmt.Sprintf("%s%08d", *prefix, i) }
+	if *cleanup {
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), inv.timeout)
+			defer cancel()
+			if n, err := conns[0].deletePrefix(ctx, *prefix); err != nil {
+				fmt.Fprintf(stderr, "bench: could not delete the keys under %q: %v\n", *prefix, err)
+			} else {
+				fmt.Fprintf(stderr, "bench: deleted the %d keys under %q (--cleanup=false keeps them)\n", n, *prefix)
+			}
+		}()
+	}
 	var partner []int // with --op txn, the other key of key i's transfers
 	if *op == "txn" {
 		shards := 0 // etcd has one key space: any other key will do
@@ -164,9 +185,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *op != "put" {
+		fmt.Fprintf(stderr, "bench: writing the %d keys under %q that --op %s reads...\n", *keys, *prefix, *op)
+		started := time.Now()
 		if err := benchPreload(conns, *keys, key, value, inv.timeout); err != nil {
 			return inv.fail(fmt.Errorf("preloading keys: %w", err))
 		}
+		fmt.Fprintf(stderr, "bench: wrote them in %.1fs; running for %v\n", time.Since(started).Seconds(), *duration)
 	}
 
 	// One histogram for all workers: recording takes nanoseconds, so the
@@ -440,6 +464,11 @@ func (r raftkvConn) txn(ctx context.Context, a, b string, value []byte) error {
 	return err
 }
 
+func (r raftkvConn) deletePrefix(ctx context.Context, prefix string) (int64, error) {
+	n, err := r.c.DeletePrefix(ctx, prefix)
+	return int64(n), err
+}
+
 // etcdConn sends requests to one etcd member's JSON gateway, the gRPC API
 // mapped onto HTTP/1.1 POSTs.
 type etcdConn struct {
@@ -543,6 +572,42 @@ func (e *etcdConn) txn(ctx context.Context, a, b string, value []byte) error {
 		return fmt.Errorf("etcd txn: the compare on %q failed: the key is missing", a)
 	}
 	return nil
+}
+
+// prefixEnd is the range end that makes an etcd range cover every key
+// with prefix: the prefix with its last byte incremented (carrying).
+func prefixEnd(prefix string) []byte {
+	end := []byte(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return []byte{0} // every key
+}
+
+func (e *etcdConn) deletePrefix(ctx context.Context, prefix string) (int64, error) {
+	body, err := e.call(ctx, "/v3/kv/deleterange", etcdDeleteRange{Key: base64.StdEncoding.EncodeToString([]byte(prefix)), RangeEnd: base64.StdEncoding.EncodeToString(prefixEnd(prefix))})
+	if err != nil {
+		return 0, err
+	}
+	var dr struct {
+		Deleted string `json:"deleted"`
+	}
+	if err := json.Unmarshal(body, &dr); err != nil {
+		return 0, fmt.Errorf("etcd deleterange: bad answer: %v", err)
+	}
+	if dr.Deleted == "" {
+		return 0, nil
+	}
+	return strconv.ParseInt(dr.Deleted, 10, 64)
+}
+
+// etcdDeleteRange is the body of /v3/kv/deleterange.
+type etcdDeleteRange struct {
+	Key      string `json:"key"`
+	RangeEnd string `json:"range_end"`
 }
 
 // call POSTs req to path and returns the body of a 200 answer; any other

@@ -71,6 +71,14 @@ func (e etcdGRPCConn) get(ctx context.Context, key string) error {
 	return err
 }
 
+func (e etcdGRPCConn) deletePrefix(ctx context.Context, prefix string) (int64, error) {
+	resp, err := e.kv.Delete(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Deleted, nil
+}
+
 // txn is etcdConn.txn over gRPC: if a's version > 0, put both.
 func (e etcdGRPCConn) txn(ctx context.Context, a, b string, value []byte) error {
 	v := string(value)

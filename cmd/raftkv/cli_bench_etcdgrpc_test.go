@@ -81,7 +81,7 @@ func TestBenchDrivesEtcdThroughGRPC(t *testing.T) {
 	// More workers than one client serves, so two clients share the load.
 	const workers = workersPerGRPCClient + 2
 
-	res := runBench(t, "--target", "etcd-grpc", "--endpoints", endpoint, "--op", "put",
+	res := runBench(t, "--target", "etcd-grpc", "--endpoints", endpoint, "--op", "put", "--cleanup=false",
 		"--keys", "20", "--value-size", "7", "--clients", fmt.Sprint(workers), "--duration", "300ms")
 	if res.Target != "etcd-grpc" || res.OK == 0 || res.Errors != 0 {
 		t.Fatalf("puts: %+v", res)
@@ -106,13 +106,21 @@ func TestBenchDrivesEtcdThroughGRPC(t *testing.T) {
 			t.Errorf("%v: %d ok, %d errors, last error %q", args, res.OK, res.Errors, res.LastError)
 		}
 	}
+	// Those runs cleaned up after themselves: nothing is left under bench/.
+	left, err := etcd.Get(context.Background(), "bench/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left.Count != 0 {
+		t.Errorf("after runs with --cleanup, %d keys are left under bench/", left.Count)
+	}
 }
 
 func TestBenchReportsAMissingEtcdKeyOverGRPC(t *testing.T) {
 	endpoint, etcd := startEtcd(t)
 	// The keys were preloaded and one is then deleted behind bench's back:
 	// every get of it must count as an error, not as a read.
-	res := runBench(t, "--target", "etcd-grpc", "--endpoints", endpoint, "--op", "put",
+	res := runBench(t, "--target", "etcd-grpc", "--endpoints", endpoint, "--op", "put", "--cleanup=false",
 		"--keys", "1", "--clients", "1", "--duration", "100ms")
 	if res.OK == 0 {
 		t.Fatalf("puts: %+v", res)

@@ -26,6 +26,7 @@ type fakeEtcd struct {
 	mu           sync.Mutex
 	data         map[string][]byte
 	puts, ranges int // answered 200
+	deleted      int // keys deleterange removed
 	failed       int // answered 503
 	serializable int // ranges that asked for it
 	malformed    []string
@@ -42,6 +43,7 @@ func newFakeEtcd(t *testing.T, valueSize int) (*fakeEtcd, *httptest.Server) {
 type etcdKV struct {
 	Key          []byte `json:"key"`
 	Value        []byte `json:"value"`
+	RangeEnd     []byte `json:"range_end"`
 	Serializable bool   `json:"serializable"`
 }
 
@@ -105,6 +107,16 @@ func (f *fakeEtcd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"count":  "1",
 		})
 		w.Write(out)
+	case "/v3/kv/deleterange":
+		n := 0
+		for k := range f.data {
+			if k >= string(req.Key) && k < string(req.RangeEnd) {
+				delete(f.data, k)
+				n++
+			}
+		}
+		f.deleted += n
+		fmt.Fprintf(w, `{"header":{"revision":"4"},"deleted":"%d"}`, n)
 	default:
 		bad("path " + r.URL.Path)
 	}
@@ -216,9 +228,10 @@ func TestBenchMixedFollowsReadRatio(t *testing.T) {
 	gets, puts := 0, 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		if r.Method == http.MethodGet {
+		switch r.Method {
+		case http.MethodGet:
 			gets++
-		} else {
+		case http.MethodPut:
 			puts++
 		}
 		mu.Unlock()

@@ -154,7 +154,7 @@ func TestBenchEtcdTxnIsACompareAndTwoPuts(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	res := runBench(t, "--target", "etcd", "--endpoints", srv.URL, "--op", "txn", "--clients", "2", "--duration", "200ms", "--keys", "30", "--value-size", "10")
+	res := runBench(t, "--target", "etcd", "--endpoints", srv.URL, "--op", "txn", "--cleanup=false", "--clients", "2", "--duration", "200ms", "--keys", "30", "--value-size", "10")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(malformed) > 0 {
@@ -167,7 +167,7 @@ func TestBenchEtcdTxnIsACompareAndTwoPuts(t *testing.T) {
 	// an error: the load would not be the one asked for.
 	forget = "bench/00000003"
 	mu.Unlock()
-	res = runBench(t, "--target", "etcd", "--endpoints", srv.URL, "--op", "txn", "--clients", "2", "--duration", "200ms", "--keys", "30", "--value-size", "10")
+	res = runBench(t, "--target", "etcd", "--endpoints", srv.URL, "--op", "txn", "--cleanup=false", "--clients", "2", "--duration", "200ms", "--keys", "30", "--value-size", "10")
 	mu.Lock()
 	if res.Errors == 0 || !strings.Contains(res.LastError, `compare on "bench/00000003" failed`) {
 		t.Fatalf("with a missing key: %+v", res)

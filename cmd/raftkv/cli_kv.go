@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -125,22 +126,86 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 }
 
 var delHelp = cmdHelpText{
-	usage:   "raftkv del KEY [flags]",
-	summary: "delete a key",
+	usage:   "raftkv del KEY [flags] | raftkv del --prefix PREFIX [--yes] | raftkv del --all [--yes]",
+	summary: "delete a key, or every key under a prefix",
 	description: `Deletes KEY. Deleting a key that does not exist is not an error; the output
-says whether anything was deleted.`,
+says whether anything was deleted.
+
+--prefix PREFIX deletes every key that starts with PREFIX, and --all every
+key of the cluster. Each shard's part is atomic, but the shards are not one
+transaction: a reader may see one shard's keys gone before another's. On a
+terminal it first says how many keys that is and asks; --yes skips the
+question (scripts, where stdin is not a terminal, are not asked).`,
 	examples: []string{
 		"raftkv del greeting",
 		"raftkv del lock/leader --if-match 17",
+		"raftkv del --prefix bench/ --yes",
 	},
+}
+
+// askBeforeDeleting says whether del --prefix asks first: when a person
+// can answer. Tests replace it.
+var askBeforeDeleting = func() bool { return isTerminal(stdin) }
+
+// delPrefix runs del --prefix / --all.
+func delPrefix(inv *invocation, prefix string, all, yes bool) int {
+	c := inv.client()
+	what := fmt.Sprintf("every key under %q", prefix)
+	if all {
+		what = "every key of the cluster"
+	}
+	if !yes && askBeforeDeleting() {
+		n, err := c.Count(inv.context(), prefix)
+		if err != nil {
+			return inv.fail(err)
+		}
+		fmt.Fprintf(inv.stdout, "Delete %s (%d keys now)? [y/N] ", what, n)
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			fmt.Fprintln(inv.stdout, "nothing deleted")
+			return 1
+		}
+	}
+	var n int
+	var err error
+	if all {
+		n, err = c.DeleteAll(inv.context())
+	} else {
+		n, err = c.DeletePrefix(inv.context(), prefix)
+	}
+	if err != nil {
+		return inv.fail(err)
+	}
+	if inv.json() {
+		_ = printJSON(inv.stdout, map[string]any{"prefix": prefix, "deleted": n})
+	} else {
+		fmt.Fprintf(inv.stdout, "deleted %d keys\n", n)
+	}
+	return 0
 }
 
 func cmdDel(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("del", delHelp, stdout, stderr)
 	ifMatch := inv.fs.String("if-match", "", "delete only if the key's current revision is `REV`")
+	prefix := inv.fs.String("prefix", "", "delete every key that starts with `PREFIX`")
+	all := inv.fs.Bool("all", false, "delete every key of the cluster")
+	yes := inv.fs.Bool("yes", false, "with --prefix or --all: do not ask first")
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
+	}
+	if inv.flagGiven("prefix") || *all {
+		switch {
+		case len(pos) > 0:
+			return inv.usageError("--prefix and --all take no KEY")
+		case *ifMatch != "":
+			return inv.usageError("--if-match is for one key")
+		case *all && inv.flagGiven("prefix"):
+			return inv.usageError("give --prefix or --all, not both")
+		case !*all && *prefix == "":
+			return inv.usageError("an empty --prefix would delete every key: use --all for that")
+		}
+		return delPrefix(inv, *prefix, *all, *yes)
 	}
 	if len(pos) != 1 {
 		return inv.usageError("del takes exactly one KEY, got %d arguments", len(pos))
@@ -180,6 +245,8 @@ on stderr says how to continue; --all pages through everything.`,
 		"raftkv list users/ --limit 10",
 		"raftkv list users/ --after users/42",
 		"raftkv list --all -o json",
+		"raftkv list users/ --keys-only --all",
+		"raftkv list users/ --count",
 	},
 }
 
@@ -188,12 +255,37 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	limit := inv.fs.Int("limit", 0, "at most `N` keys per page (default: the server's, 1000)")
 	after := inv.fs.String("after", "", "start after this `KEY` (exclusive)")
 	all := inv.fs.Bool("all", false, "fetch every page, not just the first")
+	keysOnly := inv.fs.Bool("keys-only", false, "print the keys without their values")
+	count := inv.fs.Bool("count", false, "print only how many keys there are under PREFIX")
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
 	}
 	if len(pos) > 1 {
 		return inv.usageError("list takes at most one PREFIX, got %d arguments", len(pos))
+	}
+	if *count {
+		if *keysOnly || *all || *limit != 0 || *after != "" {
+			return inv.usageError("--count counts every key under PREFIX: it takes no --keys-only, --all, --limit or --after")
+		}
+		prefix := ""
+		if len(pos) == 1 {
+			prefix = pos[0]
+		}
+		n, err := inv.client().Count(inv.context(), prefix)
+		if err != nil {
+			return inv.fail(err)
+		}
+		if inv.json() {
+			_ = printJSON(stdout, map[string]any{"prefix": prefix, "count": n})
+		} else {
+			fmt.Fprintln(stdout, n)
+		}
+		return 0
+	}
+	var readOpts []client.ReadOption
+	if *keysOnly {
+		readOpts = append(readOpts, client.KeysOnly())
 	}
 	if *limit < 0 {
 		return inv.usageError("--limit must not be negative")
@@ -207,7 +299,7 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 	more := false
 	cursor := *after
 	for {
-		page, err := c.List(inv.context(), prefix, cursor, *limit)
+		page, err := c.List(inv.context(), prefix, cursor, *limit, readOpts...)
 		if err != nil {
 			return inv.fail(err)
 		}
@@ -224,12 +316,21 @@ func cmdList(args []string, stdout, stderr io.Writer) int {
 			More  bool             `json:"more"`
 		}{Items: []map[string]any{}, More: more}
 		for _, it := range items {
-			out.Items = append(out.Items, jsonItem(it.Key, it.Value, it.Revision, it.Version))
+			m := jsonItem(it.Key, it.Value, it.Revision, it.Version)
+			if *keysOnly {
+				delete(m, "value")
+				delete(m, "value_base64")
+			}
+			out.Items = append(out.Items, m)
 		}
 		_ = printJSON(stdout, out)
 		return 0
 	}
 	for _, it := range items {
+		if *keysOnly {
+			fmt.Fprintln(stdout, it.Key)
+			continue
+		}
 		fmt.Fprintf(stdout, "%s\t%s\n", it.Key, displayValue(it.Value))
 	}
 	if more && len(items) > 0 {
