@@ -160,20 +160,13 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 		return ListResult{}, err
 	}
 	parts := make([]part, n.shards)
-	var wg sync.WaitGroup
-	for i := range n.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g := n.groups[fmt.Sprintf("shard-%d", i+1)]
-			if c == Stale {
-				parts[i].reply, parts[i].err = n.listFrom(g, args, gr)
-				return
-			}
-			parts[i].reply, _, parts[i].err = route(ctx, n, g.name, "list", args, n.listLocal, idempotent)
-		}()
-	}
-	wg.Wait()
+	n.onEveryShard(func(i int, g *group) {
+		if c == Stale {
+			parts[i].reply, parts[i].err = n.listFrom(g, args, gr)
+			return
+		}
+		parts[i].reply, _, parts[i].err = route(ctx, n, g.name, "list", args, n.listLocal, idempotent)
+	})
 	var out ListResult
 	for _, p := range parts {
 		if p.err != nil {
@@ -215,16 +208,9 @@ func (n *Node) DeletePrefix(ctx context.Context, prefix string) (int, error) {
 	}
 	parts := make([]deletedReply, n.shards)
 	errs := make([]error, n.shards)
-	var wg sync.WaitGroup
-	for i := range n.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name := fmt.Sprintf("shard-%d", i+1)
-			parts[i], _, errs[i] = route(ctx, n, name, "delete-prefix", prefixArgs{prefix}, n.deletePrefixLocal, idempotent)
-		}()
-	}
-	wg.Wait()
+	n.onEveryShard(func(i int, g *group) {
+		parts[i], _, errs[i] = route(ctx, n, g.name, "delete-prefix", prefixArgs{prefix}, n.deletePrefixLocal, idempotent)
+	})
 	total := 0
 	for i := range parts {
 		total += parts[i].Deleted
@@ -278,20 +264,13 @@ func (n *Node) Count(ctx context.Context, prefix string, c Consistency) (int, er
 	}
 	counts := make([]countReply, n.shards)
 	errs := make([]error, n.shards)
-	var wg sync.WaitGroup
-	for i := range n.shards {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			g := n.groups[fmt.Sprintf("shard-%d", i+1)]
-			if c == Stale {
-				counts[i] = n.countFrom(g, prefix, gr)
-				return
-			}
-			counts[i], _, errs[i] = route(ctx, n, g.name, "count", args, n.countLocal, idempotent)
-		}()
-	}
-	wg.Wait()
+	n.onEveryShard(func(i int, g *group) {
+		if c == Stale {
+			counts[i] = n.countFrom(g, prefix, gr)
+			return
+		}
+		counts[i], _, errs[i] = route(ctx, n, g.name, "count", args, n.countLocal, idempotent)
+	})
 	total := 0
 	for i := range counts {
 		if errs[i] != nil {
@@ -303,20 +282,45 @@ func (n *Node) Count(ctx context.Context, prefix string, c Consistency) (int, er
 }
 
 func (n *Node) countLocal(ctx context.Context, g *group, a listArgs) (countReply, error) {
-	if err := validateListArgs(a); err != nil {
-		return countReply{}, err
-	}
-	gr, err := n.grantsOf(ctx)
+	gr, err := n.readShard(ctx, g, a)
 	if err != nil {
 		return countReply{}, err
 	}
+	return n.countFrom(g, a.Prefix, gr), nil
+}
+
+// readShard prepares a linearizable scan of shard g on its leader: it
+// checks the arguments, looks up what the caller may read, confirms the
+// leadership and settles the transactions a read must see decided.
+func (n *Node) readShard(ctx context.Context, g *group, a listArgs) (grants, error) {
+	if err := validateListArgs(a); err != nil {
+		return grants{}, err
+	}
+	gr, err := n.grantsOf(ctx)
+	if err != nil {
+		return grants{}, err
+	}
 	if err := g.readBarrier(ctx); err != nil {
-		return countReply{}, err
+		return grants{}, err
 	}
 	if err := n.settleShardForRead(ctx, g); err != nil {
-		return countReply{}, err
+		return grants{}, err
 	}
-	return n.countFrom(g, a.Prefix, gr), nil
+	return gr, nil
+}
+
+// onEveryShard runs fn for every shard at once (i counts from 0) and
+// waits for them all.
+func (n *Node) onEveryShard(fn func(i int, g *group)) {
+	var wg sync.WaitGroup
+	for i := range n.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(i, n.groups[fmt.Sprintf("shard-%d", i+1)])
+		}()
+	}
+	wg.Wait()
 }
 
 func (n *Node) countFrom(g *group, prefix string, gr grants) countReply {
@@ -425,17 +429,8 @@ func (n *Node) WaitApplied(ctx context.Context, key string, index uint64) error 
 }
 
 func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, error) {
-	if err := validateListArgs(a); err != nil {
-		return listReply{}, err
-	}
-	gr, err := n.grantsOf(ctx)
+	gr, err := n.readShard(ctx, g, a)
 	if err != nil {
-		return listReply{}, err
-	}
-	if err := g.readBarrier(ctx); err != nil {
-		return listReply{}, err
-	}
-	if err := n.settleShardForRead(ctx, g); err != nil {
 		return listReply{}, err
 	}
 	return n.listFrom(g, a, gr)

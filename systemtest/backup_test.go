@@ -23,7 +23,13 @@ import (
 // combined output.
 func runCLI(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(Binary, args...)
+	return runCommand(t, exec.Command(Binary, args...))
+}
+
+// runCommand runs cmd to its end and returns its exit code and combined
+// output; a command that could not be run at all fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -31,7 +37,7 @@ func runCLI(t *testing.T, args ...string) (int, string) {
 		return ee.ExitCode(), out.String()
 	}
 	if err != nil {
-		t.Fatalf("run %v: %v", args, err)
+		t.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return 0, out.String()
 }

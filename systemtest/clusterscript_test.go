@@ -1,7 +1,6 @@
 package systemtest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -41,16 +40,7 @@ func clusterScript(t *testing.T, dir string, httpBase, raftBase int, args ...str
 	cmd := exec.Command("bash", append([]string{filepath.Join("..", "scripts", "cluster.sh")}, args...)...)
 	cmd.Env = append(os.Environ(), "RAFTKV_CLUSTER_DIR="+dir,
 		"RAFTKV_BASE_HTTP="+strconv.Itoa(httpBase), "RAFTKV_BASE_RAFT="+strconv.Itoa(raftBase))
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String()
-	}
-	if err != nil {
-		t.Fatalf("cluster.sh %v: %v", args, err)
-	}
-	return 0, out.String()
+	return runCommand(t, cmd)
 }
 
 // liveNodes lists the nodes of the script's folder whose recorded process
