@@ -90,9 +90,13 @@ func cmdSnapshotInspect(args []string, stdout, stderr io.Writer) int {
 		return inv.usageError("give exactly one FILE")
 	}
 	rep, err := backup.Inspect(pos[0])
-	if inv.json() {
+	// A file that is no archive at all has nothing to report but the error.
+	readSome := rep.Manifest.Format != 0 || len(rep.Groups) > 0
+	switch {
+	case !readSome:
+	case inv.json():
 		_ = printJSON(stdout, rep)
-	} else {
+	default:
 		writeInspectReport(stdout, rep)
 	}
 	if err != nil {

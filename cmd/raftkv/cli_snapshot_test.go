@@ -107,3 +107,17 @@ func TestSnapshotSaveRefusesAnArchiveThatDoesNotVerify(t *testing.T) {
 		}
 	}
 }
+
+// A file that is not an archive gets the error alone, not an empty report.
+func TestSnapshotInspectOfANonArchiveSaysSoOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(path, []byte("not an archive\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"snapshot", "inspect", path}, {"snapshot", "inspect", "-o", "json", path}} {
+		code, out, errOut := runCLI(t, args...)
+		if code != 1 || out != "" || !strings.Contains(errOut, "corrupt archive") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 1, no report, the error", args, code, out, errOut)
+		}
+	}
+}
