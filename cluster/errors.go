@@ -85,15 +85,27 @@ func Code(err error) string {
 	return errcode.Internal
 }
 
-// errorFromCode rebuilds a typed error received from another node.
+// errorFromCode rebuilds a typed error received from another node. Its
+// text is the sender's, which already names what went wrong ("precondition
+// failed: ..."): adding the sentinel's text again would say it twice.
 func errorFromCode(code, msg string) error {
 	for _, e := range errorCodes {
 		if e.code == code {
-			return fmt.Errorf("%w: %s", e.err, msg)
+			return &remoteError{kind: e.err, msg: msg}
 		}
 	}
 	return errors.New(msg)
 }
+
+// remoteError is an error another node answered: its message, and the
+// sentinel its code stands for, for errors.Is.
+type remoteError struct {
+	kind error
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
 
 // PreconditionError is returned when a conditional write fails. It carries the
 // key's current state so the caller can report the current revision.

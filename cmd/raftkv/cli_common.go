@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -126,11 +127,22 @@ func newInvocation(name string, help cmdHelpText, stdout, stderr io.Writer) *inv
 // applies --timeout itself.
 func (inv *invocation) context() context.Context { return context.Background() }
 
+// apiErrorText is a server error as the CLI says it: the server's message,
+// which names the kind of error itself ("not found: key ..."), with the
+// code in front only when the message does not already say it.
+func apiErrorText(e *client.APIError) string {
+	said := strings.ReplaceAll(e.Code, "_", " ")
+	if e.Code == "" || strings.HasPrefix(strings.ToLower(e.Message), said) {
+		return e.Message
+	}
+	return e.Code + ": " + e.Message
+}
+
 // fail reports a failed operation on stderr and returns exit code 1.
 func (c *command) fail(err error) int {
 	var apiErr *client.APIError
 	if errors.As(err, &apiErr) {
-		fmt.Fprintf(c.stderr, "Error: %s: %s\n", apiErr.Code, apiErr.Message)
+		fmt.Fprintf(c.stderr, "Error: %s\n", apiErrorText(apiErr))
 	} else {
 		fmt.Fprintf(c.stderr, "Error: %v\n", err)
 	}

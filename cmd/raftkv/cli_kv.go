@@ -108,7 +108,7 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 	}
 	v, err := inv.client().Get(inv.context(), pos[0], opts...)
 	if errors.Is(err, client.ErrNotFound) {
-		fmt.Fprintf(stderr, "Error: not_found: key %q does not exist\n", pos[0])
+		fmt.Fprintf(stderr, "Error: not found: key %q does not exist\n", pos[0])
 		return 1
 	}
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/raftkv/raftkv/client"
+
 	"bytes"
 	"encoding/json"
 	"net"
@@ -129,7 +131,7 @@ func TestPutGetDel(t *testing.T) {
 		t.Fatalf("del again: %d %q", code, out)
 	}
 	code, out, errOut = runCLI(t, "get", "greeting", ep)
-	if code != 1 || out != "" || errOut != "Error: not_found: key \"greeting\" does not exist\n" {
+	if code != 1 || out != "" || errOut != "Error: not found: key \"greeting\" does not exist\n" {
 		t.Fatalf("get missing: %d %q %q", code, out, errOut)
 	}
 }
@@ -184,5 +186,18 @@ func TestList(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "list", "u/", "--after", "u/b", ep); code != 0 || !strings.HasPrefix(out, "u/c\t") {
 		t.Fatalf("list --after: %d %q", code, out)
+	}
+}
+
+func TestCLISaysAServerErrorOnce(t *testing.T) {
+	for _, tc := range []struct{ code, msg, want string }{
+		{"not_found", `not found: key "k"`, `not found: key "k"`},
+		{"precondition_failed", "precondition failed: current revision is 7", "precondition failed: current revision is 7"},
+		{"not_found", "no node ghost", "not_found: no node ghost"},
+		{"", "boom", "boom"},
+	} {
+		if got := apiErrorText(&client.APIError{Code: tc.code, Message: tc.msg}); got != tc.want {
+			t.Errorf("code %q, message %q: says %q, want %q", tc.code, tc.msg, got, tc.want)
+		}
 	}
 }
