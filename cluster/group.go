@@ -122,7 +122,7 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	// back to older ones) before it returns.
 	outcomes := &outcomeLog{stateMachine: sm}
 	checkpoints := &checkpointStats{}
-	r, err := raft.NewRaft(cfg.raftConfig(logger), outcomes, cached, logs, timedSnapshots{snaps, checkpoints}, trans)
+	r, err := raft.NewRaft(cfg.raftConfig(raftLogger{logger}), outcomes, cached, logs, timedSnapshots{snaps, checkpoints}, trans)
 	if err != nil {
 		return nil, false, fmt.Errorf("group %s: start raft: %w (no checkpoint could be loaded, or the log does not reach back to one)", name, err)
 	}
@@ -202,7 +202,7 @@ func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, reco
 			}
 			if s, ok := o.Data.(raft.RaftState); ok {
 				if ev, ok := g.noteState(s, isClosed(stop), heartbeat); ok {
-					g.logger.Info("election event", "event", ev.Event, "cause", ev.Cause, "term", ev.Term)
+					g.logger.Log(electionLogLevel(ev.Cause), "election event", "event", ev.Event, "cause", ev.Cause, "term", ev.Term)
 					record(ev)
 					publish(g, Event{At: ev.At, Type: EventElection, Event: ev.Event, Cause: ev.Cause, Term: ev.Term})
 				}
