@@ -50,8 +50,13 @@ type Round struct {
 	// AlsoLed lists the other shards the victim led at the time of the fault.
 	AlsoLed []string `json:"also_led,omitempty"`
 	FaultAt float64  `json:"fault_at_s"`
-	// DetectMs: fault → a surviving node reports itself leader of Shard.
+	// DetectMs: fault → a surviving node reports, in its event stream
+	// (GET /v1/events), that it became leader of Shard.
 	DetectMs float64 `json:"detect_ms"`
+	// Events: what the surviving nodes' event streams said about Shard from
+	// the fault to its new leader (candidacies with their cause, state and
+	// leader changes, failed heartbeats).
+	Events []RoundEvent `json:"events,omitempty"`
 	// UnavailMs: last ok write of Shard before the fault → first after.
 	UnavailMs float64 `json:"unavailable_ms"`
 	// AlsoLedUnavailMs: the same for the shards in AlsoLed.
@@ -149,6 +154,9 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverResult, error) 
 	finishLoad := sync.OnceFunc(func() { stopLoad(); <-loadDone })
 	defer finishLoad()
 
+	watcher := watchRaftEvents(ctx, c.Nodes)
+	defer watcher.close()
+
 	res := &FailoverResult{Fault: cfg.Fault, Nodes: len(c.Nodes), Shards: c.Shards, MTBFHours: cfg.MTBF.Hours()}
 	warm := h.Now()
 	if !sleepCtx(ctx, 3*time.Second) {
@@ -164,7 +172,7 @@ func Failover(ctx context.Context, cfg FailoverConfig) (*FailoverResult, error) 
 	cfg.Logf("warm-up: longest gap between ok writes of one shard %.0f ms", res.BaselineMaxGapMs)
 
 	for r := 1; r <= cfg.Rounds && ctx.Err() == nil; r++ {
-		round := failoverRound(ctx, &cfg, c, h, r)
+		round := failoverRound(ctx, &cfg, c, h, watcher, r)
 		res.Rounds = append(res.Rounds, round)
 		if round.Error != "" {
 			cfg.Logf("round %d: %s", r, round.Error)
@@ -197,7 +205,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // failoverRound takes out the leader of shard-((r-1) mod N + 1) and waits
 // for the new leader, the repair and the catch-up. Write windows are filled
 // in later by measureRounds, from the full write log.
-func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *History, r int) Round {
+func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *History, watcher *raftWatcher, r int) Round {
 	shard := fmt.Sprintf("shard-%d", 1+(r-1)%c.Shards)
 	round := Round{N: r, Shard: shard}
 	victim, err := c.LeaderOf(ctx, shard)
@@ -211,12 +219,6 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 			if gr.State == "Leader" && gr.Name != shard && gr.Name != "meta" {
 				round.AlsoLed = append(round.AlsoLed, gr.Name)
 			}
-		}
-	}
-	var survivors []*nodeproc.Node
-	for _, p := range c.Nodes {
-		if p != victim {
-			survivors = append(survivors, p)
 		}
 	}
 	t0 := time.Now()
@@ -233,8 +235,12 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 		return round
 	}
 	cfg.Logf("round %d: %s %s, leader of %s (also %v)", r, cfg.Fault, victim.ID, shard, round.AlsoLed)
-	if d, err := waitNewLeader(ctx, survivors, shard, victim.ID, t0); err == nil {
-		round.DetectMs = ms(d)
+	if e, err := watcher.waitLeader(ctx, shard, victim.ID, t0, t0.Add(30*time.Second)); err == nil {
+		round.DetectMs = ms(e.At.Sub(t0))
+		round.Events = roundEvents(watcher.between(shard, t0, e.At), t0)
+		for _, ev := range round.Events {
+			cfg.Logf("round %d: %s %s", r, shard, ev)
+		}
 	} else {
 		round.Error = err.Error()
 	}
@@ -261,24 +267,6 @@ func failoverRound(ctx context.Context, cfg *FailoverConfig, c *Cluster, h *Hist
 	}
 	cfg.Logf("round %d: new leader after %.0f ms; %s caught up %.0f ms after repair", r, round.DetectMs, victim.ID, round.CatchUpMs)
 	return round
-}
-
-// waitNewLeader polls the survivors until one of them says it leads group.
-func waitNewLeader(ctx context.Context, survivors []*nodeproc.Node, group, old string, t0 time.Time) (time.Duration, error) {
-	deadline := t0.Add(30 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		for _, p := range survivors {
-			st, err := getStatusTimeout(ctx, p.HTTPAddr, 500*time.Millisecond)
-			if err != nil {
-				continue
-			}
-			if g, ok := st.Group(group); ok && g.State == "Leader" && st.Node != old {
-				return time.Since(t0), nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("no new leader of %s within 30s", group)
 }
 
 // waitCaughtUp polls until, in every group, victim's applied index is at
