@@ -71,7 +71,7 @@ func readPage(ctx context.Context, node string) (pageView, error) {
 
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG; below that, JPEG
 	if err != nil {
 		t.Errorf("screenshot %s: %v", name, err)
 		return
@@ -160,6 +160,24 @@ func TestDashboardShowsAKilledNodeAndItsSuccessors(t *testing.T) {
 	t.Logf("the page showed %s down and new leaders for %s %v after the kill", victim.ID,
 		strings.Join(led, ", "), time.Since(killed).Round(10*time.Millisecond))
 	screenshot(t, ctx, "dashboard-after-kill.png")
+
+	// The live events table, fed by the viewer's event stream, told the
+	// same story as it happened: each group the victim led got a new
+	// leader there.
+	mustOK(t, WaitFor(10*time.Second, func() error {
+		for _, g := range led {
+			rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](fmt.Sprintf(
+				`[...document.querySelectorAll('#live-events tr[data-type="leader"][data-group="%s"]')].map((r) => r.cells[3].textContent)`, g)))
+			if err != nil {
+				return err
+			}
+			// Newest first: the latest word on g must be its new leader.
+			if len(rows) == 0 || !strings.HasPrefix(rows[0], "leader is ") || strings.HasPrefix(rows[0], "leader is "+victim.ID+" ") {
+				return fmt.Errorf("live events for %s, newest first: %q; want a leader other than %s", g, rows, victim.ID)
+			}
+		}
+		return nil
+	}))
 
 	// The down node's column says so in every row.
 	downCells, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(

@@ -1,5 +1,6 @@
 // The raftkv dashboard: polls GET /v1/cluster/overview on the node that
-// served this page and redraws everything from each answer. Text from the
+// served this page and redraws everything from each answer, and follows
+// that node's event stream (GET /v1/events) in the live events table. Text from the
 // server only ever goes in through textContent, never as markup.
 "use strict";
 
@@ -7,6 +8,8 @@ const REFRESH_MS = 1000; // a killed node shows as down within about this
 const FETCH_TIMEOUT_MS = 2000;
 const SAMPLES = 120; // two minutes of plot at one sample a second
 const EVENTS_SHOWN = 20;
+const LIVE_EVENTS_SHOWN = 40;
+const LIVE_RECONNECT_MS = 1000;
 
 let token = sessionStorage.getItem("raftkv-token") || "";
 let previous = null; // the last sample's time and per-node apply totals
@@ -285,4 +288,63 @@ async function refresh() {
   }
 }
 
+// describe says in a few words what one event of GET /v1/events reports.
+function describe(e) {
+  const term = e.term ? ` (term ${e.term})` : "";
+  switch (e.type) {
+    case "leader": return (e.leader ? `leader is ${e.leader}` : "no leader") + term;
+    case "state": return `this node is ${e.state}` + term;
+    case "election": return e.event.replaceAll("_", " ") + (e.cause ? `: ${e.cause.replaceAll("_", " ")}` : "") + term;
+    case "peer_added": case "peer_removed": return `${e.type === "peer_added" ? "added" : "removed"} ${e.peer}`;
+    case "heartbeat_failed": return `cannot reach ${e.peer}`;
+    case "heartbeat_resumed": return `reaches ${e.peer} again`;
+    case "checkpoint": case "checkpoint_loaded": return `index ${e.index}, ${e.bytes} bytes, ${e.ms} ms`;
+    case "txn_recovered": return `${e.txn}: ${e.outcome}` + (e.error ? ` (${e.error})` : "");
+    case "overflow": return "this page fell behind; reconnecting";
+    default: return "";
+  }
+}
+
+function addLiveEvent(e) {
+  const body = document.getElementById("live-events").tBodies[0];
+  body.prepend(el("tr", { "data-type": e.type, "data-group": e.group || "" },
+    el("td", {}, clock(e.at)), el("td", {}, e.group || ""), el("td", {}, e.type.replaceAll("_", " ")),
+    el("td", {}, describe(e))));
+  while (body.rows.length > LIVE_EVENTS_SHOWN) body.deleteRow(body.rows.length - 1);
+}
+
+// followEvents reads the serving node's event stream with fetch (unlike
+// EventSource, it can send the bearer token) and reconnects when it ends.
+async function followEvents() {
+  const state = document.getElementById("live-state");
+  try {
+    const headers = { Accept: "text/event-stream", ...(token ? { Authorization: "Bearer " + token } : {}) };
+    const resp = await fetch("/v1/events", { headers, cache: "no-store" });
+    if (!resp.ok) {
+      state.textContent = `· the node answered HTTP ${resp.status}`;
+      return;
+    }
+    state.textContent = "· connected";
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith("data: ")) addLiveEvent(JSON.parse(line.slice(6)));
+      }
+    }
+    state.textContent = "· the stream ended; reconnecting";
+  } catch (e) {
+    state.textContent = `· cannot reach this node (${e.message}); reconnecting`;
+  } finally {
+    setTimeout(followEvents, LIVE_RECONNECT_MS);
+  }
+}
+
 refresh();
+followEvents();
