@@ -32,17 +32,29 @@ type readmeCommand struct {
 	text  string
 }
 
+// notRun, on the line before a block, keeps the docs test from running it
+// (a stream that never ends, a step that needs a process the document does
+// not start); the rest of the comment says why.
+const notRun = "<!-- not run by the docs test"
+
 // readmeCommands extracts the commands of every ```sh block of a markdown
-// file, in order, skipping blank and comment-only lines.
+// file, in order, skipping blank and comment-only lines and the blocks
+// marked notRun.
 func readmeCommands(markdown string) []readmeCommand {
 	var cmds []readmeCommand
-	block, inBlock, pending := 0, false, ""
+	block, inBlock, skip, pending, previous := 0, false, false, "", ""
 	for _, line := range strings.Split(markdown, "\n") {
 		trimmed := strings.TrimSpace(line)
+		before := previous
+		previous = trimmed
 		switch {
 		case !inBlock && trimmed == "```sh":
 			inBlock = true
+			skip = strings.HasPrefix(before, notRun)
 			block++
+			continue
+		case inBlock && skip:
+			inBlock = trimmed != "```"
 			continue
 		case inBlock && trimmed == "```":
 			inBlock = false
@@ -54,10 +66,31 @@ func readmeCommands(markdown string) []readmeCommand {
 			pending += strings.TrimSuffix(trimmed, `\`) + " "
 			continue
 		}
+		if openQuote(pending + trimmed) {
+			pending += trimmed + "\n" // a quoted argument goes on
+			continue
+		}
 		cmds = append(cmds, readmeCommand{block: block, text: pending + trimmed})
 		pending = ""
 	}
 	return cmds
+}
+
+// openQuote reports whether a shell command line ends inside a quoted
+// string, so that the next line belongs to it.
+func openQuote(line string) bool {
+	var quote rune
+	for _, r := range line {
+		switch {
+		case quote == 0 && (r == '\'' || r == '"'):
+			quote = r
+		case quote == 0 && r == '#':
+			return false // a comment: quotes in it do not count
+		case r == quote:
+			quote = 0
+		}
+	}
+	return quote != 0
 }
 
 // readmeCheck is what the test expects of one README command's output.
@@ -92,10 +125,25 @@ var readmeChecks = []readmeCheck{
 	{"curl --retry 20 --retry-connrefused --retry-delay 1 http://127.0.0.1:8100/v1/kv/after-kill", regexp.MustCompile(`^still here$`)},
 }
 
+// apiDocChecks are the same for the examples of docs/api.md.
+var apiDocChecks = []readmeCheck{
+	{"curl -X PUT --data-binary 'hello' http://127.0.0.1:8080/v1/kv/greeting", regexp.MustCompile(`"key":"greeting"`)},
+	{`curl -X PUT -H "If-Match: $etag" --data-binary 'hi'`, regexp.MustCompile(`"revision":[0-9]+`)},
+	{"curl -X PUT -H 'If-None-Match: *' --data-binary 'first'", regexp.MustCompile(`"key":"lock"`)},
+	{`curl "http://127.0.0.1:8082/v1/kv/greeting?consistency=stale&min_index=$idx"`, regexp.MustCompile(`^v2$`)},
+	{"curl -X DELETE http://127.0.0.1:8080/v1/kv/greeting", regexp.MustCompile(`"deleted":true`)},
+	{`curl -X DELETE -H "If-Match: $etag" http://127.0.0.1:8080/v1/kv/lock`, regexp.MustCompile(`"deleted":true`)},
+	{"curl 'http://127.0.0.1:8080/v1/kv?prefix=users/&limit=100'\x00", regexp.MustCompile(`"key":"users/1","value":"ann"`)},
+	{"curl 'http://127.0.0.1:8080/v1/kv?prefix=users/&count_only=true'", regexp.MustCompile(`^\{"count":1\}$`)},
+	{"curl -X POST http://127.0.0.1:8080/v1/cluster/snapshot", regexp.MustCompile(`"taken":`)},
+	{`curl -X POST -d '{"id":"node3"}' http://127.0.0.1:8080/v1/cluster/leave`, regexp.MustCompile(`"left":true`)},
+	{`curl -X POST -d '{"group":"shard-2","to":"node2"}'`, regexp.MustCompile(`"leader":"node2"`)},
+}
+
 // checkFor returns the check of a command, if it has one; "\x00" at the end
 // of a prefix means the command is exactly that.
-func checkFor(cmd string) (readmeCheck, int, bool) {
-	for i, c := range readmeChecks {
+func checkFor(checks []readmeCheck, cmd string) (readmeCheck, int, bool) {
+	for i, c := range checks {
 		if exact, ok := strings.CutSuffix(c.prefix, "\x00"); ok {
 			if cmd == exact {
 				return c, i, true
@@ -108,26 +156,38 @@ func checkFor(cmd string) (readmeCheck, int, bool) {
 }
 
 func TestREADMERunsAsWritten(t *testing.T) {
+	runDocument(t, "README.md", nil, readmeChecks)
+}
+
+// TestAPIDocExamplesRunAsWritten runs docs/api.md's examples, in order,
+// against the README's three-node cluster.
+func TestAPIDocExamplesRunAsWritten(t *testing.T) {
+	runDocument(t, filepath.Join("docs", "api.md"), []string{"scripts/cluster.sh up 3"}, apiDocChecks)
+}
+
+// runDocument runs the shell blocks of the markdown file at path (relative
+// to the repository root) after the setup commands, and applies checks.
+func runDocument(t *testing.T, path string, setup []string, checks []readmeCheck) {
 	skipShort(t)
 	for _, tool := range []string{"unshare", "ip", "curl", "bash", "go", "git"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("the README test needs %s: %v", tool, err)
+			t.Fatalf("running %s needs %s: %v", path, tool, err)
 		}
 	}
-	readme, err := os.ReadFile(filepath.Join("..", "README.md"))
+	doc, err := os.ReadFile(filepath.Join("..", path))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmds := readmeCommands(string(readme))
+	cmds := readmeCommands(string(doc))
 	checked := map[int]bool{}
 	for _, c := range cmds {
-		if _, i, ok := checkFor(c.text); ok {
+		if _, i, ok := checkFor(checks, c.text); ok {
 			checked[i] = true
 		}
 	}
-	for i, c := range readmeChecks {
+	for i, c := range checks {
 		if !checked[i] {
-			t.Errorf("README has no command starting %q any more; update readmeChecks", strings.TrimSuffix(c.prefix, "\x00"))
+			t.Errorf("%s has no command starting %q any more; update the test's checks", path, strings.TrimSuffix(c.prefix, "\x00"))
 		}
 	}
 	if t.Failed() {
@@ -136,11 +196,15 @@ func TestREADMERunsAsWritten(t *testing.T) {
 
 	repo := copyTrackedFiles(t)
 	sh := startNamespacedShell(t, repo)
+	for _, cmd := range setup {
+		t.Logf("  (setup) $ %s", cmd)
+		sh.run(t, cmd, 3*time.Minute)
+	}
 	var quickStart string // pid of the quick-start node, while it runs
 	lastBlock := 0
 	for _, c := range cmds {
 		if c.block != lastBlock {
-			t.Logf("README block %d", c.block)
+			t.Logf("%s block %d", path, c.block)
 			lastBlock = c.block
 		}
 		cmd := c.text
@@ -168,10 +232,10 @@ func TestREADMERunsAsWritten(t *testing.T) {
 		t.Logf("  $ %s", cmd)
 		out, errOut, code := sh.runStatus(t, cmd, 3*time.Minute)
 		if code != 0 {
-			t.Fatalf("README block %d: %q exited %d:\n%s\nstderr:\n%s", c.block, cmd, code, out, errOut)
+			t.Fatalf("%s block %d: %q exited %d:\n%s\nstderr:\n%s", path, c.block, cmd, code, out, errOut)
 		}
-		if check, _, ok := checkFor(cmd); ok && !check.want.MatchString(strings.TrimSpace(out)) {
-			t.Fatalf("README block %d: %q printed\n%s\nstderr:\n%s\nwant stdout to match %s", c.block, cmd, out, errOut, check.want)
+		if check, _, ok := checkFor(checks, cmd); ok && !check.want.MatchString(strings.TrimSpace(out)) {
+			t.Fatalf("%s block %d: %q printed\n%s\nstderr:\n%s\nwant stdout to match %s", path, c.block, cmd, out, errOut, check.want)
 		}
 	}
 }
