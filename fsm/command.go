@@ -122,7 +122,7 @@ type Command struct {
 	Key   string
 	Value []byte // Put only; aliases the buffer given to Decode
 	Cond  Condition
-	Txn   *TxnCmd // transaction commands only; slices alias the buffer given to Decode
+	Txn   *TxnCmd  // transaction commands only; slices alias the buffer given to Decode
 	Idem  *IdemCmd // idempotency commands only (idempotency.go); aliases the buffer too
 }
 
