@@ -25,6 +25,9 @@ var (
 	ErrPrecondition = errors.New("raftkv: precondition failed")
 	// ErrConflict: the request conflicts with the current state. 409.
 	ErrConflict = errors.New("raftkv: conflict")
+	// ErrIdempotencyKeyReused: the idempotency key (WithIdempotencyKey)
+	// already names a different request; nothing changed. 422.
+	ErrIdempotencyKeyReused = errors.New("raftkv: idempotency key reused for a different request")
 	// ErrBadRequest: the server (or the client, before sending) rejected the
 	// request as malformed. 400.
 	ErrBadRequest = errors.New("raftkv: bad request")
@@ -52,18 +55,19 @@ var (
 // Error codes used in the server's error bodies (APIError.Code). The list
 // of codes, with their HTTP statuses, is docs/api.md.
 const (
-	CodeBadRequest         = errcode.BadRequest
-	CodeUnauthenticated    = errcode.Unauthenticated
-	CodePermissionDenied   = errcode.PermissionDenied
-	CodeNotFound           = errcode.NotFound
-	CodeMethodNotAllowed   = errcode.MethodNotAllowed
-	CodeConflict           = errcode.Conflict
-	CodePreconditionFailed = errcode.PreconditionFailed
-	CodeTooLarge           = errcode.TooLarge
-	CodeOverloaded         = errcode.Overloaded
-	CodeUnavailable        = errcode.Unavailable
-	CodeTimeout            = errcode.Timeout
-	CodeInternal           = errcode.Internal
+	CodeBadRequest           = errcode.BadRequest
+	CodeUnauthenticated      = errcode.Unauthenticated
+	CodePermissionDenied     = errcode.PermissionDenied
+	CodeNotFound             = errcode.NotFound
+	CodeMethodNotAllowed     = errcode.MethodNotAllowed
+	CodeConflict             = errcode.Conflict
+	CodePreconditionFailed   = errcode.PreconditionFailed
+	CodeIdempotencyKeyReused = errcode.IdempotencyKeyReused
+	CodeTooLarge             = errcode.TooLarge
+	CodeOverloaded           = errcode.Overloaded
+	CodeUnavailable          = errcode.Unavailable
+	CodeTimeout              = errcode.Timeout
+	CodeInternal             = errcode.Internal
 )
 
 // codeSentinels gives every public error code its sentinel; a test checks
@@ -74,14 +78,15 @@ var codeSentinels = map[string]error{
 	CodePermissionDenied: ErrPermissionDenied,
 	CodeNotFound:         ErrNotFound,
 	// A method the endpoint does not take is a malformed request.
-	CodeMethodNotAllowed:   ErrBadRequest,
-	CodeConflict:           ErrConflict,
-	CodePreconditionFailed: ErrPrecondition,
-	CodeTooLarge:           ErrTooLarge,
-	CodeOverloaded:         ErrOverloaded,
-	CodeUnavailable:        ErrUnavailable,
-	CodeTimeout:            ErrTimeout,
-	CodeInternal:           ErrInternal,
+	CodeMethodNotAllowed:     ErrBadRequest,
+	CodeConflict:             ErrConflict,
+	CodePreconditionFailed:   ErrPrecondition,
+	CodeIdempotencyKeyReused: ErrIdempotencyKeyReused,
+	CodeTooLarge:             ErrTooLarge,
+	CodeOverloaded:           ErrOverloaded,
+	CodeUnavailable:          ErrUnavailable,
+	CodeTimeout:              ErrTimeout,
+	CodeInternal:             ErrInternal,
 }
 
 // codeForStatus is used when an error answer has no parsable body (for
