@@ -397,3 +397,14 @@ func (n *Node) idempotencyCutoff(ctx context.Context, g *group) (int64, error) {
 	}
 	return before, nil
 }
+
+// IdempotencySummary returns this node's replica view of a shard's
+// idempotency table (how many keys, the oldest stamp), for status and
+// tests.
+func (n *Node) IdempotencySummary(shard string) (fsm.IdempotencySummary, bool) {
+	g, ok := n.groups[shard]
+	if !ok || g.kv == nil {
+		return fsm.IdempotencySummary{}, false
+	}
+	return g.kv.Idempotency(), true
+}
