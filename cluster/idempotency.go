@@ -52,7 +52,8 @@ func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idemKeyCtx{}, key)
 }
 
-func idempotencyKeyOf(ctx context.Context) (string, bool) {
+// IdempotencyKeyFrom returns the idempotency key WithIdempotencyKey put in ctx.
+func IdempotencyKeyFrom(ctx context.Context) (string, bool) {
 	k, ok := ctx.Value(idemKeyCtx{}).(string)
 	return k, ok
 }
@@ -84,7 +85,7 @@ type onceArgs struct {
 // request (an fsm entry of the whole request), or nil when ctx carries no
 // idempotency key.
 func onceFor(ctx context.Context, request []byte) (*onceArgs, error) {
-	key, ok := idempotencyKeyOf(ctx)
+	key, ok := IdempotencyKeyFrom(ctx)
 	if !ok {
 		return nil, nil
 	}
