@@ -47,6 +47,7 @@ const (
 // its first answer (for --idempotency-window). A key is 1..255 bytes of
 // printable ASCII without spaces; use a new one for every new write.
 // Reusing one for a different request fails with ErrIdempotencyKeyReused.
+// A transaction of gets only is a read and is sent without it.
 func WithIdempotencyKey(key string) WriteOption {
 	return func(o *writeOptions) { o.idemKey = key }
 }
@@ -60,9 +61,11 @@ func WithIdempotentRetry(budget time.Duration) Option {
 	return func(o *options) { o.idemRetry, o.idemRetrySet = budget, true }
 }
 
-// newIdempotencyKey returns a random key: 128 bits, so two calls never
-// share one.
-func newIdempotencyKey() string {
+// NewIdempotencyKey returns a random key: 128 bits, so two writes never
+// share one. It is the key the client makes for a write given none; a
+// caller that wants to resend a write itself later (after ErrIndeterminate)
+// makes one and passes it with WithIdempotencyKey.
+func NewIdempotencyKey() string {
 	b := make([]byte, 16)
 	_, _ = crand.Read(b)
 	return "rk-" + hex.EncodeToString(b)
@@ -72,7 +75,7 @@ func newIdempotencyKey() string {
 // client's own) and resends it while its outcome is unknown.
 func (c *Client) doWrite(ctx context.Context, r request, key string) (*response, error) {
 	if key == "" && c.idemRetry > 0 {
-		key = newIdempotencyKey()
+		key = NewIdempotencyKey()
 	}
 	if key == "" {
 		return c.do(ctx, r)

@@ -289,14 +289,14 @@ func txnKey(opts []WriteOption) (string, error) {
 
 // postTxn sends a transaction; one that writes goes under an idempotency
 // key (idemKey, or the client's own) and is resent while its outcome is
-// unknown.
+// unknown. A transaction of gets only is a read and goes without one.
 func (c *Client) postTxn(ctx context.Context, body []byte, primary string, write bool, idemKey string) (*response, error) {
 	// key routes the transaction; its answers name no shard
 	// (X-Raftkv-Shard), so the router learns nothing wrong from them.
 	r := request{method: http.MethodPost, path: "/v1/txn", body: body, write: write,
 		header: http.Header{"Content-Type": {"application/json"}}, key: primary}
-	if !write && idemKey == "" {
-		return c.do(ctx, r)
+	if !write {
+		return c.do(ctx, r) // gets only: a read, which needs no key
 	}
 	return c.doWrite(ctx, r, idemKey)
 }

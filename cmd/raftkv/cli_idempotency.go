@@ -1,6 +1,11 @@
 package main
 
-import "github.com/raftkv/raftkv/client"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/raftkv/raftkv/client"
+)
 
 // Exactly-once writes from the CLI. put, del and txn send their write under
 // an idempotency key and resend it while its outcome is unknown (a 504, a
@@ -18,12 +23,28 @@ func idempotencyKeyFlag(inv *invocation) *string {
 	return inv.fs.String("idempotency-key", "", idempotencyKeyUsage)
 }
 
-// withIdempotencyKey adds the key, if one was given, to a write's options.
-func withIdempotencyKey(opts []client.WriteOption, key string) []client.WriteOption {
-	if key == "" {
-		return opts
+// writeKey returns the key a write goes under: the one given, or a new
+// one, which the CLI can then name when the outcome stays unknown.
+func writeKey(given string) string {
+	if given != "" {
+		return given
 	}
+	return client.NewIdempotencyKey()
+}
+
+// withIdempotencyKey adds the key to a write's options.
+func withIdempotencyKey(opts []client.WriteOption, key string) []client.WriteOption {
 	return append(opts, client.WithIdempotencyKey(key))
+}
+
+// failWrite reports a write's error, and after an unknown outcome the key
+// that finds it out without writing twice.
+func failWrite(inv *invocation, err error, key string) int {
+	code := inv.fail(err)
+	if errors.Is(err, client.ErrIndeterminate) {
+		fmt.Fprintf(inv.stderr, "Note: to find out without writing twice, run the same command again within the cluster's --idempotency-window (10m by default) with --idempotency-key %s\n", key)
+	}
+	return code
 }
 
 // replayedNote is appended to a write's text output when the answer is the

@@ -72,9 +72,10 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	res, err := inv.client().Put(inv.context(), pos[0], value, withIdempotencyKey(opts, *idemKey)...)
+	key := writeKey(*idemKey)
+	res, err := inv.client().Put(inv.context(), pos[0], value, withIdempotencyKey(opts, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	if inv.json() {
 		_ = printJSON(stdout, res)
@@ -228,9 +229,10 @@ func cmdDel(args []string, stdout, stderr io.Writer) int {
 		}
 		opts = append(opts, client.IfMatch(rev))
 	}
-	deleted, err := inv.client().Delete(inv.context(), pos[0], withIdempotencyKey(opts, *idemKey)...)
+	key := writeKey(*idemKey)
+	deleted, err := inv.client().Delete(inv.context(), pos[0], withIdempotencyKey(opts, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	switch {
 	case inv.json():

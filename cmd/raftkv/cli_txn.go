@@ -56,9 +56,10 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 	// The client sends it to the primary shard's leader (unless
 	// --no-leader-routing), under an idempotency key, and resends it
 	// only while its outcome is unknown (cli_idempotency.go).
-	answer, err := inv.client().TxnJSON(inv.context(), body, withIdempotencyKey(nil, *idemKey)...)
+	key := writeKey(*idemKey)
+	answer, err := inv.client().TxnJSON(inv.context(), body, withIdempotencyKey(nil, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, answer, "", "  ") == nil {
