@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -79,9 +78,6 @@ func (c *Client) doWrite(ctx context.Context, r request, key string) (*response,
 	}
 	if key == "" {
 		return c.do(ctx, r)
-	}
-	if len(key) > 255 {
-		return nil, fmt.Errorf("%w: idempotency key of %d bytes; at most 255", ErrBadRequest, len(key))
 	}
 	h := http.Header{}
 	for k, vs := range r.header {

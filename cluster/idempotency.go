@@ -117,7 +117,8 @@ func (o *onceArgs) routing() idempotency {
 	return nonIdempotent
 }
 
-// wrap returns cmd as this leader proposes it: once per key if o is set.
+// wrapOnce returns cmd as this leader proposes it: once per key if o is
+// set.
 func (n *Node) wrapOnce(o *onceArgs, cmd []byte) ([]byte, error) {
 	if o == nil {
 		return cmd, nil
