@@ -23,7 +23,9 @@ import (
 // to the write, or to an earlier keyed write of this client, echoed the
 // key. A node of a build from before keys ignores the header, and a resend
 // there could apply the write twice; the outcome is then reported as
-// indeterminate, as before.
+// indeterminate, as before. During a rolling upgrade from such a build,
+// turn resends off (WithIdempotentRetry(0)): that the cluster honours keys
+// is learned once per client, not per node.
 //
 // Resends stop after the retry budget (WithIdempotentRetry, 1 minute by
 // default), which must stay well below the cluster's window: past the
