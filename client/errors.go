@@ -55,20 +55,23 @@ var (
 // Error codes used in the server's error bodies (APIError.Code). The list
 // of codes, with their HTTP statuses, is docs/api.md.
 const (
-	CodeBadRequest           = errcode.BadRequest
-	CodeUnauthenticated      = errcode.Unauthenticated
-	CodePermissionDenied     = errcode.PermissionDenied
-	CodeNotFound             = errcode.NotFound
-	CodeMethodNotAllowed     = errcode.MethodNotAllowed
-	CodeConflict             = errcode.Conflict
-	CodePreconditionFailed   = errcode.PreconditionFailed
-	CodeIdempotencyKeyReused = errcode.IdempotencyKeyReused
-	CodeTooLarge             = errcode.TooLarge
-	CodeOverloaded           = errcode.Overloaded
-	CodeUnavailable          = errcode.Unavailable
-	CodeTimeout              = errcode.Timeout
-	CodeInternal             = errcode.Internal
+	CodeBadRequest         = errcode.BadRequest
+	CodeUnauthenticated    = errcode.Unauthenticated
+	CodePermissionDenied   = errcode.PermissionDenied
+	CodeNotFound           = errcode.NotFound
+	CodeMethodNotAllowed   = errcode.MethodNotAllowed
+	CodeConflict           = errcode.Conflict
+	CodePreconditionFailed = errcode.PreconditionFailed
+	CodeTooLarge           = errcode.TooLarge
+	CodeOverloaded         = errcode.Overloaded
+	CodeUnavailable        = errcode.Unavailable
+	CodeTimeout            = errcode.Timeout
+	CodeInternal           = errcode.Internal
 )
+
+// CodeIdempotencyKeyReused is the code of an idempotency key reused for a
+// different request (422).
+const CodeIdempotencyKeyReused = errcode.IdempotencyKeyReused
 
 // codeSentinels gives every public error code its sentinel; a test checks
 // that it covers exactly the public codes of internal/errcode.
@@ -78,15 +81,16 @@ var codeSentinels = map[string]error{
 	CodePermissionDenied: ErrPermissionDenied,
 	CodeNotFound:         ErrNotFound,
 	// A method the endpoint does not take is a malformed request.
-	CodeMethodNotAllowed:     ErrBadRequest,
-	CodeConflict:             ErrConflict,
-	CodePreconditionFailed:   ErrPrecondition,
+	CodeMethodNotAllowed:   ErrBadRequest,
+	CodeConflict:           ErrConflict,
+	CodePreconditionFailed: ErrPrecondition,
+	CodeTooLarge:           ErrTooLarge,
+	CodeOverloaded:         ErrOverloaded,
+	CodeUnavailable:        ErrUnavailable,
+	CodeTimeout:            ErrTimeout,
+	CodeInternal:           ErrInternal,
+
 	CodeIdempotencyKeyReused: ErrIdempotencyKeyReused,
-	CodeTooLarge:             ErrTooLarge,
-	CodeOverloaded:           ErrOverloaded,
-	CodeUnavailable:          ErrUnavailable,
-	CodeTimeout:              ErrTimeout,
-	CodeInternal:             ErrInternal,
 }
 
 // codeForStatus is used when an error answer has no parsable body (for

@@ -63,10 +63,11 @@ type Node struct {
 	// calls a node makes to another node's HTTP port (it is not a member
 	// yet, so it knows no raft address).
 	public *http.Client
-	txn    txnState         // transaction settings and test hook (txn_config.go)
-	clock  Clock            // Config.Clock, or the machine's
-	coord  *coordinator     // runs cross-shard transactions (txn_coord.go)
-	idem   idempotencyState // dates each shard's idempotency table (idempotency.go)
+	txn    txnState     // transaction settings and test hook (txn_config.go)
+	clock  Clock        // Config.Clock, or the machine's
+	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
+
+	idem idempotencyState // dates each shard's idempotency table (idempotency.go)
 
 	failfast failfast                    // early elections when a leader's process dies
 	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs

@@ -15,8 +15,11 @@ import (
 // reads a clock itself.
 
 type txnArgs struct {
-	Body fsm.Txn   `json:"body"`
-	Once *onceArgs `json:"once,omitempty"` // sent as opTxnOnce (idempotency.go)
+	Body fsm.Txn `json:"body"`
+
+	// Once is the idempotency key of a keyed transaction, sent as
+	// opTxnOnce (idempotency.go).
+	Once *onceArgs `json:"once,omitempty"`
 }
 
 type txnReply struct {

@@ -122,8 +122,11 @@ type Command struct {
 	Key   string
 	Value []byte // Put only; aliases the buffer given to Decode
 	Cond  Condition
-	Txn   *TxnCmd  // transaction commands only; slices alias the buffer given to Decode
-	Idem  *IdemCmd // idempotency commands only (idempotency.go); aliases the buffer too
+	Txn   *TxnCmd // transaction commands only; slices alias the buffer given to Decode
+
+	// Idem is the payload of the idempotency commands (idempotency.go);
+	// it aliases the buffer given to Decode too.
+	Idem *IdemCmd
 }
 
 func (t CommandType) isTxn() bool { return t >= CommandTxn && t <= CommandTxnGC }

@@ -22,16 +22,18 @@ const (
 	MethodNotAllowed   = "method_not_allowed"
 	Conflict           = "conflict"
 	PreconditionFailed = "precondition_failed"
-	// IdempotencyKeyReused: an Idempotency-Key already names another request.
-	IdempotencyKeyReused = "idempotency_key_reused"
-	TooLarge             = "too_large"
-	Overloaded           = "overloaded"
-	Unavailable          = "unavailable"
-	Timeout              = "timeout"
-	OutcomeUnknown       = "outcome_unknown"
-	NotLeader            = "not_leader"
-	Internal             = "internal"
+	TooLarge           = "too_large"
+	Overloaded         = "overloaded"
+	Unavailable        = "unavailable"
+	Timeout            = "timeout"
+	OutcomeUnknown     = "outcome_unknown"
+	NotLeader          = "not_leader"
+	Internal           = "internal"
 )
+
+// IdempotencyKeyReused: an Idempotency-Key already names another request.
+// Never change it either.
+const IdempotencyKeyReused = "idempotency_key_reused"
 
 // Info describes one error code.
 type Info struct {
