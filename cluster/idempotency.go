@@ -392,12 +392,18 @@ func (n *Node) idempotencyCutoff(ctx context.Context, g *group) (int64, error) {
 		since, floor = t.since, t.floor
 		t.mu.Unlock()
 	}
-	now := n.clock.Now()
+	return idempotencyCutoff(n.clock.Now(), since, floor, window), nil
+}
+
+// idempotencyCutoff is the GC cutoff at now (this leader's clock) for a
+// leader that took the shard over at since, finding floor as the oldest
+// stamp: now - window, but not above floor until it has led for a window.
+func idempotencyCutoff(now, since time.Time, floor int64, window time.Duration) int64 {
 	before := now.Add(-window).UnixNano()
 	if floor != 0 && now.Sub(since) <= window {
 		before = min(before, floor)
 	}
-	return before, nil
+	return before
 }
 
 // IdempotencySummary returns this node's replica view of a shard's

@@ -3,6 +3,7 @@ package cluster
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/rpc"
@@ -51,5 +52,31 @@ func TestAnOlderLeaderRefusesAKeyedPut(t *testing.T) {
 	readCond(d)
 	if err := finishRPC(d, "put arguments"); err == nil {
 		t.Fatal("the older decoding accepted a keyed put")
+	}
+}
+
+// TestANewLeaderForgetsNoInheritedKeyBeforeAWindow: a leader dates what it
+// took over from its takeover. With its clock an hour ahead of the one
+// that stamped the keys, it still forgets none of them until it has led
+// for a window; a clock an hour behind only forgets late.
+func TestANewLeaderForgetsNoInheritedKeyBeforeAWindow(t *testing.T) {
+	const window = 10 * time.Minute
+	stamped := time.Unix(1_000_000, 0) // the old leader's clock when it stored the oldest key
+	for _, skew := range []time.Duration{time.Hour, 0, -time.Hour} {
+		takeover := stamped.Add(skew + time.Second) // the new leader's clock, a second later
+		for _, led := range []time.Duration{0, window / 2, window} {
+			if cut := idempotencyCutoff(takeover.Add(led), takeover, stamped.UnixNano(), window); cut > stamped.UnixNano() {
+				t.Errorf("clock %v off, led %v: cutoff %v after the oldest inherited stamp", skew, led, time.Unix(0, cut).Sub(stamped))
+			}
+		}
+		later := takeover.Add(window + time.Minute)
+		if cut := idempotencyCutoff(later, takeover, stamped.UnixNano(), window); skew >= 0 && cut <= stamped.UnixNano() {
+			t.Errorf("clock %v off: a key kept for more than a window since the takeover is still not forgotten", skew)
+		}
+	}
+	// With nothing inherited, a leader's own keys go a window after it stamped them.
+	now := time.Unix(2_000_000, 0)
+	if cut := idempotencyCutoff(now, now, 0, window); cut != now.Add(-window).UnixNano() {
+		t.Errorf("cutoff %v, want now - window", cut)
 	}
 }
