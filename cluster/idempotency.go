@@ -152,7 +152,6 @@ func singleTxnID(o *onceArgs) string {
 const (
 	opTxnOnce       = "txn-once"
 	opTxnDecideOnce = "txn-decide-once"
-	opRemembered    = "idempotency-lookup"
 )
 
 // decideOnceArgs decides one attempt of a keyed cross-shard transaction:
@@ -217,16 +216,6 @@ func decidedOnce(id string, resp any) (onceDecided, error) {
 	return out, nil
 }
 
-func (n *Node) rememberedLocal(ctx context.Context, g *group, a onceArgs) (rememberedReply, error) {
-	if err := a.check(); err != nil {
-		return rememberedReply{}, err
-	}
-	if err := g.readBarrier(ctx); err != nil {
-		return rememberedReply{}, err
-	}
-	return rememberedFrom(g.kv, a.Key), nil
-}
-
 func rememberedFrom(f *fsm.FSM, key string) rememberedReply {
 	m, ok := f.Remembered(key)
 	if !ok {
@@ -240,9 +229,16 @@ func (n *Node) decideOnceOn(ctx context.Context, primary string, a decideOnceArg
 	return r, err
 }
 
-func (n *Node) rememberedOn(ctx context.Context, primary string, o onceArgs) (rememberedReply, error) {
-	r, _, err := route(ctx, n, primary, opRemembered, o, n.rememberedLocal, idempotent)
-	return r, err
+// rememberedOn reads this node's own replica of primary: the lookup is a
+// shortcut, not what makes the request commit once (the keyed decide is),
+// so a replica that lags only costs an attempt that the decide then
+// aborts, and a key it does hold was committed.
+func (n *Node) rememberedOn(_ context.Context, primary string, o onceArgs) (rememberedReply, error) {
+	g, ok := n.groups[primary]
+	if !ok || g.kv == nil {
+		return rememberedReply{}, fmt.Errorf("%w: group %q", ErrNotFound, primary)
+	}
+	return rememberedFrom(g.kv, o.Key), nil
 }
 
 // txnReplyVersion opens the encoding of a remembered cross-shard reply.

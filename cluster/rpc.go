@@ -100,7 +100,6 @@ func (n *Node) opTable() map[string]opSpec {
 		opTxnRecord:       handle(shardGroup, n.recordLocal),
 		opTxnOnce:         handle(shardGroup, n.txnLocal),
 		opTxnDecideOnce:   handle(shardGroup, n.decideOnceLocal),
-		opRemembered:      handle(shardGroup, n.rememberedLocal),
 		"applied":         local(handle(anyGroup, n.appliedHere)),
 		"ping":            local(handle(metaGroup, n.pingHere)),
 		"status":          local(handle(metaGroup, n.statusHere)),

@@ -55,7 +55,8 @@ type participants interface {
 	// (idempotency.go): the attempt commits only if the key is new on
 	// the primary, which then remembers the reply.
 	decideOnceOn(ctx context.Context, primary string, a decideOnceArgs) (onceDecided, error)
-	// rememberedOn reads what primary remembers under an idempotency key.
+	// rememberedOn reads what primary remembers under an idempotency key
+	// (possibly behind: the keyed decide has the last word).
 	rememberedOn(ctx context.Context, primary string, o onceArgs) (rememberedReply, error)
 }
 
@@ -116,7 +117,8 @@ func (n *Node) newCoordinator() *coordinator {
 // jittered backoff) while locks or recovery get in the way. With once set
 // (an idempotency key), a request the primary already remembers is
 // answered from there, and every attempt is decided by a keyed decide, so
-// the request commits at most once whichever nodes coordinate it.
+// the request commits at most once whichever nodes coordinate it; the
+// decide answers for a key that the (possibly lagging) look-up missed.
 func (c *coordinator) run(ctx context.Context, req TxnRequest, plan txnPlan, once *onceArgs) (TxnResponse, error) {
 	if once != nil {
 		rem, err := c.shards.rememberedOn(ctx, plan.shards[0], *once)
