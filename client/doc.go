@@ -104,7 +104,7 @@
 //	key := client.NewIdempotencyKey()
 //	_, err := c.Txn(ctx, transfer, client.WithIdempotencyKey(key))
 //	if errors.Is(err, client.ErrIndeterminate) {
-//		res, err = c.Txn(ctx, transfer, client.WithIdempotencyKey(key)) // later: applied once either way
+//		_, err = c.Txn(ctx, transfer, client.WithIdempotencyKey(key)) // later: applied once either way
 //	}
 //
 // The same key on a different request is ErrIdempotencyKeyReused (422).
