@@ -22,6 +22,7 @@ type exactlyOnceCounter struct {
 	name, counter, audit string
 	writers              int
 	acked                atomic.Int64 // increments acknowledged as applied (Succeeded)
+	answers              atomic.Int64 // determinate answers (either branch)
 }
 
 // keyOnShard returns a key with the prefix that lives on shard.
@@ -84,7 +85,6 @@ func TestExactlyOnceCountersUnderLeaderKills(t *testing.T) {
 		replays   atomic.Int64 // answers that were a remembered first answer
 		retried   atomic.Int64 // increments that needed more than one call
 		unsettled atomic.Int64 // increments never answered determinately
-		progress  atomic.Int64 // determinate answers so far
 	)
 	var writers []*exactlyOnceCounter
 	for _, k := range counters {
@@ -118,19 +118,25 @@ func TestExactlyOnceCountersUnderLeaderKills(t *testing.T) {
 				if res.Succeeded {
 					k.acked.Add(1)
 				}
-				progress.Add(1)
+				k.answers.Add(1)
 			}
 		}()
 	}
 
-	// The nemesis: kill the leader of each shard in turn, after some
-	// writes went through, and bring it back once writes flow again.
+	// The nemesis: kill the leader of each shard in turn, once every
+	// counter has had some increments answered, and bring it back once
+	// every counter's increments are answered again.
 	waitProgress := func(what string, n int64) {
 		t.Helper()
-		target := progress.Load() + n
+		targets := make([]int64, len(counters))
+		for i, k := range counters {
+			targets[i] = k.answers.Load() + n
+		}
 		if err := WaitFor(60*time.Second, func() error {
-			if p := progress.Load(); p < target {
-				return fmt.Errorf("%d of %d answers %s", p, target, what)
+			for i, k := range counters {
+				if got := k.answers.Load(); got < targets[i] {
+					return fmt.Errorf("%s: %d of %d answers %s", k.name, got, targets[i], what)
+				}
 			}
 			return nil
 		}); err != nil {
@@ -139,16 +145,16 @@ func TestExactlyOnceCountersUnderLeaderKills(t *testing.T) {
 	}
 	for round := range 6 {
 		group := fmt.Sprintf("shard-%d", 1+round%shards)
-		waitProgress("before the kill", 20)
+		waitProgress("before the kill", 5)
 		victim, err := c.WaitLeaderOf(t.Context(), group, 15*time.Second)
 		mustOK(t, err)
 		t.Logf("round %d: killing %s, leader of %s (pid %d)", round, victim.ID, group, victim.PID())
 		mustOK(t, victim.Kill())
-		waitProgress("after the kill", 10)
+		waitProgress("after the kill", 3)
 		mustOK(t, victim.Restart())
 		mustOK(t, c.WaitConverged(t.Context(), ReadyTimeout))
 	}
-	waitProgress("after the last restart", 10)
+	waitProgress("after the last restart", 3)
 	close(stop)
 	wg.Wait()
 
