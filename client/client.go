@@ -39,6 +39,10 @@ type Client struct {
 	userAgent string
 	token     string  // bearer token sent with every call ("" none)
 	router    *router // nil unless WithLeaderRouting
+	// idemRetry bounds the resends of a write whose outcome is unknown
+	// (idempotency.go); honoured is set once an answer echoed a key.
+	idemRetry time.Duration
+	honoured  atomic.Bool
 
 	// preferred is the index into endpoints of the endpoint that answered
 	// last. Each call starts there.
@@ -56,6 +60,8 @@ type options struct {
 	token         string
 	tls           *tls.Config
 	leaderRouting bool
+	idemRetry     time.Duration
+	idemRetrySet  bool
 }
 
 // WithToken sends token as "Authorization: Bearer <token>" with every call,
@@ -99,7 +105,11 @@ func New(endpoints []string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, scheme: "http", token: o.token}
+	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, scheme: "http", token: o.token,
+		idemRetry: DefaultIdempotentRetry}
+	if o.idemRetrySet {
+		c.idemRetry = max(o.idemRetry, 0)
+	}
 	if o.tls != nil {
 		c.scheme = "https"
 	}
@@ -160,7 +170,7 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // example to probe it with Live.
 func (c *Client) At(endpoint string) *Client {
 	// The copy keeps no router: it is for addressing one node on purpose.
-	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, scheme: c.scheme, token: c.token}
+	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, scheme: c.scheme, token: c.token, idemRetry: c.idemRetry}
 	if ep := normalizeEndpoint(endpoint, c.scheme); ep != "" {
 		n.endpoints = []string{ep}
 	}

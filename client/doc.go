@@ -73,14 +73,41 @@
 // dial timeout) the request is sent to the next endpoint in the list. Such a
 // request never reached a server, so this is safe for every operation.
 //
-// Once a request has been written to a connection, a write is never resent:
-// if the connection then fails, or the deadline passes, the write may or may
-// not have been applied, and the client returns an error for which
+// Once a request has been written to a connection, a write is resent only
+// under its idempotency key (below): if the connection then fails, or the
+// deadline passes, the write may or may not have been applied, and without
+// a resend that settles it the client returns an error for which
 // errors.Is(err, ErrIndeterminate) is true. Reads, transactions of gets
 // only, and the calls that are safe to repeat (Join, Leave, Checkpoint) are
 // retried on the next endpoint after any transport failure. A backup also
 // moves on from a node that answers 429 or 503, since each node stages its
 // own.
+//
+// # Exactly-once writes
+//
+// Put, Delete and a Txn that writes go under an Idempotency-Key: the
+// caller's (WithIdempotencyKey) or a random one the client makes for the
+// call (NewIdempotencyKey). The cluster applies a write under a key once
+// and answers any repeat with the first answer, for its
+// --idempotency-window (10 minutes by default). So after an answer that
+// leaves the outcome open (a 504, a connection cut after sending), the
+// client sends the write again with the same key, backing off from 50 ms
+// to 1 s, for up to WithIdempotentRetry (1 minute by default): the first
+// answer that is the write's own ends the call, with PutResult.Replayed or
+// TxnResult.Replayed set when the write had been applied by an earlier
+// send. It resends only to a cluster that has echoed a key (a node of an
+// older build ignores the header); during a rolling upgrade from one, set
+// WithIdempotentRetry(0). A caller that wants to settle an indeterminate
+// write later makes the key itself and sends the write again with it,
+// within the window:
+//
+//	key := client.NewIdempotencyKey()
+//	_, err := c.Txn(ctx, transfer, client.WithIdempotencyKey(key))
+//	if errors.Is(err, client.ErrIndeterminate) {
+//		_, err = c.Txn(ctx, transfer, client.WithIdempotencyKey(key)) // later: applied once either way
+//	}
+//
+// The same key on a different request is ErrIdempotencyKeyReused (422).
 //
 // # Errors
 //

@@ -25,6 +25,9 @@ var (
 	ErrPrecondition = errors.New("raftkv: precondition failed")
 	// ErrConflict: the request conflicts with the current state. 409.
 	ErrConflict = errors.New("raftkv: conflict")
+	// ErrIdempotencyKeyReused: the idempotency key (WithIdempotencyKey)
+	// already names a different request; nothing changed. 422.
+	ErrIdempotencyKeyReused = errors.New("raftkv: idempotency key reused for a different request")
 	// ErrBadRequest: the server (or the client, before sending) rejected the
 	// request as malformed. 400.
 	ErrBadRequest = errors.New("raftkv: bad request")
@@ -66,6 +69,10 @@ const (
 	CodeInternal           = errcode.Internal
 )
 
+// CodeIdempotencyKeyReused is the code of an idempotency key reused for a
+// different request (422).
+const CodeIdempotencyKeyReused = errcode.IdempotencyKeyReused
+
 // codeSentinels gives every public error code its sentinel; a test checks
 // that it covers exactly the public codes of internal/errcode.
 var codeSentinels = map[string]error{
@@ -82,6 +89,8 @@ var codeSentinels = map[string]error{
 	CodeUnavailable:        ErrUnavailable,
 	CodeTimeout:            ErrTimeout,
 	CodeInternal:           ErrInternal,
+
+	CodeIdempotencyKeyReused: ErrIdempotencyKeyReused,
 }
 
 // codeForStatus is used when an error answer has no parsable body (for

@@ -18,6 +18,9 @@ type PutResult struct {
 	Version  uint64 `json:"version"`  // writes since the key was created
 	Shard    string `json:"shard"`    // e.g. "shard-2"
 	Node     string `json:"-"`        // node that served the request
+	// Replayed is set when the answer is the remembered first answer of
+	// the write's idempotency key (a resend of a write already applied).
+	Replayed bool `json:"-"`
 }
 
 // Value is a key's value with its metadata, as returned by Get.
@@ -56,6 +59,7 @@ type writeOptions struct {
 	ifMatch    uint64
 	hasIfMatch bool
 	ifAbsent   bool
+	idemKey    string // WithIdempotencyKey
 }
 
 // IfMatch makes the write happen only if the key's current revision is rev;
@@ -103,7 +107,9 @@ func keyPath(key string) (string, error) {
 }
 
 // Put sets key to value. The write is acknowledged only once it is durable
-// on a majority and applied.
+// on a majority and applied. It is sent under an idempotency key and
+// resent while its outcome is unknown (see WithIdempotencyKey and
+// WithIdempotentRetry), so it applies at most once.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (PutResult, error) {
 	var wo writeOptions
 	for _, opt := range opts {
@@ -121,7 +127,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	}
 	h := wo.header()
 	h.Set("Content-Type", "application/octet-stream")
-	resp, err := c.do(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key})
+	resp, err := c.doWrite(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key}, wo.idemKey)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -135,7 +141,7 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if res.Key == "" {
 		res.Key = key
 	}
-	res.Node = resp.node
+	res.Node, res.Replayed = resp.node, replayedAnswer(resp)
 	return res, nil
 }
 
@@ -186,7 +192,7 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 	if err != nil {
 		return false, err
 	}
-	resp, err := c.do(ctx, request{method: http.MethodDelete, path: path, header: wo.header(), write: true, key: key})
+	resp, err := c.doWrite(ctx, request{method: http.MethodDelete, path: path, header: wo.header(), write: true, key: key}, wo.idemKey)
 	if err != nil {
 		return false, err
 	}

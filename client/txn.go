@@ -62,6 +62,9 @@ type TxnResult struct {
 	Mode      string   // "single" (one raft entry) or "2pc"
 	Shards    []string // participants, primary first
 	Node      string   // the node that coordinated it
+	// Replayed is set when the answer is the remembered first answer of
+	// the transaction's idempotency key.
+	Replayed bool
 }
 
 // PutOp sets key to value.
@@ -205,12 +208,18 @@ func (w *txnWire) writes() bool {
 }
 
 // Txn runs t. It returns once the transaction is decided; Succeeded says
-// which branch ran. A transaction that writes is never resent once
-// delivered: a failure after that is ErrIndeterminate. The error's
-// transaction id is not known then; read the keys, or, with the id of an
-// earlier answer, TxnRecord (see docs/transactions.md). A transaction of
+// which branch ran. A transaction that writes is sent under an idempotency
+// key (WithIdempotencyKey, or one the client makes) and resent while its
+// outcome is unknown, so it commits at most once, cross-shard ones
+// included; only when the retry budget or ctx runs out is the error
+// ErrIndeterminate. The transaction id is not known then; read the keys,
+// or resend with the same key (see docs/transactions.md). A transaction of
 // gets only is a read: never indeterminate.
-func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
+func (c *Client) Txn(ctx context.Context, t Txn, opts ...WriteOption) (TxnResult, error) {
+	key, err := txnKey(opts)
+	if err != nil {
+		return TxnResult{}, err
+	}
 	w, err := t.wire()
 	if err != nil {
 		return TxnResult{}, err
@@ -219,7 +228,7 @@ func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 	if err != nil {
 		return TxnResult{}, err
 	}
-	resp, err := c.postTxn(ctx, body, w.primaryKey(), w.writes())
+	resp, err := c.postTxn(ctx, body, w.primaryKey(), w.writes(), key)
 	if err != nil {
 		return TxnResult{}, err
 	}
@@ -227,7 +236,8 @@ func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 	if err := decodeJSON(resp, &a); err != nil {
 		return TxnResult{}, err
 	}
-	res := TxnResult{Succeeded: a.Succeeded, ID: a.Txn.ID, Mode: a.Txn.Mode, Shards: a.Txn.Shards, Node: resp.node}
+	res := TxnResult{Succeeded: a.Succeeded, ID: a.Txn.ID, Mode: a.Txn.Mode, Shards: a.Txn.Shards, Node: resp.node,
+		Replayed: replayedAnswer(resp)}
 	for _, r := range a.Results {
 		or := TxnOpResult{Op: r.Op, Key: r.Key, Found: r.Found, Version: r.Version, Revision: r.Revision}
 		switch {
@@ -248,24 +258,47 @@ func (c *Client) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 // it, for tools that pass JSON through (raftkv txn). body is not checked
 // beyond finding its primary key for leader routing; the server reports
 // what is wrong with it.
-func (c *Client) TxnJSON(ctx context.Context, body []byte) (json.RawMessage, error) {
+func (c *Client) TxnJSON(ctx context.Context, body []byte, opts ...WriteOption) (json.RawMessage, error) {
+	key, err := txnKey(opts)
+	if err != nil {
+		return nil, err
+	}
 	var w txnWire
 	write := true // a body of the wrong shape is routed anywhere, refused there, and counts as a write
 	if json.Unmarshal(body, &w) == nil {
 		write = w.writes()
 	}
-	resp, err := c.postTxn(ctx, body, w.primaryKey(), write)
+	resp, err := c.postTxn(ctx, body, w.primaryKey(), write, key)
 	if err != nil {
 		return nil, err
 	}
 	return json.RawMessage(resp.body), nil
 }
 
-func (c *Client) postTxn(ctx context.Context, body []byte, primary string, write bool) (*response, error) {
+// txnKey takes a transaction's options: only WithIdempotencyKey applies.
+func txnKey(opts []WriteOption) (string, error) {
+	var wo writeOptions
+	for _, opt := range opts {
+		opt(&wo)
+	}
+	if wo.hasIfMatch || wo.ifAbsent {
+		return "", fmt.Errorf("%w: IfMatch and IfAbsent do not apply to a transaction: compare in it", ErrBadRequest)
+	}
+	return wo.idemKey, nil
+}
+
+// postTxn sends a transaction; one that writes goes under an idempotency
+// key (idemKey, or the client's own) and is resent while its outcome is
+// unknown. A transaction of gets only is a read and goes without one.
+func (c *Client) postTxn(ctx context.Context, body []byte, primary string, write bool, idemKey string) (*response, error) {
 	// key routes the transaction; its answers name no shard
 	// (X-Raftkv-Shard), so the router learns nothing wrong from them.
-	return c.do(ctx, request{method: http.MethodPost, path: "/v1/txn", body: body, write: write,
-		header: http.Header{"Content-Type": {"application/json"}}, key: primary})
+	r := request{method: http.MethodPost, path: "/v1/txn", body: body, write: write,
+		header: http.Header{"Content-Type": {"application/json"}}, key: primary}
+	if !write {
+		return c.do(ctx, r) // gets only: a read, which needs no key
+	}
+	return c.doWrite(ctx, r, idemKey)
 }
 
 // States of a transaction record (TxnRecord.State).

@@ -80,6 +80,12 @@ type Config struct {
 
 	// Txn tunes transactions (limits, recovery of abandoned ones).
 	Txn TxnConfig
+	// IdempotencyWindow is how long a shard remembers an idempotency key
+	// and its write's first result, by its leader's clock (0:
+	// DefaultIdempotencyWindow, 10 minutes). A retry within it gets the
+	// first result; after it the key is forgotten and a retry is a new
+	// write (idempotency.go).
+	IdempotencyWindow time.Duration
 	// Clock is this node's clock (nil: the machine's). Nodes need not
 	// agree on the time; tests give each in-process node its own skew.
 	Clock Clock
@@ -166,6 +172,7 @@ func DefaultConfig() Config {
 		JoinTimeout:          60 * time.Second,
 		BootstrapWait:        DefaultBootstrapWait,
 		Txn:                  DefaultTxnConfig(),
+		IdempotencyWindow:    DefaultIdempotencyWindow,
 		BalanceInterval:      10 * time.Second,
 		SnapshotThreshold:    8192,
 		SnapshotInterval:     30 * time.Second,
@@ -208,6 +215,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("join timeout must be positive")
 	case c.BootstrapWait < 0:
 		return fmt.Errorf("bootstrap wait must not be negative")
+	case c.IdempotencyWindow < 0 || (c.IdempotencyWindow > 0 && c.IdempotencyWindow < time.Second):
+		return fmt.Errorf("idempotency window %s: at least 1s (0 for the default)", c.IdempotencyWindow)
 	case (c.PeerServerTLS == nil) != (c.PeerClientTLS == nil):
 		return fmt.Errorf("peer TLS needs both the server and the client config")
 	}

@@ -65,6 +65,7 @@ var errorCodes = []struct {
 	{ErrPermissionDenied, errcode.PermissionDenied},
 	{ErrConflict, errcode.Conflict},
 	{ErrPrecondition, errcode.PreconditionFailed},
+	{ErrIdempotencyKeyReused, errcode.IdempotencyKeyReused},
 	{ErrTooLarge, errcode.TooLarge},
 	{ErrUnavailable, errcode.Unavailable},
 	{ErrOverloaded, errcode.Overloaded},

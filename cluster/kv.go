@@ -37,6 +37,10 @@ type KVResult struct {
 	Term  uint64 `json:"term,omitempty"`
 	// Node is the id of the node that served the operation (set on return).
 	Node string `json:"-"`
+	// Replayed is set when the write's idempotency key was known: this is
+	// its first result (Index, Term and revisions are the first write's;
+	// KV carries no value) and nothing was applied now.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // ListResult is one page of a listing across every shard.
@@ -68,11 +72,13 @@ type putArgs struct {
 	Key   string        `json:"key"`
 	Value []byte        `json:"value"`
 	Cond  fsm.Condition `json:"cond"`
+	Once  *onceArgs     `json:"once,omitempty"` // an idempotency key (idempotency.go)
 }
 
 type keyArgs struct {
 	Key  string        `json:"key"`
 	Cond fsm.Condition `json:"cond"`
+	Once *onceArgs     `json:"once,omitempty"` // delete only
 }
 
 type listArgs struct {
@@ -98,8 +104,12 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, cond fsm.Condi
 	if len(value) > n.cfg.MaxValueBytes {
 		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
 	}
+	once, err := onceFor(ctx, fsm.EncodePut(key, value, cond))
+	if err != nil {
+		return KVResult{}, err
+	}
 	shard := n.ShardOf(key)
-	res, served, err := route(ctx, n, shard, "put", putArgs{key, value, cond}, n.putLocal, nonIdempotent)
+	res, served, err := route(ctx, n, shard, "put", putArgs{key, value, cond, once}, n.putLocal, once.routing())
 	res.Node, res.Shard = served, shard
 	return res, err
 }
@@ -112,8 +122,12 @@ func (n *Node) Delete(ctx context.Context, key string, cond fsm.Condition) (KVRe
 	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
 		return KVResult{}, err
 	}
+	once, err := onceFor(ctx, fsm.EncodeDelete(key, cond))
+	if err != nil {
+		return KVResult{}, err
+	}
 	shard := n.ShardOf(key)
-	res, served, err := route(ctx, n, shard, "delete", keyArgs{Key: key, Cond: cond}, n.deleteLocal, nonIdempotent)
+	res, served, err := route(ctx, n, shard, "delete", keyArgs{Key: key, Cond: cond, Once: once}, n.deleteLocal, once.routing())
 	res.Node, res.Shard = served, shard
 	return res, err
 }
@@ -344,7 +358,11 @@ func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, err
 	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
 		return KVResult{}, err
 	}
-	resp, err := n.applyUnlocked(ctx, g, fsm.EncodePut(a.Key, a.Value, a.Cond))
+	cmd, err := n.wrapOnce(a.Once, fsm.EncodePut(a.Key, a.Value, a.Cond))
+	if err != nil {
+		return KVResult{}, err
+	}
+	resp, err := n.applyUnlocked(ctx, g, cmd)
 	if err != nil {
 		return KVResult{}, err
 	}
@@ -361,7 +379,11 @@ func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, 
 	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
 		return KVResult{}, err
 	}
-	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeDelete(a.Key, a.Cond))
+	cmd, err := n.wrapOnce(a.Once, fsm.EncodeDelete(a.Key, a.Cond))
+	if err != nil {
+		return KVResult{}, err
+	}
+	resp, err := n.applyUnlocked(ctx, g, cmd)
 	if err != nil {
 		return KVResult{}, err
 	}
@@ -379,9 +401,11 @@ func kvResult(resp interface{}) (KVResult, error) {
 	}
 	switch {
 	case r.Err == nil:
-		return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted, Index: r.Index, Term: r.Term}, nil
+		return KVResult{KV: r.KV, Found: r.Found, Deleted: r.Deleted, Index: r.Index, Term: r.Term, Replayed: r.Replayed}, nil
 	case errors.Is(r.Err, fsm.ErrPrecondition):
 		return KVResult{}, &PreconditionError{Current: r.KV, Found: r.Found}
+	case errors.Is(r.Err, fsm.ErrIdempotencyMismatch):
+		return KVResult{}, reusedKey(r.Err)
 	case errors.Is(r.Err, fsm.ErrLocked):
 		return KVResult{}, fsmError("key locked by transaction "+r.LockedBy, r.Err)
 	}

@@ -67,6 +67,8 @@ type Node struct {
 	clock  Clock        // Config.Clock, or the machine's
 	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
 
+	idem idempotencyState // dates each shard's idempotency table (idempotency.go)
+
 	failfast failfast                    // early elections when a leader's process dies
 	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs
 	// recoveries are the transactions this node's recovery finished lately.
@@ -409,6 +411,7 @@ func (n *Node) start(mode startMode) error {
 	}
 	n.watchPeers()
 	n.goFunc(n.txnRecoveryLoop)
+	n.goFunc(n.idempotencyLoop)
 	n.goFunc(n.balanceLoop)
 	n.goFunc(n.autopilotLoop)
 	switch mode {

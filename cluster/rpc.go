@@ -98,6 +98,8 @@ func (n *Node) opTable() map[string]opSpec {
 		opTxnResolve:      handle(shardGroup, n.resolveLocal),
 		opTxnMarkResolved: handle(shardGroup, n.markResolvedLocal),
 		opTxnRecord:       handle(shardGroup, n.recordLocal),
+		opTxnOnce:         handle(shardGroup, n.txnLocal),
+		opTxnDecideOnce:   handle(shardGroup, n.decideOnceLocal),
 		"applied":         local(handle(anyGroup, n.appliedHere)),
 		"ping":            local(handle(metaGroup, n.pingHere)),
 		"status":          local(handle(metaGroup, n.statusHere)),

@@ -43,12 +43,31 @@ func finishRPC(d *wire.Decoder, what string) error {
 	return nil
 }
 
+// A keyed write's idempotency key and hash follow the condition
+// (appendOnce). Without a key the arguments are as before, so a leader of
+// an older build still reads them; with one, it refuses them (trailing
+// bytes: bad request) instead of applying the write without its key.
+func appendOnce(b []byte, o *onceArgs) []byte {
+	if o == nil {
+		return b
+	}
+	b = wire.AppendText(b, o.Key)
+	return wire.AppendBytes(b, o.Hash)
+}
+
+func readOnce(d *wire.Decoder) *onceArgs {
+	if d.Len() == 0 {
+		return nil
+	}
+	return &onceArgs{Key: d.Text(), Hash: append([]byte(nil), d.Bytes()...)}
+}
+
 // MarshalRPC implements rpc.BinaryMarshaler.
 func (a putArgs) MarshalRPC() []byte {
 	b := beginRPC(len(a.Key) + len(a.Value) + 24)
 	b = wire.AppendText(b, a.Key)
 	b = wire.AppendBytes(b, a.Value)
-	return appendCond(b, a.Cond)
+	return appendOnce(appendCond(b, a.Cond), a.Once)
 }
 
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.
@@ -62,6 +81,7 @@ func (a *putArgs) UnmarshalRPC(b []byte) error {
 		a.Value = v // aliases the request frame, which the call owns
 	}
 	a.Cond = readCond(d)
+	a.Once = readOnce(d)
 	return finishRPC(d, "put arguments")
 }
 
@@ -69,7 +89,7 @@ func (a *putArgs) UnmarshalRPC(b []byte) error {
 func (a keyArgs) MarshalRPC() []byte {
 	b := beginRPC(len(a.Key) + 16)
 	b = wire.AppendText(b, a.Key)
-	return appendCond(b, a.Cond)
+	return appendOnce(appendCond(b, a.Cond), a.Once)
 }
 
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.
@@ -80,6 +100,7 @@ func (a *keyArgs) UnmarshalRPC(b []byte) error {
 	}
 	a.Key = d.Text()
 	a.Cond = readCond(d)
+	a.Once = readOnce(d)
 	return finishRPC(d, "key arguments")
 }
 
@@ -101,6 +122,9 @@ func (r KVResult) MarshalRPC() []byte {
 	if r.Index != 0 || r.Term != 0 {
 		flags |= kvResultHasIndex
 	}
+	if r.Replayed {
+		flags |= kvResultReplayed
+	}
 	b = append(b, flags)
 	b = wire.AppendText(b, r.Shard)
 	if flags&kvResultHasIndex != 0 {
@@ -116,6 +140,11 @@ func (r KVResult) MarshalRPC() []byte {
 // until both nodes run this one.
 const kvResultHasIndex = 4
 
+// kvResultReplayed marks the remembered first result of a keyed write.
+// Only a keyed write gets one, and only a build that sends keys sends
+// keyed writes, so no older build receives the flag.
+const kvResultReplayed = 8
+
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.
 func (r *KVResult) UnmarshalRPC(b []byte) error {
 	d, err := rpcDecoder(b, "key result")
@@ -130,12 +159,12 @@ func (r *KVResult) UnmarshalRPC(b []byte) error {
 	r.KV.ModRevision = d.Uvarint()
 	r.KV.Version = d.Uvarint()
 	flags := d.Byte()
-	r.Found, r.Deleted = flags&1 != 0, flags&2 != 0
+	r.Found, r.Deleted, r.Replayed = flags&1 != 0, flags&2 != 0, flags&kvResultReplayed != 0
 	r.Shard = d.Text()
 	if flags&kvResultHasIndex != 0 {
 		r.Index, r.Term = d.Uvarint(), d.Uvarint()
 	}
-	if flags > 7 {
+	if flags > 15 {
 		d.Fail("unknown flags")
 	}
 	return finishRPC(d, "key result")

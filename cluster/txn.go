@@ -19,6 +19,10 @@ type TxnRequest struct {
 	Failure  []fsm.Op
 }
 
+func (r TxnRequest) body() fsm.Txn {
+	return fsm.Txn{Compares: r.Compares, Success: r.Success, Failure: r.Failure}
+}
+
 // TxnOpResult is the result of one op of the branch that ran. For a get,
 // KV is the key before the transaction; for a put, the key as written
 // (revision and version are 0 in a cross-shard transaction, where the write
@@ -37,6 +41,9 @@ type TxnResponse struct {
 	ID        string
 	Mode      string   // "single" or "2pc"
 	Shards    []string // participants, primary first
+	// Replayed is set when the idempotency key was known: this is the
+	// request's first response, and nothing was applied now.
+	Replayed bool `json:"-"`
 }
 
 // Transaction modes.
@@ -67,14 +74,18 @@ func (n *Node) Txn(ctx context.Context, req TxnRequest) (TxnResponse, error) {
 	if err := n.validateTxn(req); err != nil {
 		return TxnResponse{}, err
 	}
-	if err := n.authorizeTxn(ctx, fsm.Txn{Compares: req.Compares, Success: req.Success, Failure: req.Failure}); err != nil {
+	if err := n.authorizeTxn(ctx, req.body()); err != nil {
+		return TxnResponse{}, err
+	}
+	once, err := onceFor(ctx, fsm.EncodeTxn(fsm.CommandTxn, fsm.TxnCmd{Body: req.body()}))
+	if err != nil {
 		return TxnResponse{}, err
 	}
 	plan := planTxn(req, n.ShardOf)
 	if len(plan.shards) == 1 {
-		return n.txnSingle(ctx, plan.shards[0], req)
+		return n.txnSingle(ctx, plan.shards[0], req, once)
 	}
-	return n.coord.run(ctx, req, plan)
+	return n.coord.run(ctx, req, plan, once)
 }
 
 // validateTxn applies the limits and input rules before anything is
@@ -158,9 +169,12 @@ func planTxn(req TxnRequest, shardOf func(key string) string) txnPlan {
 }
 
 // txnSingle runs a transaction inside one shard as one raft entry.
-func (n *Node) txnSingle(ctx context.Context, shard string, req TxnRequest) (TxnResponse, error) {
-	body := fsm.Txn{Compares: req.Compares, Success: req.Success, Failure: req.Failure}
-	reply, _, err := route(ctx, n, shard, opTxn, txnArgs{body}, n.txnLocal, nonIdempotent)
+func (n *Node) txnSingle(ctx context.Context, shard string, req TxnRequest, once *onceArgs) (TxnResponse, error) {
+	op := opTxn
+	if once != nil {
+		op = opTxnOnce
+	}
+	reply, _, err := route(ctx, n, shard, op, txnArgs{Body: req.body(), Once: once}, n.txnLocal, once.routing())
 	if err != nil {
 		return TxnResponse{}, err
 	}
@@ -171,7 +185,7 @@ func (n *Node) txnSingle(ctx context.Context, shard string, req TxnRequest) (Txn
 	if len(reply.Results) != len(ops) {
 		return TxnResponse{}, fmt.Errorf("transaction returned %d results for %d ops", len(reply.Results), len(ops))
 	}
-	out := TxnResponse{Succeeded: reply.Succeeded, ID: "single." + randomID(), Mode: ModeSingle, Shards: []string{shard}}
+	out := TxnResponse{Succeeded: reply.Succeeded, ID: singleTxnID(once), Mode: ModeSingle, Shards: []string{shard}, Replayed: reply.Replayed}
 	for i, o := range ops {
 		out.Results = append(out.Results, TxnOpResult{Op: o.Kind, Key: o.Key, Found: reply.Results[i].Found, KV: reply.Results[i].KV})
 	}

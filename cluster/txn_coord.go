@@ -51,6 +51,13 @@ type participants interface {
 	markResolvedOn(ctx context.Context, primary, id string) error
 	// recordOn reads id's record on primary linearizably.
 	recordOn(ctx context.Context, primary, id string) (recordReply, error)
+	// decideOnceOn is decideOn for an attempt of a keyed transaction
+	// (idempotency.go): the attempt commits only if the key is new on
+	// the primary, which then remembers the reply.
+	decideOnceOn(ctx context.Context, primary string, a decideOnceArgs) (onceDecided, error)
+	// rememberedOn reads what primary remembers under an idempotency key
+	// (possibly behind: the keyed decide has the last word).
+	rememberedOn(ctx context.Context, primary string, o onceArgs) (rememberedReply, error)
 }
 
 var _ participants = (*Node)(nil)
@@ -107,18 +114,28 @@ func (n *Node) newCoordinator() *coordinator {
 }
 
 // run commits a cross-shard transaction, retrying with a new id (after a
-// jittered backoff) while locks or recovery get in the way.
-func (c *coordinator) run(ctx context.Context, req TxnRequest, plan txnPlan) (TxnResponse, error) {
+// jittered backoff) while locks or recovery get in the way. With once set
+// (an idempotency key), a request the primary already remembers is
+// answered from there, and every attempt is decided by a keyed decide, so
+// the request commits at most once whichever nodes coordinate it; the
+// decide answers for a key that the (possibly lagging) look-up missed.
+func (c *coordinator) run(ctx context.Context, req TxnRequest, plan txnPlan, once *onceArgs) (TxnResponse, error) {
+	if once != nil {
+		rem, err := c.shards.rememberedOn(ctx, plan.shards[0], *once)
+		if err != nil {
+			return TxnResponse{}, err
+		}
+		if res, found, err := replayed(rem, once); found {
+			return res, err
+		}
+	}
 	cfg := c.config()
 	wait := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		id := newTxnID(plan.shards[0])
-		res, outcome, votes, err := c.attempt(ctx, id, plan)
-		if err != nil {
-			return TxnResponse{}, err
-		}
-		if outcome == attemptCommitted {
-			return buildResponse(id, req, plan, res, votes), nil
+		res, outcome, err := c.attempt(ctx, id, req, plan, once)
+		if err != nil || outcome == attemptCommitted {
+			return res, err
 		}
 		if attempt >= cfg.Attempts || !backoff(ctx, c.stop, wait) {
 			return TxnResponse{}, fmt.Errorf("%w: keys locked by other transactions; gave up after %d attempts", ErrConflict, attempt)
@@ -128,11 +145,11 @@ func (c *coordinator) run(ctx context.Context, req TxnRequest, plan txnPlan) (Tx
 }
 
 // attempt runs one attempt under transaction id.
-func (c *coordinator) attempt(ctx context.Context, id string, plan txnPlan) (fsm.Record, attemptResult, map[string]prepareReply, error) {
+func (c *coordinator) attempt(ctx context.Context, id string, req TxnRequest, plan txnPlan, once *onceArgs) (TxnResponse, attemptResult, error) {
 	primary := plan.shards[0]
 	votes, err := c.prepareAll(ctx, id, plan)
 	if errors.Is(err, errAbandoned) {
-		return fsm.Record{}, 0, nil, fmt.Errorf("%w: %v", ErrIndeterminate, err)
+		return TxnResponse{}, 0, fmt.Errorf("%w: %v", ErrIndeterminate, err)
 	}
 	yes, held := err == nil, true
 	for _, v := range votes {
@@ -142,28 +159,71 @@ func (c *coordinator) attempt(ctx context.Context, id string, plan txnPlan) (fsm
 	if !yes {
 		c.abort(id, plan.shards)
 		if err != nil {
-			return fsm.Record{}, 0, nil, err
+			return TxnResponse{}, 0, err
 		}
-		return fsm.Record{}, attemptConflict, nil, nil
+		return TxnResponse{}, attemptConflict, nil
 	}
 	outcome := fsm.OutcomeFailure
 	if held {
 		outcome = fsm.OutcomeSuccess
 	}
 	if err := c.step(StepDecide, id, primary); err != nil {
-		return fsm.Record{}, 0, nil, fmt.Errorf("%w: %v", ErrIndeterminate, errAbandoned)
+		return TxnResponse{}, 0, fmt.Errorf("%w: %v", ErrIndeterminate, errAbandoned)
 	}
-	rec, err := c.shards.decideOn(ctx, primary, id, outcome, plan.shards)
+	res := buildResponse(id, req, plan, fsm.Record{Succeeded: held}, votes)
+	rec, first, err := c.decide(ctx, id, outcome, plan.shards, once, res)
 	if err != nil {
-		// The decision may or may not be in the log; recovery settles it
-		// from the record either way.
-		return fsm.Record{}, 0, nil, fmt.Errorf("%w: transaction %s: deciding: %v", ErrIndeterminate, id, err)
+		return TxnResponse{}, 0, err
 	}
 	c.resolveInBackground(id, rec)
-	if rec.State != fsm.StateCommitted {
-		return rec, attemptConflict, nil, nil // recovery aborted it first
+	switch {
+	case first != nil:
+		return *first, attemptCommitted, nil // the request committed before, in another attempt
+	case rec.State != fsm.StateCommitted:
+		return TxnResponse{}, attemptConflict, nil // recovery aborted it first
 	}
-	return rec, attemptCommitted, votes, nil
+	return buildResponse(id, req, plan, rec, votes), attemptCommitted, nil
+}
+
+// decide writes attempt id's decision on the primary and returns the
+// record as it stands. A keyed attempt goes through decideOnceOn: if the
+// key was remembered already, the attempt is aborted and first is the
+// request's first reply (or the error says the key was reused).
+func (c *coordinator) decide(ctx context.Context, id string, o fsm.Outcome, shards []string, once *onceArgs, res TxnResponse) (fsm.Record, *TxnResponse, error) {
+	indeterminate := func(err error) error {
+		// The decision may or may not be in the log; recovery settles it
+		// from the record either way.
+		return fmt.Errorf("%w: transaction %s: deciding: %v", ErrIndeterminate, id, err)
+	}
+	if once == nil {
+		rec, err := c.shards.decideOn(ctx, shards[0], id, o, shards)
+		if err != nil {
+			return fsm.Record{}, nil, indeterminate(err)
+		}
+		return rec, nil, nil
+	}
+	reply, err := encodeTxnReply(res)
+	if err != nil {
+		return fsm.Record{}, nil, err
+	}
+	d, err := c.shards.decideOnceOn(ctx, shards[0], decideOnceArgs{
+		Decide: decideArgs{ID: id, Outcome: o, Participants: shards}, Once: *once, Reply: reply})
+	if err != nil {
+		return fsm.Record{}, nil, indeterminate(err)
+	}
+	switch {
+	case d.Reused:
+		c.resolveInBackground(id, d.Record)
+		return fsm.Record{}, nil, reusedKey(ErrIdempotencyKeyReused)
+	case d.Replayed:
+		first, err := decodeTxnReply(d.Reply)
+		if err != nil {
+			c.resolveInBackground(id, d.Record)
+			return fsm.Record{}, nil, err
+		}
+		return d.Record, &first, nil
+	}
+	return d.Record, nil, nil
 }
 
 // prepareAll sends the prepares in parallel. It returns every vote, and the

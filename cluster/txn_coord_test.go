@@ -133,6 +133,20 @@ func (f *fakeShards) checked(ctx context.Context, op, shard string, cmd []byte) 
 	return refused(r)
 }
 
+func (f *fakeShards) decideOnceOn(ctx context.Context, primary string, a decideOnceArgs) (onceDecided, error) {
+	now := time.Now().UnixNano()
+	decide := fsm.EncodeTxn(fsm.CommandTxnDecide, fsm.TxnCmd{ID: a.Decide.ID, Outcome: a.Decide.Outcome, Participants: a.Decide.Participants, Now: now})
+	resp, err := f.call(ctx, opTxnDecideOnce, primary, fsm.EncodeIdempotentDecide(a.Once.Key, a.Once.Hash, now, a.Reply, decide))
+	if err != nil {
+		return onceDecided{}, err
+	}
+	return decidedOnce(a.Decide.ID, resp)
+}
+
+func (f *fakeShards) rememberedOn(_ context.Context, primary string, o onceArgs) (rememberedReply, error) {
+	return rememberedFrom(f.fsms[primary], o.Key), nil
+}
+
 func (f *fakeShards) recordOn(_ context.Context, primary, id string) (recordReply, error) {
 	rec, ok := f.fsms[primary].Record(id)
 	return recordReply{Found: ok, Record: rec}, nil
@@ -157,6 +171,8 @@ type harness struct {
 	cfg    TxnConfig
 	// hook, set before run, is the test hook (TxnHook).
 	hook func(step TxnStep, id, shard string) error
+	// once, set before run, is the transaction's idempotency key.
+	once *onceArgs
 	wg   sync.WaitGroup // background resolves
 	mu   sync.Mutex
 	ids  []string // the id of every attempt, in order
@@ -200,7 +216,7 @@ func (h *harness) run(t *testing.T) (TxnResponse, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := h.c.run(ctx, testTxn, planTxn(testTxn, func(k string) string { return testShardOf[k] }))
+	res, err := h.c.run(ctx, testTxn, planTxn(testTxn, func(k string) string { return testShardOf[k] }), h.once)
 	h.wg.Wait()
 	return res, err
 }

@@ -16,11 +16,16 @@ import (
 
 type txnArgs struct {
 	Body fsm.Txn `json:"body"`
+
+	// Once is the idempotency key of a keyed transaction, sent as
+	// opTxnOnce (idempotency.go).
+	Once *onceArgs `json:"once,omitempty"`
 }
 
 type txnReply struct {
 	Succeeded bool           `json:"succeeded"`
 	Results   []fsm.OpResult `json:"results"`
+	Replayed  bool           `json:"replayed,omitempty"`
 }
 
 // prepareArgs is a participant's prepare. TTL is how much longer the
@@ -76,7 +81,11 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 	if err := n.authorizeTxn(ctx, a.Body); err != nil {
 		return txnReply{}, err
 	}
-	resp, err := n.applyUnlocked(ctx, g, fsm.EncodeTxn(fsm.CommandTxn, fsm.TxnCmd{Body: a.Body}))
+	cmd, err := n.wrapOnce(a.Once, fsm.EncodeTxn(fsm.CommandTxn, fsm.TxnCmd{Body: a.Body}))
+	if err != nil {
+		return txnReply{}, err
+	}
+	resp, err := n.applyUnlocked(ctx, g, cmd)
 	if err != nil {
 		return txnReply{}, err
 	}
@@ -87,13 +96,16 @@ func (n *Node) txnLocal(ctx context.Context, g *group, a txnArgs) (txnReply, err
 	if err := refused(r); err != nil {
 		return txnReply{}, err
 	}
+	if errors.Is(r.Err, fsm.ErrIdempotencyMismatch) {
+		return txnReply{}, reusedKey(r.Err)
+	}
 	if r.Txn == nil {
 		if r.Err != nil {
 			return txnReply{}, fsmError("transaction", r.Err)
 		}
 		return txnReply{}, errors.New("transaction entry returned no result")
 	}
-	return txnReply{Succeeded: r.Txn.Succeeded, Results: r.Txn.Results}, nil
+	return txnReply{Succeeded: r.Txn.Succeeded, Results: r.Txn.Results, Replayed: r.Replayed}, nil
 }
 
 func (n *Node) prepareLocal(ctx context.Context, g *group, a prepareArgs) (prepareReply, error) {

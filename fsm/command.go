@@ -19,7 +19,8 @@ type CommandType uint8
 // Command types. The transaction commands (4..9) share one payload layout,
 // TxnCmd. 10..14 are the registry's (the auth commands registry.CommandPutRole
 // .. CommandDeleteToken, then CommandRegisterNode), which a shard refuses as
-// malformed; numbers from 15 up are free in both.
+// malformed; numbers from 15 up are free in both. 20..23 are idempotency's
+// (idempotency.go).
 const (
 	CommandPut    CommandType = 1
 	CommandDelete CommandType = 2
@@ -82,6 +83,12 @@ func (t CommandType) String() string {
 		return "txn-gc"
 	case CommandDeletePrefix:
 		return "delete-prefix"
+	case CommandIdempotent:
+		return "idempotent"
+	case CommandIdempotentDecide:
+		return "idempotent-decide"
+	case CommandIdempotencyGC:
+		return "idempotency-gc"
 	default:
 		return fmt.Sprintf("CommandType(%d)", uint8(t))
 	}
@@ -116,6 +123,10 @@ type Command struct {
 	Value []byte // Put only; aliases the buffer given to Decode
 	Cond  Condition
 	Txn   *TxnCmd // transaction commands only; slices alias the buffer given to Decode
+
+	// Idem is the payload of the idempotency commands (idempotency.go);
+	// it aliases the buffer given to Decode too.
+	Idem *IdemCmd
 }
 
 func (t CommandType) isTxn() bool { return t >= CommandTxn && t <= CommandTxnGC }
@@ -211,6 +222,13 @@ func Decode(b []byte) (Command, error) {
 			return Command{}, fmt.Errorf("%w: %v: %v", ErrMalformed, c.Type, err)
 		}
 		c.Txn = t
+		return c, nil
+	case c.Type.isIdem():
+		ic, err := decodeIdem(c.Type, d)
+		if err != nil {
+			return Command{}, err
+		}
+		c.Idem = ic
 		return c, nil
 	case c.Type == CommandPut, c.Type == CommandDelete, c.Type == CommandDeletePrefix:
 	case c.Type == CommandNoop:

@@ -45,6 +45,14 @@ func applyEntry(s *state, l *raft.Log) (*Result, error) {
 	if err := checkCommand(c); err != nil {
 		return &Result{Err: fmt.Errorf("%w: %v: %v", ErrInvalid, c.Type, err)}, nil
 	}
+	if c.Idem != nil {
+		// A replayed result keeps the index and term of its first entry.
+		r := applyIdem(s, l.Index, l.Term, c)
+		if !r.Replayed {
+			r.Index, r.Term = l.Index, l.Term
+		}
+		return r, nil
+	}
 	r := applyCommand(s, l.Index, c)
 	r.Index, r.Term = l.Index, l.Term
 	return r, nil
@@ -62,6 +70,8 @@ func checkCommand(c Command) error {
 		return nil
 	case CommandNoop:
 		return nil
+	case CommandIdempotent, CommandIdempotentDecide, CommandIdempotencyGC:
+		return checkIdem(c)
 	case CommandDeletePrefix:
 		if c.Cond.Kind != CondNone {
 			return errors.New("a prefix delete takes no condition")

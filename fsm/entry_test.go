@@ -38,6 +38,7 @@ func busyShard(t testing.TB) *harness {
 	h.txn(CommandTxnPrepare, prepare("shard-1.p", "shard-1", 10, Txn{Success: []Op{putOp("b", "2")}}))
 	h.txn(CommandTxnPrepare, prepare("shard-2.q", "shard-2", 10, Txn{Failure: []Op{delOp("c")}}))
 	h.txn(CommandTxnResolve, TxnCmd{ID: "shard-3.r", Outcome: OutcomeAborted, Now: 5})
+	h.apply(EncodeIdempotent("K", make([]byte, IdempotencyHashBytes), 6, EncodePut("z", []byte("1"), Condition{})))
 	return h
 }
 

@@ -60,8 +60,16 @@ type Result struct {
 	// Index and Term are the log entry's: the raft index the command was
 	// applied at, and the term it was proposed in.
 	Index, Term uint64
-	// Count is how many keys a prefix delete removed.
+	// Count is how many keys a prefix delete removed (an idempotency GC:
+	// how many keys it forgot).
 	Count int
+	// Replayed is set when an idempotency key was already remembered: this
+	// is the first result (Index and Term are its entry's) and nothing was
+	// applied now. A remembered put or delete carries the key's revisions
+	// but not its value. Reply is a cross-shard transaction's remembered
+	// reply.
+	Replayed bool
+	Reply    []byte
 }
 
 // FSM is the key/value state machine of one raft group (a shard). It

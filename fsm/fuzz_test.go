@@ -32,6 +32,11 @@ func FuzzApply(f *testing.F) {
 	f.Add(EncodeTxn(CommandTxnResolve, TxnCmd{ID: "shard-2.q", Outcome: OutcomeFailure, Now: 20}))
 	f.Add(EncodeTxn(CommandTxnResolved, TxnCmd{ID: "shard-1.p"}))
 	f.Add(EncodeTxn(CommandTxnGC, TxnCmd{Now: 30, Before: 30}))
+	f.Add(EncodeIdempotent("K", make([]byte, IdempotencyHashBytes), 40, EncodePut("a", []byte("w"), Condition{})))
+	f.Add(EncodeIdempotent("K", make([]byte, IdempotencyHashBytes), 40, EncodeTxn(CommandTxn, TxnCmd{Body: body})))
+	f.Add(EncodeIdempotentDecide("K", make([]byte, IdempotencyHashBytes), 40, []byte("reply"),
+		EncodeTxn(CommandTxnDecide, TxnCmd{ID: "shard-1.p", Outcome: OutcomeSuccess, Now: 20, Participants: []string{"shard-1", "shard-x"}})))
+	f.Add(EncodeIdempotencyGC(50, 45))
 	f.Add(registry.EncodeInit("cluster-1", 3))
 	f.Add(registry.EncodeUpsertNode(registry.Node{ID: "n1", HTTPAddr: "127.0.0.1:8001", RaftAddr: "127.0.0.1:9001"}))
 	f.Add(registry.EncodeRemoveNode("n1"))

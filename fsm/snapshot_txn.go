@@ -16,7 +16,15 @@ const (
 	tagStaged = 2 // tag, id, primary, participants, prepared-at, body (as in a log entry)
 	tagRecord = 3 // tag, id, state, succeeded, participants, started-at, decided-at, resolved
 	tagDone   = 4 // tag, id, at
+	// tagIdempotency: tag, key, hash, at, index, term, kind, outcome
+	// (idempotency.go). A number apart from 1..4 so that other sections
+	// can take the numbers between; a build from before it refuses the
+	// checkpoint (unknown tag) rather than drop the table.
+	tagIdempotency = 20
 )
+
+// knownTag reports whether this build reads records of tag.
+func knownTag(tag byte) bool { return (tag >= tagKey && tag <= tagDone) || tag == tagIdempotency }
 
 // writeState writes every part of st as tagged records.
 func writeState(w *snapshot.Writer, st *state) error {
@@ -39,6 +47,9 @@ func writeState(w *snapshot.Writer, st *state) error {
 			b := appendString(append(buf[:0], tagDone), d.id)
 			return put(binary.AppendUvarint(b, uint64(max(d.at, 0))))
 		})
+	}
+	if err == nil {
+		st.idem.Scan(func(e idemEntry) bool { return put(appendIdemRecord(append(buf[:0], tagIdempotency), e)) })
 	}
 	return err
 }
@@ -116,7 +127,7 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 		return fmt.Errorf("%w: empty record", ErrMalformed)
 	}
 	tag := p[0]
-	if tag < ld.tag || tag < tagKey || tag > tagDone {
+	if tag < ld.tag || !knownTag(tag) {
 		return fmt.Errorf("%w: record tag %d after %d", ErrBadSnapshot, tag, ld.tag)
 	}
 	if tag != ld.tag {
@@ -154,6 +165,10 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 			return fmt.Errorf("%w: finished %q: %v", ErrMalformed, id, err)
 		}
 		st.done.Load(doneEntry{id: id, at: at})
+	case tagIdempotency:
+		if err := loadIdemRecord(st, id, d, index); err != nil {
+			return err
+		}
 	}
 	if id == "" || (ld.prevID != "" && id <= ld.prevID) {
 		return fmt.Errorf("%w: transaction id %q not after %q", ErrBadSnapshot, id, ld.prevID)

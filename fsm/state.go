@@ -19,6 +19,7 @@ type state struct {
 	staged  *btree.BTreeG[Staged]    // by ID: prepared parts not yet resolved here
 	records *btree.BTreeG[Record]    // by ID: records of transactions whose primary is this shard
 	done    *btree.BTreeG[doneEntry] // by ID: transactions resolved here (refuse late prepares)
+	idem    *btree.BTreeG[idemEntry] // by key: remembered first results (idempotency.go)
 }
 
 // lockEntry says that key is locked by transaction txn.
@@ -42,6 +43,7 @@ func newState(group string) state {
 		staged:  btree.NewBTreeGOptions(func(a, b Staged) bool { return a.ID < b.ID }, opts),
 		records: btree.NewBTreeGOptions(func(a, b Record) bool { return a.ID < b.ID }, opts),
 		done:    btree.NewBTreeGOptions(func(a, b doneEntry) bool { return a.id < b.id }, opts),
+		idem:    newIdemTree(),
 	}
 }
 
@@ -49,7 +51,7 @@ func newState(group string) state {
 // the caller needs the write lock because Copy updates bookkeeping.
 func (s *state) copy() state {
 	return state{group: s.group, kv: s.kv.Copy(), locks: s.locks.Copy(), staged: s.staged.Copy(),
-		records: s.records.Copy(), done: s.done.Copy()}
+		records: s.records.Copy(), done: s.done.Copy(), idem: s.idem.Copy()}
 }
 
 // lock returns the transaction holding key's lock, if any.

@@ -36,6 +36,7 @@ func TestEveryErrorReachesTheClientAsItsSentinel(t *testing.T) {
 		{cluster.ErrConflict, client.ErrConflict},
 		{cluster.ErrPrecondition, client.ErrPrecondition},
 		{&cluster.PreconditionError{Found: true}, client.ErrPrecondition},
+		{cluster.ErrIdempotencyKeyReused, client.ErrIdempotencyKeyReused},
 		{cluster.ErrTooLarge, client.ErrTooLarge},
 		{cluster.ErrOverloaded, client.ErrOverloaded},
 		{cluster.ErrUnavailable, client.ErrUnavailable},

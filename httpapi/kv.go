@@ -40,13 +40,19 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	defer kr.cancel()
+	ctx, err := idempotencyKey(kr.ctx, w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	value, err := s.readValue(w, r, s.svc.MaxValueBytes())
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	res, err := s.svc.Put(kr.ctx, key, value, kr.cond)
+	res, err := s.svc.Put(ctx, key, value, kr.cond)
 	setServed(w, res)
+	markReplayed(w, res.Replayed)
 	if err != nil {
 		s.hintLeader(w, res.Shard, err)
 		writeError(w, err)
@@ -95,8 +101,14 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string
 		return
 	}
 	defer kr.cancel()
-	res, err := s.svc.Delete(kr.ctx, key, kr.cond)
+	ctx, err := idempotencyKey(kr.ctx, w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := s.svc.Delete(ctx, key, kr.cond)
 	setServed(w, res)
+	markReplayed(w, res.Replayed)
 	if err != nil {
 		s.hintLeader(w, res.Shard, err)
 		writeError(w, err)

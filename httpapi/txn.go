@@ -88,12 +88,17 @@ func (s *Server) handleTxn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
+	if ctx, err = idempotencyKey(ctx, w, r); err != nil {
+		writeError(w, err)
+		return
+	}
 	res, err := s.svc.Txn(ctx, req)
 	s.metrics.observeTxn(res.Mode, res.Succeeded, err)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	markReplayed(w, res.Replayed)
 	out := txnResponseJSON{Succeeded: res.Succeeded, Results: []txnResultJSON{},
 		Txn: txnInfoJSON{ID: res.ID, Mode: res.Mode, Shards: res.Shards}}
 	for _, o := range res.Results {

@@ -19,12 +19,17 @@ var putHelp = cmdHelpText{
 	summary: "set a key (value from the argument or stdin)",
 	description: `Sets KEY to VALUE. Without VALUE the value is read from stdin, so binary
 data and large values work too. Prints the key's new revision, which
---if-match takes. Use -- before a value that starts with a dash.`,
+--if-match takes. Use -- before a value that starts with a dash.
+
+The write applies at most once: it goes under an idempotency key
+(--idempotency-key, or one of the client's own) and is resent only while
+its outcome is unknown (after a 504 or a cut connection).`,
 	examples: []string{
 		"raftkv put greeting hello",
 		"raftkv put config/app < app.json",
 		"raftkv put lock/leader node1 --if-absent",
 		"raftkv put counter 2 --if-match 41",
+		"raftkv put orders/42 paid --idempotency-key pay-42",
 	},
 }
 
@@ -32,6 +37,7 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("put", putHelp, stdout, stderr)
 	ifMatch := inv.fs.String("if-match", "", "write only if the key's current revision is `REV` (else exit 1, precondition_failed)")
 	ifAbsent := inv.fs.Bool("if-absent", false, "create the key only if it does not exist")
+	idemKey := idempotencyKeyFlag(inv)
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -66,15 +72,16 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	res, err := inv.client().Put(inv.context(), pos[0], value, opts...)
+	key := writeKey(*idemKey)
+	res, err := inv.client().Put(inv.context(), pos[0], value, withIdempotencyKey(opts, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	if inv.json() {
 		_ = printJSON(stdout, res)
 		return 0
 	}
-	fmt.Fprintf(stdout, "OK revision=%d version=%d shard=%s\n", res.Revision, res.Version, res.Shard)
+	fmt.Fprintf(stdout, "OK revision=%d version=%d shard=%s%s\n", res.Revision, res.Version, res.Shard, replayedNote(res.Replayed))
 	return 0
 }
 
@@ -139,6 +146,7 @@ question (scripts, where stdin is not a terminal, are not asked).`,
 	examples: []string{
 		"raftkv del greeting",
 		"raftkv del lock/leader --if-match 17",
+		"raftkv del sessions/9 --idempotency-key logout-9",
 		"raftkv del --prefix bench/ --yes",
 	},
 }
@@ -190,6 +198,7 @@ func cmdDel(args []string, stdout, stderr io.Writer) int {
 	prefix := inv.fs.String("prefix", "", "delete every key that starts with `PREFIX`")
 	all := inv.fs.Bool("all", false, "delete every key of the cluster")
 	yes := inv.fs.Bool("yes", false, "with --prefix or --all: do not ask first")
+	idemKey := idempotencyKeyFlag(inv)
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -200,6 +209,8 @@ func cmdDel(args []string, stdout, stderr io.Writer) int {
 			return inv.usageError("--prefix and --all take no KEY")
 		case *ifMatch != "":
 			return inv.usageError("--if-match is for one key")
+		case *idemKey != "":
+			return inv.usageError("--idempotency-key is for one key (a prefix delete can simply be repeated)")
 		case *all && inv.flagGiven("prefix"):
 			return inv.usageError("give --prefix or --all, not both")
 		case !*all && *prefix == "":
@@ -218,9 +229,10 @@ func cmdDel(args []string, stdout, stderr io.Writer) int {
 		}
 		opts = append(opts, client.IfMatch(rev))
 	}
-	deleted, err := inv.client().Delete(inv.context(), pos[0], opts...)
+	key := writeKey(*idemKey)
+	deleted, err := inv.client().Delete(inv.context(), pos[0], withIdempotencyKey(opts, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	switch {
 	case inv.json():

@@ -14,10 +14,14 @@ var txnHelp = cmdHelpText{
 	description: `Runs a transaction given as JSON (POST /v1/txn) from FILE, or from stdin
 when -f is missing or "-". Prints the JSON answer: which branch ran, each
 op's result and the transaction id. Exits 1 on an error such as 409
-conflict (another transaction held a key; nothing was applied).
+conflict (another transaction held a key; nothing was applied). A
+transaction that writes commits at most once: it goes under an idempotency
+key (--idempotency-key, or one of the client's own) and is resent only
+while its outcome is unknown.
 See docs/transactions.md for the format.`,
 	examples: []string{
 		"raftkv txn -f transfer.json",
+		"raftkv txn -f transfer.json --idempotency-key transfer-2026-12-02-7",
 		`echo '{"success":[{"op":"put","key":"a","value":"1"},{"op":"put","key":"b","value":"2"}]}' | raftkv txn`,
 	},
 }
@@ -25,6 +29,7 @@ See docs/transactions.md for the format.`,
 func cmdTxn(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("txn", txnHelp, stdout, stderr)
 	file := inv.fs.String("f", "-", "read the transaction from `FILE` (- for stdin)")
+	idemKey := idempotencyKeyFlag(inv)
 	pos, code, ok := inv.parse(args)
 	if !ok {
 		return code
@@ -49,11 +54,12 @@ func cmdTxn(args []string, stdout, stderr io.Writer) int {
 		return inv.usageError("the transaction is not valid JSON")
 	}
 	// The client sends it to the primary shard's leader (unless
-	// --no-leader-routing) and never resends it once delivered: a
-	// transaction is not idempotent.
-	answer, err := inv.client().TxnJSON(inv.context(), body)
+	// --no-leader-routing), under an idempotency key, and resends it
+	// only while its outcome is unknown (cli_idempotency.go).
+	key := writeKey(*idemKey)
+	answer, err := inv.client().TxnJSON(inv.context(), body, withIdempotencyKey(nil, key)...)
 	if err != nil {
-		return inv.fail(err)
+		return failWrite(inv, err, key)
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, answer, "", "  ") == nil {

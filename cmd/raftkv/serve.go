@@ -110,6 +110,7 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.IntVar(&c.Txn.MaxBytes, "txn-max-bytes", c.Txn.MaxBytes, "most key plus value bytes in one transaction")
 	fs.DurationVar(&c.Txn.RecoveryTimeout, "txn-recovery-timeout", c.Txn.RecoveryTimeout, "age at which a shard leader finishes a transaction whose coordinator went quiet")
 	fs.DurationVar(&c.Txn.Retention, "txn-retention", c.Txn.Retention, "how long decided transaction records stay readable via GET /v1/txn/{id}")
+	fs.DurationVar(&c.IdempotencyWindow, "idempotency-window", c.IdempotencyWindow, "how long a shard remembers an Idempotency-Key and its write's first answer (at least 1s); a retry within it gets that answer, after it the write applies again")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
 	fs.StringVar(&sf.tlsCert, "tls-cert", "", "certificate `FILE` of the HTTP API; with --tls-key it serves HTTPS")
 	fs.StringVar(&sf.tlsKey, "tls-key", "", "private key `FILE` of --tls-cert")

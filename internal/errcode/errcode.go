@@ -31,6 +31,10 @@ const (
 	Internal           = "internal"
 )
 
+// IdempotencyKeyReused: an Idempotency-Key already names another request.
+// Never change it either.
+const IdempotencyKeyReused = "idempotency_key_reused"
+
 // Info describes one error code.
 type Info struct {
 	Code string
@@ -65,6 +69,8 @@ var list = []Info{
 		Meaning: "the request clashes with the cluster (e.g. removing the last voter)"},
 	{Code: PreconditionFailed, Status: http.StatusPreconditionFailed, Public: PreconditionFailed,
 		Meaning: "an If-Match/If-None-Match condition failed; nothing changed"},
+	{Code: IdempotencyKeyReused, Status: http.StatusUnprocessableEntity, Public: IdempotencyKeyReused,
+		Meaning: "the Idempotency-Key was first used, within the retention window, for a different request (another method, key, value, condition or transaction body); nothing changed"},
 	{Code: TooLarge, Status: http.StatusRequestEntityTooLarge, Public: TooLarge,
 		Meaning: "the value or the request body is over its limit; nothing changed"},
 	{Code: Overloaded, Status: http.StatusTooManyRequests, Public: Overloaded, RetryAfter: true,
