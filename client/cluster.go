@@ -174,6 +174,9 @@ type Overview struct {
 	Node  string         `json:"node"`
 	At    time.Time      `json:"at"`
 	Nodes []NodeOverview `json:"nodes"`
+	// Removed is set when the gathering node was removed from the
+	// cluster: what it shows is its stale view.
+	Removed *Removal `json:"removed,omitempty"`
 }
 
 // NodeOverview is one registered node's part of an Overview.
