@@ -29,7 +29,7 @@ type fakeNode struct {
 	// overview is the body of GET /v1/cluster/overview (no nodes if
 	// empty).
 	overview string
-	keyReqs int      // key requests and transactions received
+	keyReqs  int // key requests and transactions received
 }
 
 func newFakeNode(t *testing.T, id string) (*fakeNode, *httptest.Server) {
