@@ -30,7 +30,8 @@ import (
 //     meta replica lists it but has known no leader for removalAskAfter, it
 //     asks the other members of its meta configuration for their status;
 //     one of the same cluster that leads meta and does not list this node
-//     settles it.
+//     settles it. The node then stops its groups' raft (stopGroups), which
+//     would otherwise keep asking the members for votes they refuse.
 //
 // What it is not: a node that has not joined yet (its groups know no
 // configuration at all), and a node of a restored cluster (another cluster
@@ -107,7 +108,7 @@ func (n *Node) removalMessage(groups []string, evidence, peer string) string {
 			n.cfg.NodeID, strings.Join(groups, ", "), MetaGroup)
 	}
 	return what + "; its data is no longer replicated and is not served. " +
-		"To bring it back, stop it, wipe its data dir and start it with --join <HTTP address of a member>: it joins as a new node"
+		"To bring it back, stop it, wipe its data dir and start it with --join HOST:PORT (the HTTP address of a member): it joins as a new node"
 }
 
 // removalLoop keeps n.removal up to date until stop closes. Owned by the
@@ -131,6 +132,7 @@ func (n *Node) removalLoop() {
 			askedResult = nil
 			if r != nil && n.removal.Load() == nil && n.meta.leaderID() == "" && len(n.removedFrom()) == 0 {
 				n.setRemoval(r)
+				n.stopGroups()
 			}
 			continue
 		case <-tick.C:
@@ -174,6 +176,21 @@ func (n *Node) setRemoval(r *Removal) {
 	case old != nil:
 		n.logger.Info("this node is a member of the cluster again", "groups_before", strings.Join(old.Groups, ","))
 	}
+}
+
+// stopGroups shuts down every group's raft on a node that a peer says was
+// removed. Its replicas still list it, so they would go on standing for
+// election, and every member would refuse the vote with a warning, each
+// election timeout, for as long as the node runs. Its HTTP API and its
+// node-to-node calls stay up, to say what happened; the groups' state on
+// disk is untouched, and a restart opens them again (and asks again).
+func (n *Node) stopGroups() {
+	for _, name := range n.order {
+		if err := n.groups[name].close(); err != nil {
+			n.logger.Warn("stopping the raft of a group of a removed node", "group", name, "error", err)
+		}
+	}
+	n.logger.Info("stopped raft in every group: this node was removed and takes no part any more")
 }
 
 // askPeersAboutRemoval asks the other members of this node's meta

@@ -77,7 +77,7 @@ func TestClusterStatusTakesTheLagFromEachGroupsLeader(t *testing.T) {
 func TestClusterStatusOfARemovedNodeSaysSoFirst(t *testing.T) {
 	f, srv := newFakeNode(t, "node3")
 	f.cluster = `{"cluster_id":"c-1","shards":1,"node":"node3","nodes":[],"groups":[],
-		"removed":{"groups":["meta","shard-1"],"evidence":"configuration","message":"this node (node3) is no longer in the configuration of meta, shard-1: it left; To bring it back, stop it, wipe its data dir and start it with --join <HTTP address of a member>"}}`
+		"removed":{"groups":["meta","shard-1"],"evidence":"configuration","message":"this node (node3) is no longer in the configuration of meta, shard-1: it left; To bring it back, stop it, wipe its data dir and start it with --join HOST:PORT (the HTTP address of a member): it joins as a new node"}}`
 	code, out, errOut := runCLI(t, "cluster", "status", "--endpoints", srv.URL)
 	if code != 0 {
 		t.Fatalf("status: %d %q", code, errOut)
