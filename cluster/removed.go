@@ -21,10 +21,10 @@ import (
 // How it learns it (removalLoop, every removalCheckInterval):
 //
 //   - from its own replicas: a group whose configuration is known (not
-//     empty) and does not list this node. A leader stops replicating to a
-//     removed member only after sending it the entry that removes it, so a
-//     node that was up sees the change, and its log keeps it across
-//     restarts;
+//     empty) and does not list this node, and whose leader it no longer
+//     hears from. A leader stops replicating to a removed member only
+//     after sending it the entry that removes it, so a node that was up
+//     sees the change, and its log keeps it across restarts;
 //   - from a peer: a node removed while it was down (or cut off) never
 //     receives that entry, and its own replicas still list it. When its
 //     meta replica lists it but has known no leader for removalAskAfter, it
@@ -82,16 +82,28 @@ func (n *Node) CheckMember() error {
 }
 
 // removedFrom returns the groups whose known configuration does not list
-// this node, in group order.
+// this node and whose leader it no longer hears from, in group order. A
+// node that catches up (a rejoin after a wipe) can hold, for a moment, a
+// configuration from before it was added again, taken from a checkpoint
+// or the middle of the log, but it hears from the leader all along; a
+// removed node never again.
 func (n *Node) removedFrom() []string {
 	var out []string
 	for _, name := range n.order {
 		g := n.groups[name]
-		if g.hasConfiguration() && !g.isMember(n.cfg.NodeID, false) {
+		if g.hasConfiguration() && !g.isMember(n.cfg.NodeID, false) && !g.hearsFromLeader(n.cfg.NodeID, n.cfg.HeartbeatTimeout) {
 			out = append(out, name)
 		}
 	}
 	return out
+}
+
+// hearsFromLeader reports whether another node leads g and this replica
+// heard from it within the heartbeat timeout.
+func (g *group) hearsFromLeader(self string, heartbeat time.Duration) bool {
+	leader := g.leaderID()
+	lc := g.raft.LastContact()
+	return leader != "" && leader != self && !lc.IsZero() && time.Since(lc) < heartbeat
 }
 
 // removalMessage is the one sentence a removed node says, with the way back.
