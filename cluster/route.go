@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -97,7 +98,11 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 		if !g.isMember(n.cfg.NodeID, false) && g.hasConfiguration() {
 			// A node removed from the group hears from no leader again:
 			// waiting would only burn the deadline.
-			return zero, "", fmt.Errorf("%w: %s", ErrRemoved, n.removalMessage([]string{g.name}, evidenceConfiguration, ""))
+			groups := n.removedFrom()
+			if !slices.Contains(groups, g.name) {
+				groups = append(groups, g.name)
+			}
+			return zero, "", fmt.Errorf("%w: %s", ErrRemoved, n.removalMessage(groups, evidenceConfiguration, ""))
 		}
 		return zero, "", errNoLeaderKnown
 	}

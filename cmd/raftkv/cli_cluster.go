@@ -133,6 +133,13 @@ func writeFollowers(w io.Writer, views []leaderView) {
 			fmt.Fprintf(tw, "%s\t-\t(no leader's view)\t-\t-\t-\n", v.group)
 			continue
 		}
+		if len(v.Followers) == 0 {
+			what := "(no other members)"
+			if len(v.Voters)+len(v.Nonvoters) > 1 {
+				what = "(not reported: an older raftkv)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", v.group, v.leader, what)
+		}
 		for _, f := range v.Followers {
 			id, reach, lag := f.ID, "yes", "-"
 			if !f.Voter {
