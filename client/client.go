@@ -266,7 +266,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 	n := len(c.endpoints)
 	start := int(c.preferred.Load()) % n
 	var causes []error
-	var busy error // the last "try later" answer of a nextOnBusy request
+	var busy error // the last "try later" answer of a nextOnBusy request, or a removed node's
 	sent := false  // some attempt may have reached a server
 	for i := 0; i < n; i++ {
 		idx := (start + i) % n
@@ -287,6 +287,12 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		}
 		var apiErr *APIError
 		if errors.As(err, &apiErr) {
+			if errors.Is(err, ErrRemoved) && ctx.Err() == nil {
+				// That node left the cluster and did nothing: another
+				// endpoint may still be a member.
+				busy = err
+				continue
+			}
 			// The node answered; it is reachable even if it said no.
 			c.preferred.Store(uint32(idx))
 			if routed {

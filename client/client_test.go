@@ -143,6 +143,7 @@ func TestErrorMapping(t *testing.T) {
 		{502, `<html>bad gateway</html>`, true, ErrInternal, true},
 		{500, `{"error":{"code":"internal","message":"x"}}`, true, ErrInternal, true},
 		{413, ``, true, ErrTooLarge, false},
+		{410, `{"error":{"code":"removed","message":"removed from the cluster"}}`, true, ErrRemoved, false},
 	}
 	for _, tc := range cases {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -201,6 +202,36 @@ func TestFailoverFromDeadEndpoint(t *testing.T) {
 	var reqErr *RequestError
 	if !errors.As(err, &reqErr) {
 		t.Fatalf("all dead: not a *RequestError: %#v", err)
+	}
+}
+
+// TestARemovedNodeIsPassedOver: the first endpoint was removed from the
+// cluster and answers 410 removed (it did nothing); reads and writes go
+// on to the next endpoint, which is remembered. With nothing else to try,
+// the caller gets ErrRemoved.
+func TestARemovedNodeIsPassedOver(t *testing.T) {
+	var removedHits atomic.Int32
+	removed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		removedHits.Add(1)
+		w.WriteHeader(http.StatusGone)
+		w.Write([]byte(`{"error":{"code":"removed","message":"removed from the cluster: wipe its data dir and start it with --join"}}`))
+	}))
+	t.Cleanup(removed.Close)
+	fake, srv := newFakeServer(t, "node2")
+	c := New([]string{removed.URL, srv.URL})
+	ctx := context.Background()
+	if _, err := c.Put(ctx, "k", []byte("v")); err != nil {
+		t.Fatalf("put with the first endpoint removed: %v", err)
+	}
+	if _, err := c.Get(ctx, "k"); err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if n, r := len(fake.requests()), removedHits.Load(); n != 2 || r != 1 {
+		t.Errorf("member saw %d requests, removed node %d; want 2 and 1", n, r)
+	}
+	_, err := New([]string{removed.URL}).Get(ctx, "k")
+	if !errors.Is(err, ErrRemoved) || errors.Is(err, ErrIndeterminate) {
+		t.Errorf("only a removed endpoint: %v, want ErrRemoved", err)
 	}
 }
 

@@ -19,6 +19,10 @@ type ClusterStatus struct {
 	// step-downs, oldest first.
 	RecentElections []ElectionEvent `json:"recent_elections"`
 
+	// Removed is set when the answering node knows it was removed from the
+	// cluster: it serves no data (every key request answers ErrRemoved).
+	Removed *Removal `json:"removed,omitempty"`
+
 	// Node is the id of the node that answered.
 	Node string `json:"node"`
 	// Raw is the answer exactly as the server sent it.
@@ -74,6 +78,40 @@ type GroupStatus struct {
 	// leaderships lost, by cause.
 	Candidacies map[string]uint64 `json:"candidacies"`
 	StepDowns   map[string]uint64 `json:"step_downs"`
+	// Followers is set only when the answering node leads the group: how
+	// far behind each other member is, as the leader sees it.
+	Followers []FollowerProgress `json:"followers,omitempty"`
+}
+
+// Removal says how a node knows it is no longer a member of the cluster.
+type Removal struct {
+	// Groups are the groups that no longer list the node.
+	Groups []string `json:"groups"`
+	// Evidence is "configuration" (its own replicas show the change) or
+	// "peer" (Peer, the leader of meta, does not list it: it was removed
+	// while down).
+	Evidence string    `json:"evidence"`
+	Peer     string    `json:"peer,omitempty"`
+	Since    time.Time `json:"since"`
+	// Message says what happened and how the node comes back.
+	Message string `json:"message"`
+}
+
+// FollowerProgress is one member of a group as the group's leader sees it.
+type FollowerProgress struct {
+	ID    string `json:"id"`
+	Voter bool   `json:"voter"`
+	// Reachable: the leader's heartbeats to it succeed.
+	Reachable bool `json:"reachable"`
+	// LastContactMs is how long ago the leader last heard from it (0 while
+	// heartbeats succeed; it grows while the follower is down).
+	LastContactMs int64 `json:"last_contact_ms"`
+	// MatchIndex is its last log index as it last reported it (about every
+	// second), LagEntries the leader's last index minus that, -1 before
+	// its first report; ReportAgeMs is the report's age.
+	MatchIndex  uint64 `json:"match_index"`
+	LagEntries  int64  `json:"lag_entries"`
+	ReportAgeMs int64  `json:"report_age_ms"`
 }
 
 // ElectionEvent is one candidacy ("candidate") or lost leadership
@@ -136,6 +174,9 @@ type Overview struct {
 	Node  string         `json:"node"`
 	At    time.Time      `json:"at"`
 	Nodes []NodeOverview `json:"nodes"`
+	// Removed is set when the gathering node was removed from the
+	// cluster: what it shows is its stale view.
+	Removed *Removal `json:"removed,omitempty"`
 }
 
 // NodeOverview is one registered node's part of an Overview.

@@ -81,7 +81,9 @@
 // only, and the calls that are safe to repeat (Join, Leave, Checkpoint) are
 // retried on the next endpoint after any transport failure. A backup also
 // moves on from a node that answers 429 or 503, since each node stages its
-// own.
+// own. Every request moves on from a node that answers 410 removed (it was
+// removed from the cluster and did nothing); with no endpoint left the
+// caller gets ErrRemoved.
 //
 // # Exactly-once writes
 //

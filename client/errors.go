@@ -31,6 +31,10 @@ var (
 	// ErrBadRequest: the server (or the client, before sending) rejected the
 	// request as malformed. 400.
 	ErrBadRequest = errors.New("raftkv: bad request")
+	// ErrRemoved: the node that answered was removed from the cluster and
+	// serves nothing; the operation did not happen. A client with other
+	// endpoints tries the next one. 410.
+	ErrRemoved = errors.New("raftkv: node removed from the cluster")
 	// ErrTooLarge: the value exceeds the server's limit. 413.
 	ErrTooLarge = errors.New("raftkv: value too large")
 	// ErrOverloaded: the shard's leader had too many writes in flight; the
@@ -61,6 +65,7 @@ const (
 	CodeNotFound           = errcode.NotFound
 	CodeMethodNotAllowed   = errcode.MethodNotAllowed
 	CodeConflict           = errcode.Conflict
+	CodeRemoved            = errcode.Removed
 	CodePreconditionFailed = errcode.PreconditionFailed
 	CodeTooLarge           = errcode.TooLarge
 	CodeOverloaded         = errcode.Overloaded
@@ -83,6 +88,7 @@ var codeSentinels = map[string]error{
 	// A method the endpoint does not take is a malformed request.
 	CodeMethodNotAllowed:   ErrBadRequest,
 	CodeConflict:           ErrConflict,
+	CodeRemoved:            ErrRemoved,
 	CodePreconditionFailed: ErrPrecondition,
 	CodeTooLarge:           ErrTooLarge,
 	CodeOverloaded:         ErrOverloaded,

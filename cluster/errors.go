@@ -29,6 +29,11 @@ var (
 	// ErrPrecondition: an If-Match / If-None-Match condition failed; nothing
 	// changed. It is the fsm's sentinel so the check done at apply time matches.
 	ErrPrecondition = fsm.ErrPrecondition
+	// ErrRemoved: this node is no longer a member of the cluster (it left,
+	// was removed as dead, or was left out of an outage recovery), so its
+	// replicas are stale and nothing is served from them; the operation
+	// did not happen. Removal.Error says how to bring the node back.
+	ErrRemoved = errors.New("removed from the cluster")
 	// ErrTooLarge: a value exceeds the configured limit; nothing was proposed.
 	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable: no leader could be reached before the deadline, or the
@@ -64,6 +69,7 @@ var errorCodes = []struct {
 	{ErrUnauthenticated, errcode.Unauthenticated},
 	{ErrPermissionDenied, errcode.PermissionDenied},
 	{ErrConflict, errcode.Conflict},
+	{ErrRemoved, errcode.Removed},
 	{ErrPrecondition, errcode.PreconditionFailed},
 	{ErrIdempotencyKeyReused, errcode.IdempotencyKeyReused},
 	{ErrTooLarge, errcode.TooLarge},

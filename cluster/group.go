@@ -49,6 +49,9 @@ type group struct {
 	confirm   confirmer  // shares leadership confirmations among reads
 
 	leaderChanges atomic.Uint64
+	// heartbeats are the followers whose heartbeats fail while this node
+	// leads the group (followers.go); fed by watchLeaders.
+	heartbeats heartbeatFailures
 	// leaderMu guards leaderCh, which is closed (and replaced) whenever this
 	// node sees the group's leader change, waking requests waiting on one.
 	leaderMu  sync.Mutex
@@ -200,6 +203,7 @@ func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, reco
 			if e, ok := observationEvent(g, o); ok {
 				publish(g, e)
 			}
+			g.heartbeats.observe(o)
 			if s, ok := o.Data.(raft.RaftState); ok {
 				if ev, ok := g.noteState(s, isClosed(stop), heartbeat); ok {
 					g.logger.Log(electionLogLevel(ev.Cause), "election event", "event", ev.Event, "cause", ev.Cause, "term", ev.Term)

@@ -365,8 +365,12 @@ func (n *Node) transferLocal(ctx context.Context, g *group, a transferArgs) (Tra
 }
 
 // Ready reports whether every group has a leader and this node is a voter
-// of each; it says what is missing otherwise.
+// of each; it says what is missing otherwise (for a removed node, that it
+// was removed and how it comes back).
 func (n *Node) Ready() (bool, string) {
+	if err := n.CheckMember(); err != nil {
+		return false, err.Error()
+	}
 	for _, name := range n.order {
 		g := n.groups[name]
 		if g.leaderID() == "" {

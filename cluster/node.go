@@ -79,6 +79,12 @@ type Node struct {
 	// and deadNodesRemoved counts the nodes it removed.
 	pilot            atomic.Pointer[pilot]
 	deadNodesRemoved atomic.Uint64
+	// removal is set once this node finds it is no longer a member
+	// (removed.go); owned by removalLoop.
+	removal atomic.Pointer[Removal]
+	// progress is what the followers of the groups this node leads last
+	// reported (followers.go); owned by progressLoop.
+	progress followerReports
 
 	stop      chan struct{} // closed by Close; every goroutine below watches it
 	wg        sync.WaitGroup
@@ -414,6 +420,8 @@ func (n *Node) start(mode startMode) error {
 	n.goFunc(n.idempotencyLoop)
 	n.goFunc(n.balanceLoop)
 	n.goFunc(n.autopilotLoop)
+	n.goFunc(n.removalLoop)
+	n.goFunc(n.progressLoop)
 	switch mode {
 	case modeBootstrap:
 		if err := n.awaitClaims(); err != nil {

@@ -17,6 +17,9 @@ type Overview struct {
 	// At is when it finished gathering, on its clock.
 	At    time.Time      `json:"at"`
 	Nodes []NodeOverview `json:"nodes"`
+	// Removed is set when the gathering node was removed from the cluster
+	// (Status.Removed): what it shows is its stale view.
+	Removed *Removal `json:"removed,omitempty"`
 }
 
 // NodeOverview is one registered node's part of an Overview.
@@ -40,7 +43,7 @@ const overviewTimeout = 700 * time.Millisecond
 // from the others still shows what it sees (itself, and the rest down).
 func (n *Node) Overview(ctx context.Context) Overview {
 	members := n.meta.reg.Nodes()
-	ov := Overview{Node: n.cfg.NodeID, Nodes: make([]NodeOverview, len(members))}
+	ov := Overview{Node: n.cfg.NodeID, Nodes: make([]NodeOverview, len(members)), Removed: n.removal.Load()}
 	var wg sync.WaitGroup
 	for i, m := range members {
 		ov.Nodes[i] = NodeOverview{ID: m.ID, HTTPAddr: m.HTTPAddr, RaftAddr: m.RaftAddr}

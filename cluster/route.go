@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -40,6 +41,9 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 		if err := n.checkOpen(); err != nil {
 			return zero, "", err
 		}
+		if err := n.CheckMember(); err != nil && !leaveOps[op] {
+			return zero, "", err
+		}
 		if g.raft.State() == raft.Shutdown {
 			// raft stops a group on a node removed from it: waiting for a
 			// leader would only burn the deadline.
@@ -73,6 +77,11 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 
 var errNoLeaderKnown = errors.New("no leader known")
 
+// leaveOps are the steps of a leave, which a node removed from some groups
+// still forwards: a leave run on the leaving node itself goes on after its
+// first groups have let it go (membership.go).
+var leaveOps = map[string]bool{"remove-member": true, "deregister": true}
+
 // forwardGrace is how long a forwarded request still waits for the node it
 // was sent to once this node sees another leader.
 const forwardGrace = 250 * time.Millisecond
@@ -89,7 +98,11 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 		if !g.isMember(n.cfg.NodeID, false) && g.hasConfiguration() {
 			// A node removed from the group hears from no leader again:
 			// waiting would only burn the deadline.
-			return zero, "", fmt.Errorf("%w: this node is not a member of %s (it was removed from the cluster)", ErrUnavailable, g.name)
+			groups := n.removedFrom()
+			if !slices.Contains(groups, g.name) {
+				groups = append(groups, g.name)
+			}
+			return zero, "", fmt.Errorf("%w: %s", ErrRemoved, n.removalMessage(groups, evidenceConfiguration, ""))
 		}
 		return zero, "", errNoLeaderKnown
 	}

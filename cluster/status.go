@@ -34,6 +34,9 @@ type Status struct {
 	// DeadNodesRemoved counts the nodes this node removed as dead
 	// (Config.DeadNodeTimeout) while it led the meta group.
 	DeadNodesRemoved uint64 `json:"dead_nodes_removed"`
+	// Removed is set once this node knows it is no longer a member of the
+	// cluster (removed.go): how it knows, and what to do.
+	Removed *Removal `json:"removed,omitempty"`
 }
 
 // NodeStatus is a registry entry plus, when probed, whether this node could
@@ -77,6 +80,9 @@ type GroupStatus struct {
 	RefusedConnections uint64   `json:"refused_connections"`
 	Voters             []string `json:"voters"`
 	Nonvoters          []string `json:"nonvoters"`
+	// Followers is, on the group's leader only, how far behind each other
+	// member is and when the leader last heard from it (followers.go).
+	Followers []FollowerProgress `json:"followers,omitempty"`
 	// Applies counts the writes this node proposed as the group's leader
 	// and saw committed and applied, and ApplySeconds their total time
 	// from proposal to applied; both only grow, so a reader takes rates.
@@ -114,8 +120,13 @@ func (n *Node) Status() Status {
 		st.Nodes = append(st.Nodes, NodeStatus{Node: nd, Stage: stage, Health: n.health(nd.ID)})
 	}
 	st.DeadNodesRemoved = n.deadNodesRemoved.Load()
+	st.Removed = n.removal.Load()
 	for _, name := range n.order {
-		gs := n.groups[name].status()
+		g := n.groups[name]
+		gs := g.status()
+		if gs.State == raft.Leader.String() {
+			gs.Followers = n.followers(g)
+		}
 		if k := n.refused[name]; k != nil {
 			gs.RefusedConnections = k.Load()
 		}

@@ -102,6 +102,11 @@ func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.checkMember(); err != nil {
+		// 410 removed rather than 503: waiting will not make it ready.
+		writeError(w, fmt.Errorf("not ready: %w", err))
+		return
+	}
 	if ok, why := s.svc.Ready(); !ok {
 		writeError(w, fmt.Errorf("%w: not ready: %s", cluster.ErrUnavailable, why))
 		return

@@ -34,6 +34,7 @@ func TestEveryErrorReachesTheClientAsItsSentinel(t *testing.T) {
 		{errNoRoute, client.ErrNotFound},
 		{errNoMethod, client.ErrBadRequest},
 		{cluster.ErrConflict, client.ErrConflict},
+		{cluster.ErrRemoved, client.ErrRemoved},
 		{cluster.ErrPrecondition, client.ErrPrecondition},
 		{&cluster.PreconditionError{Found: true}, client.ErrPrecondition},
 		{cluster.ErrIdempotencyKeyReused, client.ErrIdempotencyKeyReused},

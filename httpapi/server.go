@@ -51,6 +51,37 @@ type Service interface {
 
 var _ Service = (*cluster.Node)(nil)
 
+// memberChecker is offered by a Service whose node can tell it was removed
+// from the cluster (cluster.Node): CheckMember is then a
+// cluster.ErrRemoved error that says how the node comes back.
+type memberChecker interface{ CheckMember() error }
+
+var _ memberChecker = (*cluster.Node)(nil)
+
+// checkMember is the node's removal, or nil (also for a Service that
+// cannot tell).
+func (s *Server) checkMember() error {
+	if m, ok := s.svc.(memberChecker); ok {
+		return m.CheckMember()
+	}
+	return nil
+}
+
+// dataPaths are the endpoints that serve or change keys. A removed node
+// answers them 410 removed, whatever the consistency asked for: its
+// replicas are no longer replicated to, so even a stale read would serve
+// data the cluster may have changed long ago.
+var dataPaths = []string{"/v1/kv", "/v1/txn"}
+
+func servesData(path string) bool {
+	for _, p := range dataPaths {
+		if path == p || strings.HasPrefix(path, p+"/") {
+			return true
+		}
+	}
+	return false
+}
+
 // Request deadlines: key operations default to 5 s; membership changes wait
 // for new members to catch up, so they get longer. ?timeout= overrides both.
 const (
@@ -127,6 +158,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) string {
+	if servesData(r.URL.Path) {
+		if err := s.checkMember(); err != nil {
+			writeError(w, err)
+			return "removed"
+		}
+	}
 	if escaped, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/kv/"); ok {
 		key, err := url.PathUnescape(escaped)
 		if err != nil {

@@ -25,7 +25,9 @@ Commands:
   status        show which nodes run, then 'raftkv cluster status'
   kill ID       SIGKILL a node (ID: node2 or 2), to watch failover
   stop ID       SIGTERM a node and wait for it to exit
-  restart ID    start a stopped or killed node again with the same flags
+  restart ID    start a stopped or killed node again with the same flags; a
+                node that was removed from the cluster (leave, dead-node
+                cleanup) is stopped again, with how to bring it back
   logs ID [-f]  print the end of a node's log (-f: follow it)
 
 Environment:
@@ -203,6 +205,29 @@ check_ports() {
 	done
 }
 
+# others_have_data succeeds when a node other than node1 has a data dir
+# with something in it: a cluster exists.
+others_have_data() {
+	local i
+	for i in $(known_nodes); do
+		((i != 1)) && [[ -n $(ls -A "$(node_dir "$i")/data" 2>/dev/null) ]] && return 0
+	done
+	return 1
+}
+
+# first_running_other prints the lowest index of a running node other than
+# $1, or fails.
+first_running_other() {
+	local i
+	for i in $(known_nodes); do
+		if ((i != $1)) && node_pid "$i" >/dev/null; then
+			echo "$i"
+			return 0
+		fi
+	done
+	return 1
+}
+
 start_node() {
 	local i=$1 pid dir
 	if pid=$(node_pid "$i"); then
@@ -210,22 +235,33 @@ start_node() {
 		return
 	fi
 	check_ports "$i" || return 1
-	if ((i > 1)) && [[ -z $(ls -A "$(node_dir "$i")/data" 2>/dev/null) ]] && ! node_pid 1 >/dev/null; then
-		# Joining goes through node1's address: only ever to the node1
-		# this script runs, never to whatever else answers there.
-		echo "cluster.sh: cannot start node$i: it would join through node1 ($(http_addr 1)), which this script is not running" >&2
-		return 1
+	# A node with state ignores --join. A node without joins through a
+	# node this script runs (never whatever else answers on a port): node1
+	# for the others, and for node1, wiped after it was removed, the first
+	# running node of the cluster; a fresh node1 of a new cluster
+	# bootstraps it.
+	local via=""
+	if ((i > 1)); then
+		via=1
+		if [[ -z $(ls -A "$(node_dir "$i")/data" 2>/dev/null) ]] && ! node_pid 1 >/dev/null; then
+			echo "cluster.sh: cannot start node$i: it would join through node1 ($(http_addr 1)), which this script is not running" >&2
+			return 1
+		fi
+	elif [[ -z $(ls -A "$(node_dir 1)/data" 2>/dev/null) ]] && others_have_data; then
+		via=$(first_running_other 1) || {
+			echo "cluster.sh: cannot start node1: its data dir is empty but the cluster's other nodes have data; start one of them first, and node1 joins through it" >&2
+			return 1
+		}
 	fi
 	dir=$(node_dir "$i")
 	mkdir -p "$dir/data"
 	local args=(serve --id "node$i" --data-dir "$dir/data"
 		--http-addr "$(http_addr "$i")" --raft-addr "$(raft_addr "$i")" --shards "$SHARDS")
-	# A node with state ignores --join; node1 bootstraps when it has none.
-	if ((i > 1)); then
+	if [[ -n $via ]]; then
 		if $TLS; then
-			args+=(--join "https://$(http_addr 1)")
+			args+=(--join "https://$(http_addr "$via")")
 		else
-			args+=(--join "$(http_addr 1)")
+			args+=(--join "$(http_addr "$via")")
 		fi
 	fi
 	if $TLS; then
@@ -268,9 +304,27 @@ undo_up() {
 	done
 }
 
-# wait_ready waits until every listed node answers /readyz with 200.
+# explain_removed says that node $1 was removed from the cluster and how it
+# comes back: restarting it on its old data never will.
+explain_removed() {
+	local i=$1
+	cat >&2 <<EOF
+node$i was removed from the cluster (a 'raftkv cluster leave', a dead-node
+cleanup or an outage recovery): its data in $(node_dir "$i")/data is no longer
+replicated, it serves nothing (HTTP 410 removed), and restarting it on that
+data never makes it a member again. To bring it back as a new member, wipe
+its data and start it; it joins through another running node:
+  $0 stop node$i
+  rm -rf $(node_dir "$i")/data
+  $0 restart node$i
+EOF
+}
+
+# wait_ready waits until every listed node answers /readyz with 200. It
+# returns 2 at once when one answers 410: that node was removed from the
+# cluster and will never be ready (explain_removed says what to do).
 wait_ready() {
-	local deadline=$((SECONDS + READY_WAIT)) i pending
+	local deadline=$((SECONDS + READY_WAIT)) i pending code
 	while :; do
 		pending=()
 		for i in "$@"; do
@@ -279,7 +333,12 @@ wait_ready() {
 				tail -n 20 "$(log_file "$i")" >&2 || true
 				return 1
 			fi
-			[[ $(http_status "$(http_addr "$i")" /readyz) == 200 ]] || pending+=("node$i")
+			code=$(http_status "$(http_addr "$i")" /readyz)
+			if [[ $code == 410 ]]; then
+				explain_removed "$i"
+				return 2
+			fi
+			[[ $code == 200 ]] || pending+=("node$i")
 		done
 		((${#pending[@]} == 0)) && return 0
 		if ((SECONDS >= deadline)); then
@@ -340,7 +399,7 @@ cmd_up() {
 	# the others join it. A node1 with state is restarting and needs its
 	# peers for a quorum, so then every node starts at once.
 	local fresh=false
-	if [[ -z $(ls -A "$(node_dir 1)/data" 2>/dev/null) ]]; then
+	if [[ -z $(ls -A "$(node_dir 1)/data" 2>/dev/null) ]] && ! others_have_data; then
 		fresh=true
 	fi
 	for ((i = 1; i <= n; i++)); do
@@ -482,8 +541,16 @@ cmd_restart() {
 	fi
 	start_node "$i"
 	echo "waiting for node$i to be ready..."
-	wait_ready "$i" || die "node$i did not become ready"
-	echo "node$i is ready"
+	local rc=0
+	wait_ready "$i" || rc=$?
+	case $rc in
+	0) echo "node$i is ready" ;;
+	2)
+		signal_node "$i" TERM >&2
+		die "node$i was removed from the cluster; stopped it again (see above)"
+		;;
+	*) die "node$i did not become ready" ;;
+	esac
 }
 
 cmd_logs() {

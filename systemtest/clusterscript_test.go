@@ -102,3 +102,48 @@ func TestClusterScriptLeavesNothingRunningWhenItsPortsAreTaken(t *testing.T) {
 		t.Fatalf("the failed up left %v running", live)
 	}
 }
+
+// TestClusterScriptRestartOfARemovedNodeSaysHowItComesBack: node3 leaves a
+// script cluster; `restart node3` on its old data no longer waits out the
+// readiness timeout to say "not ready": it says the node was removed,
+// stops it again and prints the way back. Following it makes node3 a
+// member again.
+func TestClusterScriptRestartOfARemovedNodeSaysHowItComesBack(t *testing.T) {
+	skipShort(t)
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	base := freeRun(t, 6)
+	httpBase, raftBase := base, base+3
+	dir := t.TempDir()
+	t.Cleanup(func() { clusterScript(t, dir, httpBase, raftBase, "down") })
+	if code, out := clusterScript(t, dir, httpBase, raftBase, "up", "3"); code != 0 {
+		t.Fatalf("up 3: exit %d:\n%s", code, out)
+	}
+	node1 := fmt.Sprintf("127.0.0.1:%d", httpBase)
+	leave := exec.Command(filepath.Join(dir, "raftkv"), "cluster", "leave", "node3", "--endpoints", node1)
+	if code, out := runCommand(t, leave); code != 0 {
+		t.Fatalf("leave node3: exit %d:\n%s", code, out)
+	}
+
+	code, out := clusterScript(t, dir, httpBase, raftBase, "restart", "node3")
+	data := filepath.Join(dir, "node3", "data")
+	for _, want := range []string{"node3 was removed from the cluster", "rm -rf " + data, "restart node3", "stopped it again"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("restart of the removed node3 does not say %q:\n%s", want, out)
+		}
+	}
+	if code == 0 || strings.Contains(out, "not ready after") {
+		t.Errorf("restart of the removed node3: exit %d, want a failure that is not the readiness timeout:\n%s", code, out)
+	}
+	if live := liveNodes(dir); len(live) != 2 {
+		t.Errorf("after restarting the removed node3, running: %v; want node1 and node2 only", live)
+	}
+
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := clusterScript(t, dir, httpBase, raftBase, "restart", "node3"); code != 0 || !strings.Contains(out, "node3 is ready") {
+		t.Fatalf("restart of node3 with its data wiped: exit %d:\n%s", code, out)
+	}
+}

@@ -186,4 +186,17 @@ func TestDashboardShowsAKilledNodeAndItsSuccessors(t *testing.T) {
 	if downCells != 1+c.Shards {
 		t.Errorf("%d of %d cells of %s's column show it down", downCells, 1+c.Shards, victim.ID)
 	}
+	// And each says, as the group's new leader sees it, that the leader
+	// cannot reach it.
+	mustOK(t, WaitFor(20*time.Second, func() error {
+		unreachable, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(
+			`document.querySelectorAll('#groups td[data-node="%s"][data-role="down"] .lag[data-reachable="false"]').length`, victim.ID)))
+		if err != nil {
+			return err
+		}
+		if unreachable != 1+c.Shards {
+			return fmt.Errorf("%d of %d cells of %s's column show its leader's view of it as unreachable", unreachable, 1+c.Shards, victim.ID)
+		}
+		return nil
+	}))
 }

@@ -45,9 +45,16 @@ var clusterStatusHelp = cmdHelpText{
 	description: `Shows the cluster as the first reachable endpoint sees it: every registered
 node and whether the answering node can reach it (a node-to-node ping on
 the raft port; when the server does not report it, a /livez probe sent from
-here, 1s each), and every raft group with its leader, term, commit and applied
-index, last snapshot, members and lag (commit index minus applied index on
-the answering node). -o json prints the server's answer unchanged.`,
+here, 1s each), every raft group with its leader, term, commit and applied
+index, last snapshot and members, and every follower as its group's leader
+sees it: reachable (the leader's heartbeats get through), LAG (the
+leader's last log index minus the follower's, in entries) and LAST CONTACT
+(how long ago the leader last heard from it). A dead node shows as
+unreachable, with a lag and a last contact that grow. The followers come
+from each group's leader, gathered through the answering node
+(/v1/cluster/overview). A node that was removed from the cluster says so
+first, with the way back. -o json prints the answering node's own status
+(GET /v1/cluster) unchanged.`,
 	examples: []string{
 		"raftkv cluster status",
 		"raftkv cluster status --endpoints 127.0.0.1:8081 -o json",
@@ -79,8 +86,76 @@ func cmdClusterStatus(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	live := probeNodes(inv.context(), c, st.Nodes)
-	writeClusterStatus(stdout, st, live)
+	// The followers' lag is known to each group's leader; a node that
+	// cannot gather the others' statuses still shows its own groups'.
+	ov, _ := c.Overview(inv.context())
+	writeClusterStatus(stdout, st, live, leaderViews(st, ov))
 	return 0
+}
+
+// leaderView is one group as its leader reported it.
+type leaderView struct {
+	group  string
+	leader string
+	client.GroupStatus
+}
+
+// leaderViews picks, for each group of st, the status of the node that
+// leads it (the highest term among the nodes that say they lead it) from
+// the overview, or from st itself.
+func leaderViews(st client.ClusterStatus, ov client.Overview) []leaderView {
+	statuses := []client.ClusterStatus{st}
+	for _, n := range ov.Nodes {
+		if n.Status != nil {
+			statuses = append(statuses, *n.Status)
+		}
+	}
+	var out []leaderView
+	for _, g := range st.Groups {
+		v := leaderView{group: g.Name}
+		for _, s := range statuses {
+			if lg, ok := s.Group(g.Name); ok && lg.State == "Leader" && (v.leader == "" || lg.Term > v.Term) {
+				v.leader, v.GroupStatus = s.Node, lg
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// writeFollowers prints every follower as its group's leader sees it.
+func writeFollowers(w io.Writer, views []leaderView) {
+	fmt.Fprintln(w, "\nFollowers, as each group's leader sees them")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tLEADER\tFOLLOWER\tREACHABLE\tLAG\tLAST CONTACT")
+	for _, v := range views {
+		if v.leader == "" {
+			fmt.Fprintf(tw, "%s\t-\t(no leader's view)\t-\t-\t-\n", v.group)
+			continue
+		}
+		if len(v.Followers) == 0 {
+			what := "(no other members)"
+			if len(v.Voters)+len(v.Nonvoters) > 1 {
+				what = "(not reported: an older raftkv)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t-\t-\t-\n", v.group, v.leader, what)
+		}
+		for _, f := range v.Followers {
+			id, reach, lag := f.ID, "yes", "-"
+			if !f.Voter {
+				id += " (nonvoter)"
+			}
+			if !f.Reachable {
+				reach = "no"
+			}
+			if f.LagEntries >= 0 {
+				lag = strconv.FormatInt(f.LagEntries, 10)
+			}
+			contact := (time.Duration(f.LastContactMs) * time.Millisecond).Round(100 * time.Millisecond).String()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.group, v.leader, id, reach, lag, contact)
+		}
+	}
+	tw.Flush()
 }
 
 // probeNodes asks every node's /livez in parallel and reports which
@@ -105,12 +180,15 @@ func probeNodes(ctx context.Context, c *client.Client, nodes []client.NodeInfo) 
 	return up
 }
 
-func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
+func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool, views []leaderView) {
 	seenBy := st.Node
 	if seenBy == "" {
 		seenBy = "?"
 	}
 	fmt.Fprintf(w, "Cluster %s, %d shards, as seen by %s\n\n", st.ClusterID, st.Shards, seenBy)
+	if r := st.Removed; r != nil {
+		fmt.Fprintf(w, "%s WAS REMOVED FROM THE CLUSTER: %s.\nWhat follows is its own stale view; ask another node for the cluster's.\n\n", seenBy, r.Message)
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "NODE\tHTTP\tRAFT\tSTAGE\tHEALTH\tREACHABLE FROM %s\n", seenBy)
@@ -132,17 +210,14 @@ func writeClusterStatus(w io.Writer, st client.ClusterStatus, live []bool) {
 	fmt.Fprintln(w)
 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tLEADER\tTERM\tCOMMIT\tAPPLIED\tSNAPSHOT\tVOTERS\tNONVOTERS\tLAG")
+	fmt.Fprintln(tw, "GROUP\tLEADER\tTERM\tCOMMIT\tAPPLIED\tSNAPSHOT\tVOTERS\tNONVOTERS")
 	for _, g := range st.Groups {
-		var lag uint64
-		if g.CommitIndex > g.AppliedIndex {
-			lag = g.CommitIndex - g.AppliedIndex
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
 			g.Name, orDash(g.Leader), g.Term, g.CommitIndex, g.AppliedIndex, g.LastSnapshotIndex,
-			joinOrDash(g.Voters), joinOrDash(g.Nonvoters), lag)
+			joinOrDash(g.Voters), joinOrDash(g.Nonvoters))
 	}
 	tw.Flush()
+	writeFollowers(w, views)
 
 	if ev := st.RecentElections; len(ev) > 0 {
 		const shown = 8

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -25,7 +26,10 @@ type fakeNode struct {
 	rev     uint64
 	posts   []string // bodies of POSTs to /v1/cluster/...
 	cluster string   // body of GET /v1/cluster
-	keyReqs int      // key requests and transactions received
+	// overview is the body of GET /v1/cluster/overview (no nodes if
+	// empty).
+	overview string
+	keyReqs  int // key requests and transactions received
 }
 
 func newFakeNode(t *testing.T, id string) (*fakeNode, *httptest.Server) {
@@ -50,6 +54,8 @@ func (f *fakeNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == "/livez":
 	case path == "/v1/cluster":
 		io.WriteString(w, f.cluster)
+	case path == "/v1/cluster/overview":
+		io.WriteString(w, cmp.Or(f.overview, `{"nodes":[]}`))
 	case strings.HasPrefix(path, "/v1/cluster/"):
 		f.posts = append(f.posts, path+" "+string(body))
 		if strings.Contains(string(body), `"ghost"`) {

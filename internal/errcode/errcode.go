@@ -21,6 +21,7 @@ const (
 	NotFound           = "not_found"
 	MethodNotAllowed   = "method_not_allowed"
 	Conflict           = "conflict"
+	Removed            = "removed"
 	PreconditionFailed = "precondition_failed"
 	TooLarge           = "too_large"
 	Overloaded         = "overloaded"
@@ -67,6 +68,8 @@ var list = []Info{
 		Meaning: "the path exists but not with this method"},
 	{Code: Conflict, Status: http.StatusConflict, Public: Conflict,
 		Meaning: "the request clashes with the cluster (e.g. removing the last voter)"},
+	{Code: Removed, Status: http.StatusGone, Public: Removed,
+		Meaning: "this node was removed from the cluster and serves no data; the operation did not happen: ask another node, and wipe this one's data dir before it joins again"},
 	{Code: PreconditionFailed, Status: http.StatusPreconditionFailed, Public: PreconditionFailed,
 		Meaning: "an If-Match/If-None-Match condition failed; nothing changed"},
 	{Code: IdempotencyKeyReused, Status: http.StatusUnprocessableEntity, Public: IdempotencyKeyReused,

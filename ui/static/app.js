@@ -93,6 +93,19 @@ function renderNodes(nodes, led) {
   }));
 }
 
+// followerSeen is what the group's leader says of follower id: its lag in
+// entries, and, when the leader's heartbeats do not reach it, how long
+// since the leader last heard from it. null when the leader does not say.
+function followerSeen(leader, id) {
+  const f = leader && (leader.group.followers || []).find((x) => x.id === id);
+  if (!f) return null;
+  const lag = f.lag_entries < 0 ? "?" : f.lag_entries;
+  let text = `lag ${lag}`;
+  if (!f.reachable) text += ` · unreachable, last contact ${(f.last_contact_ms / 1000).toFixed(1)} s ago`;
+  const behind = !f.reachable || f.lag_entries > 1000;
+  return el("div", { class: behind ? "lag behind" : "lag", "data-lag": String(f.lag_entries), "data-reachable": String(f.reachable) }, text);
+}
+
 function renderGroups(nodes, led) {
   const names = new Set();
   for (const n of nodes) for (const g of (n.status && n.status.groups) || []) names.add(g.name);
@@ -103,8 +116,11 @@ function renderGroups(nodes, led) {
     const leader = led[name];
     const cells = nodes.map((n) => {
       const attrs = { "data-group": name, "data-node": n.id };
+      const seen = followerSeen(leader, n.id);
       if (!n.reachable) {
-        return el("td", { ...attrs, "data-role": "down", class: "unreachable" }, el("span", { class: "role" }, "down"));
+        const cell = el("td", { ...attrs, "data-role": "down", class: "unreachable" }, el("span", { class: "role" }, "down"));
+        if (seen) cell.append(seen);
+        return cell;
       }
       const g = (n.status.groups || []).find((x) => x.name === name);
       if (!g) return el("td", { ...attrs, "data-role": "absent", class: "absent" }, "not a member");
@@ -112,10 +128,7 @@ function renderGroups(nodes, led) {
       const cell = el("td", { ...attrs, "data-role": role, class: role },
         el("span", { class: "role" }, role),
         el("div", { class: "detail" }, `term ${g.term} · ${g.commit_index} / ${g.applied_index}`));
-      if (leader && role !== "leader") {
-        const lag = Math.max(0, leader.group.commit_index - g.applied_index);
-        cell.append(el("div", { class: lag > 1000 ? "lag behind" : "lag" }, `lag ${lag}`));
-      }
+      if (seen && role !== "leader") cell.append(seen);
       if ((g.nonvoters || []).includes(n.id)) cell.append(el("div", { class: "detail" }, "nonvoter"));
       return cell;
     });
@@ -239,6 +252,9 @@ function render(ov) {
     document.getElementById("cluster").textContent =
       `cluster ${self.status.cluster_id} · ${self.status.shards} shards · ${nodes.length} nodes`;
   }
+  const removed = document.getElementById("removed");
+  removed.hidden = !ov.removed;
+  removed.textContent = ov.removed ? `${ov.node} was removed from the cluster: ${ov.removed.message}. This page shows its stale view; open another node's /ui/.` : "";
   renderNodes(nodes, led);
   renderGroups(nodes, led);
   sample(Date.parse(ov.at), nodes);
