@@ -43,6 +43,22 @@ func clusterScript(t *testing.T, dir string, httpBase, raftBase int, args ...str
 	return runCommand(t, cmd)
 }
 
+// scriptFolder gives a test of scripts/cluster.sh a folder and a run of
+// free ports of its own, and stops whatever the script started there when
+// the test ends.
+func scriptFolder(t *testing.T) (dir string, httpBase, raftBase int) {
+	t.Helper()
+	skipShort(t)
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	base := freeRun(t, 6)
+	httpBase, raftBase = base, base+3
+	dir = t.TempDir()
+	t.Cleanup(func() { clusterScript(t, dir, httpBase, raftBase, "down") })
+	return dir, httpBase, raftBase
+}
+
 // liveNodes lists the nodes of the script's folder whose recorded process
 // is still alive.
 func liveNodes(dir string) []string {
@@ -65,14 +81,7 @@ func liveNodes(dir string) []string {
 // quick-start node) refuses, naming what holds the port, and a failure
 // after node1 started stops node1 again.
 func TestClusterScriptLeavesNothingRunningWhenItsPortsAreTaken(t *testing.T) {
-	skipShort(t)
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	base := freeRun(t, 6)
-	httpBase, raftBase := base, base+3
-	dir := t.TempDir()
-	t.Cleanup(func() { clusterScript(t, dir, httpBase, raftBase, "down") })
+	dir, httpBase, raftBase := scriptFolder(t)
 
 	// Something else listens on node1's HTTP port.
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", httpBase))
@@ -109,14 +118,7 @@ func TestClusterScriptLeavesNothingRunningWhenItsPortsAreTaken(t *testing.T) {
 // stops it again and prints the way back. Following it makes node3 a
 // member again.
 func TestClusterScriptRestartOfARemovedNodeSaysHowItComesBack(t *testing.T) {
-	skipShort(t)
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	base := freeRun(t, 6)
-	httpBase, raftBase := base, base+3
-	dir := t.TempDir()
-	t.Cleanup(func() { clusterScript(t, dir, httpBase, raftBase, "down") })
+	dir, httpBase, raftBase := scriptFolder(t)
 	if code, out := clusterScript(t, dir, httpBase, raftBase, "up", "3"); code != 0 {
 		t.Fatalf("up 3: exit %d:\n%s", code, out)
 	}
