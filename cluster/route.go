@@ -37,6 +37,11 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 	}
 	wait := retryWait
 	var lastErr error
+	// maybeApplied: an attempt reached a leader and its answer never came.
+	// From then on the request may have happened, whatever later attempts
+	// say, so running out of time is indeterminate, never "unavailable"
+	// (which tells the client nothing was done).
+	maybeApplied := false
 	for {
 		if err := n.checkOpen(); err != nil {
 			return zero, "", err
@@ -57,14 +62,20 @@ func route[A, R any](ctx context.Context, n *Node, groupName, op string, args A,
 		case errors.Is(err, errNotLeader), errors.Is(err, errDialFailed), errors.Is(err, errNoLeaderKnown):
 			lastErr = err
 		case errors.Is(err, ErrIndeterminate) && kind == idempotent:
-			lastErr = err
+			lastErr, maybeApplied = err, true
 		default:
 			return zero, served, err
 		}
 		select {
 		case <-ctx.Done():
+			if maybeApplied {
+				return zero, "", fmt.Errorf("%w: no answer from a leader of %s before the deadline, after an attempt that may have been applied (last: %v)", ErrIndeterminate, groupName, lastErr)
+			}
 			return zero, "", fmt.Errorf("%w: no leader of %s reachable before the deadline (last: %v)", ErrUnavailable, groupName, lastErr)
 		case <-n.stop:
+			if maybeApplied {
+				return zero, "", fmt.Errorf("%w: node is shutting down, after an attempt that may have been applied (last: %v)", ErrIndeterminate, lastErr)
+			}
 			return zero, "", fmt.Errorf("%w: node is shutting down", ErrUnavailable)
 		case <-changed:
 			// A new leader is known: try it at once rather than after the

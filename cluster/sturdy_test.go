@@ -171,3 +171,20 @@ func TestAWriteWhoseLeaderLostItsQuorumIsRetriedNotAnswered504(t *testing.T) {
 		t.Fatalf("the write was applied %s times", v)
 	}
 }
+
+// A keyed write whose leader is cut off after taking it may have been
+// applied; when the deadline passes before any leader can say, the answer
+// is 504 (outcome unknown), never 503 (which tells the client nothing
+// happened), however later attempts went.
+func TestAKeyedWriteThatMayHaveAppliedIsNeverAnsweredUnavailable(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 3, 1)
+	leader := c.Leader("shard-1")
+	old := c.Nodes[leader]
+	c.Disconnect(leader)
+	defer c.Heal()
+	resp := raftkvtest.Do(http.MethodPut, old.HTTPAddr, raftkvtest.KeyPath("cut-off")+"?timeout=3s", []byte("maybe"),
+		map[string]string{"Idempotency-Key": "cut-off-1"})
+	if resp.Status != http.StatusGatewayTimeout {
+		t.Fatalf("keyed write through a leader cut off with it: %d %s (want 504: it may have been applied)", resp.Status, resp.Body)
+	}
+}
