@@ -342,12 +342,14 @@ func (e joinedErrors) Unwrap() []error { return e }
 // connection that failed (a dial error). This is the one place that
 // decides whether a request was sent.
 func (c *Client) attempt(ctx context.Context, base string, r request) (resp *response, delivered bool, err error) {
+	// net/http may resend a request on a fresh connection by itself when
+	// a reused one broke, and it does so even after the request was
+	// written when the request is "replayable", which a write carrying an
+	// Idempotency-Key is. So once any try wrote the request it stays
+	// delivered: if the resend then finds the node gone (connection
+	// refused), the first send may still have been applied.
 	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		// net/http may retry a request on a fresh connection when a
-		// reused one failed before anything was written; each try asks
-		// for a connection first, so only the last try's writes count.
-		GetConn:      func(string) { wrote.Store(false) },
 		WroteHeaders: func() { wrote.Store(true) },
 	})
 	u := base + r.path

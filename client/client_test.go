@@ -1,11 +1,13 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -427,5 +429,61 @@ func TestTLSEndpointWithoutScheme(t *testing.T) {
 	// An explicit http:// stays plaintext even with WithTLS.
 	if got := New([]string{"http://" + hostPort}, WithTLS(&tls.Config{})).Endpoints()[0]; got != "http://"+hostPort {
 		t.Fatalf("explicit http endpoint became %q", got)
+	}
+}
+
+// TestAKeyedWriteCutOnAReusedConnectionStaysIndeterminate: net/http resends
+// a request carrying an Idempotency-Key by itself when a reused connection
+// breaks after the request was written. Here the resend finds the node gone
+// (connection refused); the first send may still have been applied, so the
+// write must end indeterminate, not "no endpoint reachable".
+func TestAKeyedWriteCutOnAReusedConnectionStaysIndeterminate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- func() error {
+			conn, err := ln.Accept()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			// The first request (a read) is answered, keeping the
+			// connection open for the write.
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			body := `{"error":{"code":"not_found","message":"no such key"}}`
+			fmt.Fprintf(conn, "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			// The write arrives on the same connection; the node dies
+			// before answering it: nothing listens any more.
+			req, err = http.ReadRequest(br)
+			if err != nil {
+				return err
+			}
+			if req.Header.Get("Idempotency-Key") == "" {
+				return errors.New("the write carried no Idempotency-Key")
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			ln.Close()
+			return nil
+		}()
+	}()
+	c := New([]string{ln.Addr().String()}, WithIdempotentRetry(0))
+	if _, err := c.Get(t.Context(), "k"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get: %v, want ErrNotFound", err)
+	}
+	_, err = c.Put(t.Context(), "k", []byte("v"), WithIdempotencyKey(NewIdempotencyKey()))
+	if serr := <-served; serr != nil {
+		t.Fatal(serr)
+	}
+	if !errors.Is(err, ErrIndeterminate) {
+		t.Fatalf("put cut after delivery: %v, want ErrIndeterminate", err)
 	}
 }

@@ -24,14 +24,21 @@ const (
 
 // writeLog records the outcome of every unique-key write.
 type writeLog struct {
-	mu  sync.Mutex
-	out map[string]outcome
+	mu    sync.Mutex
+	out   map[string]outcome
+	cause map[string]string // key -> the error that refused it, for failure messages
 }
 
-func (w *writeLog) record(key string, o outcome) {
+func (w *writeLog) record(key string, err error) {
 	w.mu.Lock()
-	w.out[key] = o
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	if w.out == nil {
+		w.out, w.cause = map[string]outcome{}, map[string]string{}
+	}
+	w.out[key] = classify(err)
+	if err != nil {
+		w.cause[key] = err.Error()
+	}
 }
 
 // classify maps the error of a client's write to its outcome: the client
@@ -57,7 +64,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 	skipShort(t)
 	c := StartClusterWith(t, Config{Nodes: 3, Shards: 2,
 		ExtraArgs: []string{"--snapshot-threshold", "40", "--snapshot-interval", "50ms", "--trailing-logs", "20"}})
-	log := &writeLog{out: map[string]outcome{}}
+	log := &writeLog{}
 	clients := map[string]*client.Client{} // by node id; read-only once the writers run
 	for _, n := range c.Nodes {
 		clients[n.ID] = client.New([]string{n.HTTPAddr})
@@ -83,7 +90,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 				ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 				_, err := clients[n.ID].Put(ctx, key, []byte(strconv.Itoa(i)))
 				cancel()
-				log.record(key, classify(err))
+				log.record(key, err)
 			}
 		}()
 	}
@@ -151,7 +158,7 @@ func TestCrashesDuringCheckpointsAndAppendsLoseNoAcknowledgedWrite(t *testing.T)
 		case o == acked && r.Status != http.StatusOK:
 			t.Fatalf("acknowledged write %s lost: %s", key, r)
 		case o == failed && r.Status != http.StatusNotFound:
-			t.Fatalf("write %s was refused but is present: %s", key, r)
+			t.Fatalf("write %s was refused (%s) but is present: %s", key, log.cause[key], r)
 		case r.Status == http.StatusOK && r.Header.Get("X-Raftkv-Version") != "1":
 			t.Fatalf("%s applied more than once: version %s", key, r.Header.Get("X-Raftkv-Version"))
 		}
