@@ -15,11 +15,11 @@ type Lease struct {
 	ID  string
 	TTL time.Duration
 	// Remaining is the time left before the lease expires unless kept
-	// alive, by the clock of the node that times it (Lease and Leases
+	// alive, by the clock of the node that times it (LeaseInfo and Leases
 	// only).
 	Remaining time.Duration
-	// Keys are the keys attached to the lease (Lease only); KeyCount how
-	// many there are.
+	// Keys are the keys attached to the lease, KeyCount how many there
+	// are (LeaseInfo only).
 	Keys     []string
 	KeyCount int
 }

@@ -36,7 +36,7 @@ type Lease struct {
 	Remaining time.Duration `json:"remaining"`
 	// Keys are the keys attached to the lease, in order (GetLease only).
 	Keys []string `json:"keys,omitempty"`
-	// KeyCount is how many keys are attached.
+	// KeyCount is how many keys are attached (GetLease only).
 	KeyCount int `json:"key_count"`
 }
 
@@ -106,19 +106,40 @@ func (n *Node) GrantLease(ctx context.Context, ttl time.Duration) (Lease, error)
 	}
 	home := fmt.Sprintf("shard-%d", rand.IntN(n.shards)+1)
 	a := leaseArgs{ID: newTxnID(home), TTL: ttl}
-	if _, _, err := route(ctx, n, home, "lease-grant", a, n.leaseGrantLocal, idempotent); err != nil {
-		return Lease{}, err
-	}
+	// The other shards first, the home last: the countdown starts only
+	// once every shard can attach keys to the lease, and a lease whose
+	// grant failed part-way was never timed, nor handed out.
 	errs := make([]error, n.shards)
 	n.onEveryShard(func(i int, g *group) {
 		if g.name != home {
 			_, _, errs[i] = route(ctx, n, g.name, "lease-grant", a, n.leaseGrantLocal, idempotent)
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
+	err := errors.Join(errs...)
+	if err == nil {
+		_, _, err = route(ctx, n, home, "lease-grant", a, n.leaseGrantLocal, idempotent)
+	}
+	if err != nil {
+		n.dropGrant(a.ID)
 		return Lease{}, err
 	}
 	return Lease{ID: a.ID, TTL: ttl, Remaining: ttl}, nil
+}
+
+// dropGrant removes, as far as it can, the records of a grant that failed
+// part-way (nobody knows the id, so no key is attached to it), lest they
+// stay on the shards that took them. Best effort, in the background.
+func (n *Node) dropGrant(id string) {
+	n.goFunc(func() {
+		ctx, cancel := detached(n.stop, 10*time.Second)
+		defer cancel()
+		n.onEveryShard(func(_ int, g *group) {
+			a := leaseArgs{ID: id, Phase: fsm.LeaseCommit}
+			if _, _, err := route(ctx, n, g.name, "lease-phase", a, n.leasePhaseLocal, idempotent); err != nil {
+				n.logger.Debug("dropping a failed lease grant", "lease", id, "group", g.name, "error", err)
+			}
+		})
+	})
 }
 
 func (n *Node) leaseGrantLocal(ctx context.Context, g *group, a leaseArgs) (struct{}, error) {
@@ -158,7 +179,7 @@ func (n *Node) KeepAliveLease(ctx context.Context, id string) (Lease, error) {
 	if err != nil {
 		return Lease{}, err
 	}
-	return Lease{ID: id, TTL: r.TTL, Remaining: r.Remaining, KeyCount: r.KeyCount}, nil
+	return Lease{ID: id, TTL: r.TTL, Remaining: r.Remaining}, nil
 }
 
 func (n *Node) keepAliveLocal(ctx context.Context, g *group, a leaseArgs) (leaseReply, error) {
@@ -171,7 +192,7 @@ func (n *Node) keepAliveLocal(ctx context.Context, g *group, a leaseArgs) (lease
 	if err != nil {
 		return leaseReply{}, err
 	}
-	l, ok := g.kv.Lease(a.ID)
+	l, ok := g.kv.LeaseRecord(a.ID)
 	if !ok || l.Revoking {
 		return leaseReply{}, leaseNotFound(a.ID)
 	}
@@ -187,7 +208,7 @@ func (n *Node) keepAliveLocal(ctx context.Context, g *group, a leaseArgs) (lease
 	if g.raft.CurrentTerm() != lt.termNow() {
 		return leaseReply{}, errNotLeader
 	}
-	return leaseReply{Found: true, TTL: ttl, Remaining: ttl, KeyCount: l.KeyCount}, nil
+	return leaseReply{Found: true, TTL: ttl, Remaining: ttl}, nil
 }
 
 // RevokeLease revokes the lease: all its keys, on every shard, are deleted
@@ -208,11 +229,14 @@ func (n *Node) revokeLocal(ctx context.Context, g *group, a leaseArgs) (deletedR
 	} else if home != g.name {
 		return deletedReply{}, badRequest("lease %q is homed on %s, not %s", a.ID, home, g.name)
 	}
+	if err := g.readBarrier(ctx); err != nil {
+		return deletedReply{}, err
+	}
 	lt, err := n.leaseView(ctx, g)
 	if err != nil {
 		return deletedReply{}, err
 	}
-	if _, ok := g.kv.Lease(a.ID); !ok {
+	if _, ok := g.kv.LeaseRecord(a.ID); !ok {
 		return deletedReply{}, leaseNotFound(a.ID)
 	}
 	return n.revokeLease(ctx, g, a.ID, lt.termNow())
@@ -338,14 +362,16 @@ func (n *Node) leaseGetLocal(ctx context.Context, g *group, a leaseArgs) (leaseR
 	if err != nil {
 		return leaseReply{}, err
 	}
+	// Linearizable: a shard settling a revoking lease's keys reads here
+	// whether the home has committed the revocation.
+	if err := g.readBarrier(ctx); err != nil {
+		return leaseReply{}, err
+	}
 	var lt *leaseTimes
 	if home == g.name {
-		lt, err = n.leaseView(ctx, g) // its read barrier serves this read too
-	} else {
-		err = g.readBarrier(ctx)
-	}
-	if err != nil {
-		return leaseReply{}, err
+		if lt, err = n.leaseView(ctx, g); err != nil {
+			return leaseReply{}, err
+		}
 	}
 	l, ok := g.kv.Lease(a.ID)
 	if !ok {
@@ -358,7 +384,8 @@ func (n *Node) leaseGetLocal(ctx context.Context, g *group, a leaseArgs) (leaseR
 	return r, nil
 }
 
-// ListLeases lists every live lease, by id, without their keys.
+// ListLeases lists every live lease, by id, with its time left but without
+// its keys or their count.
 func (n *Node) ListLeases(ctx context.Context) ([]Lease, error) {
 	replies := make([]leaseListReply, n.shards)
 	errs := make([]error, n.shards)
@@ -376,21 +403,24 @@ func (n *Node) ListLeases(ctx context.Context) ([]Lease, error) {
 	return out, nil
 }
 
-// leaseListLocal lists the leases homed on g. The key counts are g's own
-// keys only (a listing does not visit every shard per lease).
+// leaseListLocal lists the leases homed on g, without key counts (a lease's
+// keys are on every shard).
 func (n *Node) leaseListLocal(ctx context.Context, g *group, _ struct{}) (leaseListReply, error) {
+	if err := g.readBarrier(ctx); err != nil {
+		return leaseListReply{}, err
+	}
 	lt, err := n.leaseView(ctx, g)
 	if err != nil {
 		return leaseListReply{}, err
 	}
 	now := n.clock.Now()
 	out := leaseListReply{Leases: []Lease{}}
-	for _, l := range g.kv.Leases(g.name + ".") {
+	for _, l := range g.kv.Leases(g.name+".", false) {
 		if l.Revoking {
 			continue
 		}
 		ttl := time.Duration(l.TTL)
-		out.Leases = append(out.Leases, Lease{ID: l.ID, TTL: ttl, Remaining: lt.remaining(l.ID, now, ttl), KeyCount: l.KeyCount})
+		out.Leases = append(out.Leases, Lease{ID: l.ID, TTL: ttl, Remaining: lt.remaining(l.ID, now, ttl)})
 	}
 	return out, nil
 }

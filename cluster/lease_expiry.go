@@ -77,7 +77,7 @@ func (n *Node) leaseView(ctx context.Context, g *group) (*leaseTimes, error) {
 	defer lt.mu.Unlock()
 	if lt.term != term {
 		lt.term, lt.deadlines, lt.expiring = term, map[string]time.Time{}, map[string]bool{}
-		for _, l := range g.kv.Leases(g.name + ".") {
+		for _, l := range g.kv.Leases(g.name+".", false) {
 			lt.deadlines[l.ID] = now.Add(time.Duration(l.TTL))
 		}
 	}
@@ -193,7 +193,7 @@ func (n *Node) LeaseExpiryPasses() uint64 { return n.leasePasses.Load() }
 // commit the revocations of other shards' leases that their home has
 // already committed.
 func (n *Node) tendLeases(g *group) error {
-	leases := g.kv.Leases("")
+	leases := g.kv.Leases("", false)
 	if len(leases) == 0 {
 		return nil
 	}

@@ -152,7 +152,7 @@ func (n *Node) settleShardForRead(ctx context.Context, g *group) error {
 		}
 		settled = true
 	}
-	for _, l := range g.kv.Leases("") {
+	for _, l := range g.kv.Leases("", false) {
 		if !l.Revoking {
 			continue
 		}

@@ -336,10 +336,20 @@ func (f *FSM) Lease(id string) (LeaseInfo, bool) {
 	return LeaseInfo{ID: l.id, TTL: l.ttl, Revoking: l.revoking, Keys: keys, KeyCount: len(keys)}, true
 }
 
+// LeaseRecord returns the lease as this shard holds it, without its keys
+// (cheap: no walk over them).
+func (f *FSM) LeaseRecord(id string) (LeaseInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	l, ok := f.st.leases.Get(leaseEntry{id: id})
+	return LeaseInfo{ID: l.id, TTL: l.ttl, Revoking: l.revoking}, ok
+}
+
 // Leases lists the leases this shard holds whose id starts with prefix
 // (a home shard's name and '.' selects the leases homed there), in id
-// order, without their keys.
-func (f *FSM) Leases(prefix string) []LeaseInfo {
+// order, without their keys; with counts, KeyCount is filled in (which
+// walks every attached key).
+func (f *FSM) Leases(prefix string, counts bool) []LeaseInfo {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []LeaseInfo
@@ -347,7 +357,11 @@ func (f *FSM) Leases(prefix string) []LeaseInfo {
 		if !strings.HasPrefix(l.id, prefix) {
 			return false
 		}
-		out = append(out, LeaseInfo{ID: l.id, TTL: l.ttl, Revoking: l.revoking, KeyCount: f.st.leaseKeyCount(l.id)})
+		info := LeaseInfo{ID: l.id, TTL: l.ttl, Revoking: l.revoking}
+		if counts {
+			info.KeyCount = f.st.leaseKeyCount(l.id)
+		}
+		out = append(out, info)
 		return true
 	})
 	return out

@@ -169,7 +169,7 @@ func TestLeaseCommandsRefuseBadFields(t *testing.T) {
 	if r := h.apply(append(EncodeLeaseGrant("L", leaseTTL), 0)); !errors.Is(r.Err, ErrMalformed) {
 		t.Errorf("trailing byte: %v, want ErrMalformed", r.Err)
 	}
-	if h.f.Leases("") != nil {
+	if h.f.Leases("", false) != nil {
 		t.Fatal("a refused command created a lease")
 	}
 }

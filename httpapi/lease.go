@@ -66,12 +66,16 @@ type leaseJSON struct {
 	Keys        []string `json:"keys,omitempty"`
 }
 
-func leaseBody(l cluster.Lease, withRemaining bool) leaseJSON {
+// leaseBody is the JSON of a lease: id and ttl always; with remaining,
+// the time left; with keys, the keys and their count.
+func leaseBody(l cluster.Lease, remaining, keys bool) leaseJSON {
 	out := leaseJSON{ID: l.ID, TTL: l.TTL.String(), TTLSeconds: l.TTL.Seconds()}
-	if withRemaining {
+	if remaining {
 		ms := l.Remaining.Milliseconds()
-		out.Remaining, out.RemainingMs, out.KeyCount = l.Remaining.Round(time.Millisecond).String(), &ms, &l.KeyCount
-		out.Keys = l.Keys
+		out.Remaining, out.RemainingMs = l.Remaining.Round(time.Millisecond).String(), &ms
+	}
+	if keys {
+		out.KeyCount, out.Keys = &l.KeyCount, l.Keys
 	}
 	return out
 }
@@ -114,13 +118,13 @@ func (s *Server) handleLeaseGrant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, leaseBody(l, false))
+	writeJSON(w, http.StatusOK, leaseBody(l, false, false))
 }
 
 func (s *Server) handleLeaseKeepAlive(w http.ResponseWriter, r *http.Request) {
 	s.leaseCall(w, r, func(ctx context.Context, ls LeaseService, id string) (any, error) {
 		l, err := ls.KeepAliveLease(ctx, id)
-		return leaseBody(l, false), err
+		return leaseBody(l, false, false), err
 	})
 }
 
@@ -137,7 +141,7 @@ func (s *Server) handleLeaseGet(w http.ResponseWriter, r *http.Request) {
 		if l.Keys == nil {
 			l.Keys = []string{}
 		}
-		return leaseBody(l, true), err
+		return leaseBody(l, true, true), err
 	})
 }
 
@@ -146,7 +150,7 @@ func (s *Server) handleLeaseList(w http.ResponseWriter, r *http.Request) {
 		list, err := ls.ListLeases(ctx)
 		out := make([]leaseJSON, 0, len(list))
 		for _, l := range list {
-			out = append(out, leaseBody(l, true))
+			out = append(out, leaseBody(l, true, false))
 		}
 		return map[string]any{"leases": out}, err
 	})

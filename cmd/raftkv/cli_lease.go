@@ -172,7 +172,8 @@ func cmdLeaseShow(args []string, stdout, stderr io.Writer) int {
 var leaseListHelp = cmdHelpText{
 	usage:       "raftkv lease list [flags]",
 	summary:     "list every live lease",
-	description: `Lists every live lease with its time to live, time left and number of keys.`,
+	description: `Lists every live lease with its time to live and time left (raftkv lease show
+lists a lease's keys).`,
 	examples:    []string{"raftkv lease list", "raftkv lease list -o json"},
 }
 
@@ -192,15 +193,15 @@ func cmdLeaseList(args []string, stdout, stderr io.Writer) int {
 	if inv.json() {
 		out := make([]map[string]any, 0, len(list))
 		for _, l := range list {
-			out = append(out, map[string]any{"id": l.ID, "ttl": l.TTL.String(), "remaining": l.Remaining.String(), "key_count": l.KeyCount})
+			out = append(out, map[string]any{"id": l.ID, "ttl": l.TTL.String(), "remaining": l.Remaining.String()})
 		}
 		_ = printJSON(stdout, map[string]any{"leases": out})
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTTL\tREMAINING\tKEYS")
+	fmt.Fprintln(tw, "ID\tTTL\tREMAINING")
 	for _, l := range list {
-		fmt.Fprintf(tw, "%s\t%v\t%v\t%d\n", l.ID, l.TTL, l.Remaining, l.KeyCount)
+		fmt.Fprintf(tw, "%s\t%v\t%v\n", l.ID, l.TTL, l.Remaining.Round(time.Millisecond))
 	}
 	tw.Flush()
 	return 0
