@@ -170,11 +170,11 @@ func cmdLeaseShow(args []string, stdout, stderr io.Writer) int {
 }
 
 var leaseListHelp = cmdHelpText{
-	usage:       "raftkv lease list [flags]",
-	summary:     "list every live lease",
+	usage:   "raftkv lease list [flags]",
+	summary: "list every live lease",
 	description: `Lists every live lease with its time to live and time left (raftkv lease show
 lists a lease's keys).`,
-	examples:    []string{"raftkv lease list", "raftkv lease list -o json"},
+	examples: []string{"raftkv lease list", "raftkv lease list -o json"},
 }
 
 func cmdLeaseList(args []string, stdout, stderr io.Writer) int {
