@@ -255,8 +255,15 @@ func (n *Node) revokeLease(ctx context.Context, g *group, id string, term uint64
 	counts := make([]int, n.shards)
 	errs := make([]error, n.shards)
 	others := func(phase byte) error {
+		step := StepLeasePrepare
+		if phase == fsm.LeaseCommit {
+			step = StepLeaseCommit
+		}
 		n.onEveryShard(func(i int, s *group) {
 			if s.name != g.name {
+				if errs[i] = n.txnStep(step, id, s.name); errs[i] != nil {
+					return
+				}
 				var r deletedReply
 				r, _, errs[i] = route(ctx, n, s.name, "lease-phase", leaseArgs{ID: id, Phase: phase}, n.leasePhaseLocal, idempotent)
 				counts[i] = r.Deleted

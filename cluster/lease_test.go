@@ -333,3 +333,81 @@ func TestLeaseCallsRefuseBadInput(t *testing.T) {
 		t.Fatal("a put with an unknown lease wrote its key")
 	}
 }
+
+// TestARevocationCutOffPartWayIsFinished: the home's leader stops (as if
+// it died) after preparing the revocation on its home, and in another run
+// after committing it there. Before the commit point the keys stay and the
+// lease takes no keepalive; after it, no linearizable read sees a key on
+// any shard; either way the expiry loop finishes the revocation on every
+// replica.
+func TestARevocationCutOffPartWayIsFinished(t *testing.T) {
+	c, _ := leaseCluster(t)
+	crash := func(at cluster.TxnStep) {
+		for _, n := range c.Nodes {
+			n.SetTxnHook(func(step cluster.TxnStep, _, _ string) error {
+				if step == at {
+					return errors.New("coordinator died")
+				}
+				return nil
+			})
+		}
+	}
+	heal := func() {
+		for _, n := range c.Nodes {
+			n.SetTxnHook(nil)
+		}
+	}
+	staleGone := func(keys []string) {
+		t.Helper()
+		raftkvtest.Eventually(t, 15*time.Second, func() error {
+			for _, n := range c.Nodes {
+				for _, k := range keys {
+					if _, err := n.Get(ctx5(t), k, cluster.Stale); !errors.Is(err, cluster.ErrNotFound) {
+						return fmt.Errorf("%s's replica still has %s (%v)", n.ID, k, err)
+					}
+				}
+			}
+			return nil
+		})
+	}
+	keys := leasedKeys(t)
+
+	t.Run("before the commit point", func(t *testing.T) {
+		l := grant(t, c.Nodes[0], time.Hour)
+		for _, k := range keys {
+			leasePut(t, c.Nodes[1], k, l.ID)
+		}
+		crash(cluster.StepLeasePrepare)
+		if _, err := c.Nodes[2].RevokeLease(ctx5(t), l.ID); err == nil {
+			t.Fatal("a revocation cut off before its commit point succeeded")
+		}
+		if _, err := c.Nodes[0].KeepAliveLease(ctx5(t), l.ID); !errors.Is(err, cluster.ErrNotFound) {
+			t.Fatalf("keepalive of a lease being revoked: %v", err)
+		}
+		for _, k := range keys {
+			if got := mustGet(t, c.Nodes[0], k); got != "v" {
+				t.Fatalf("%s = %q before the commit point", k, got)
+			}
+		}
+		heal()
+		staleGone(keys)
+	})
+	t.Run("after the commit point", func(t *testing.T) {
+		l := grant(t, c.Nodes[0], time.Hour)
+		for _, k := range keys {
+			leasePut(t, c.Nodes[1], k, l.ID)
+		}
+		crash(cluster.StepLeaseCommit)
+		if _, err := c.Nodes[2].RevokeLease(ctx5(t), l.ID); err != nil {
+			t.Fatalf("a revocation committed on its home: %v", err)
+		}
+		for _, k := range keys {
+			if got := mustGet(t, c.Nodes[0], k); got != "<absent>" {
+				t.Fatalf("%s = %q after the commit point", k, got)
+			}
+		}
+		heal()
+		staleGone(keys)
+	})
+	noTxnState(t, c, leaseShards)
+}
