@@ -112,12 +112,16 @@ func (n *Node) GrantLease(ctx context.Context, ttl time.Duration) (Lease, error)
 	errs := make([]error, n.shards)
 	n.onEveryShard(func(i int, g *group) {
 		if g.name != home {
-			_, _, errs[i] = route(ctx, n, g.name, "lease-grant", a, n.leaseGrantLocal, idempotent)
+			if errs[i] = n.txnStep(StepLeaseGrant, a.ID, g.name); errs[i] == nil {
+				_, _, errs[i] = route(ctx, n, g.name, "lease-grant", a, n.leaseGrantLocal, idempotent)
+			}
 		}
 	})
 	err := errors.Join(errs...)
 	if err == nil {
-		_, _, err = route(ctx, n, home, "lease-grant", a, n.leaseGrantLocal, idempotent)
+		if err = n.txnStep(StepLeaseGrant, a.ID, home); err == nil {
+			_, _, err = route(ctx, n, home, "lease-grant", a, n.leaseGrantLocal, idempotent)
+		}
 	}
 	if err != nil {
 		n.dropGrant(a.ID)
@@ -135,7 +139,11 @@ func (n *Node) dropGrant(id string) {
 		defer cancel()
 		n.onEveryShard(func(_ int, g *group) {
 			a := leaseArgs{ID: id, Phase: fsm.LeaseCommit}
-			if _, _, err := route(ctx, n, g.name, "lease-phase", a, n.leasePhaseLocal, idempotent); err != nil {
+			err := n.txnStep(StepLeaseCommit, id, g.name)
+			if err == nil {
+				_, _, err = route(ctx, n, g.name, "lease-phase", a, n.leasePhaseLocal, idempotent)
+			}
+			if err != nil {
 				n.logger.Debug("dropping a failed lease grant", "lease", id, "group", g.name, "error", err)
 			}
 		})

@@ -29,6 +29,12 @@ import (
 // MinLeaseTTL, so 1/20 of it).
 const leaseLoopInterval = 250 * time.Millisecond
 
+// orphanAge is how long a shard's leader holds another home's live lease
+// before it checks that the home still has it (orphanSweep). It is longer
+// than any request's deadline (MaxTimeout in httpapi is 5 m), so no grant
+// of the lease can still be on its way to the home.
+const orphanAge = 10 * time.Minute
+
 // leaseTimes is one shard's countdowns on this node, valid for one term
 // of its leadership. mu guards the fields.
 type leaseTimes struct {
@@ -36,6 +42,10 @@ type leaseTimes struct {
 	term      uint64               // 0 before the first takeover
 	deadlines map[string]time.Time // by lease id, this node's clock
 	expiring  map[string]bool      // expiry or revoke decided: no more keepalives
+	// seen is when this leader first saw each live lease of another home
+	// (orphanSweep); swept is when it last checked each home.
+	seen  map[string]time.Time
+	swept map[string]time.Time
 }
 
 // leaseState is the node's per-shard leaseTimes (made on first use).
@@ -77,6 +87,7 @@ func (n *Node) leaseView(ctx context.Context, g *group) (*leaseTimes, error) {
 	defer lt.mu.Unlock()
 	if lt.term != term {
 		lt.term, lt.deadlines, lt.expiring = term, map[string]time.Time{}, map[string]bool{}
+		lt.seen, lt.swept = map[string]time.Time{}, map[string]time.Time{}
 		for _, l := range g.kv.Leases(g.name+".", false) {
 			lt.deadlines[l.ID] = now.Add(time.Duration(l.TTL))
 		}
@@ -205,6 +216,7 @@ func (n *Node) tendLeases(g *group) error {
 	}
 	term := lt.termNow()
 	now := n.clock.Now()
+	var foreign []fsm.LeaseInfo
 	for _, l := range leases {
 		home, err := n.leaseHome(l.ID)
 		if err != nil {
@@ -215,6 +227,8 @@ func (n *Node) tendLeases(g *group) error {
 				if _, err := n.settleLeaseLock(ctx, g, l.ID); err != nil {
 					return err
 				}
+			} else {
+				foreign = append(foreign, l)
 			}
 			continue
 		}
@@ -225,6 +239,70 @@ func (n *Node) tendLeases(g *group) error {
 		if _, err := n.revokeLease(ctx, g, l.ID, term); err != nil {
 			return err
 		}
+	}
+	return n.orphanSweep(ctx, g, lt, foreign, now)
+}
+
+// orphanSweep drops from g the live leases of other homes that their home
+// no longer has. Normally a lease leaves every shard through its
+// revocation; one can be left behind by a grant that failed part-way and
+// whose drop failed too, or by a backup whose shard copies straddle a
+// grant or a revocation. Nothing would ever time such a lease, so its keys
+// would stay for good. A lease qualifies once this leader has held it for
+// orphanAge; each home is asked at most once per orphanAge, with one
+// listing, and then only about the leases it did not list.
+func (n *Node) orphanSweep(ctx context.Context, g *group, lt *leaseTimes, foreign []fsm.LeaseInfo, now time.Time) error {
+	due := map[string][]string{} // home → candidate ids
+	lt.mu.Lock()
+	live := map[string]bool{}
+	for _, l := range foreign {
+		live[l.ID] = true
+		first, ok := lt.seen[l.ID]
+		if !ok {
+			lt.seen[l.ID] = now
+			continue
+		}
+		home, _ := n.leaseHome(l.ID)
+		if now.Sub(first) >= orphanAge && now.Sub(lt.swept[home]) >= orphanAge {
+			due[home] = append(due[home], l.ID)
+		}
+	}
+	for id := range lt.seen {
+		if !live[id] {
+			delete(lt.seen, id)
+		}
+	}
+	lt.mu.Unlock()
+	for home, ids := range due {
+		list, _, err := route(ctx, n, home, "lease-list", struct{}{}, n.leaseListLocal, idempotent)
+		if err != nil {
+			return err
+		}
+		listed := map[string]bool{}
+		for _, l := range list.Leases {
+			listed[l.ID] = true
+		}
+		for _, id := range ids {
+			if listed[id] {
+				continue
+			}
+			// Not live at home: gone, or being revoked (then its
+			// revocation reaches this shard; leave it be).
+			r, _, err := route(ctx, n, home, "lease-get", leaseArgs{ID: id}, n.leaseGetLocal, idempotent)
+			if err != nil {
+				return err
+			}
+			if r.Found {
+				continue
+			}
+			n.logger.Warn("dropping a lease its home no longer has", "lease", id, "group", g.name)
+			if _, err := n.leasePhase(ctx, g, id, fsm.LeaseCommit, 0); err != nil {
+				return err
+			}
+		}
+		lt.mu.Lock()
+		lt.swept[home] = now
+		lt.mu.Unlock()
 	}
 	return nil
 }

@@ -411,3 +411,48 @@ func TestARevocationCutOffPartWayIsFinished(t *testing.T) {
 	})
 	noTxnState(t, c, leaseShards)
 }
+
+// TestALeaseItsHomeNeverHadIsDropped: a grant fails at its home and its
+// clean-up fails too, leaving the lease on the other shards, where a put
+// with it would attach keys nobody ever expires. Each shard's leader asks
+// the home about such a lease once it has held it for ten minutes, and
+// drops it with its keys.
+func TestALeaseItsHomeNeverHadIsDropped(t *testing.T) {
+	c, clk := leaseCluster(t)
+	var mu sync.Mutex
+	var cut string
+	for _, n := range c.Nodes {
+		n.SetTxnHook(func(step cluster.TxnStep, lease, shard string) error {
+			home, _, _ := strings.Cut(lease, ".")
+			if (step == cluster.StepLeaseGrant && shard == home) || step == cluster.StepLeaseCommit {
+				mu.Lock()
+				cut = lease
+				mu.Unlock()
+				return errors.New("coordinator died")
+			}
+			return nil
+		})
+	}
+	if _, err := c.Nodes[0].GrantLease(ctx5(t), time.Minute); err == nil {
+		t.Fatal("a grant cut off at its home succeeded")
+	}
+	mu.Lock()
+	id := cut
+	mu.Unlock()
+	home, _, _ := strings.Cut(id, ".")
+	var key string
+	for i := 1; i <= leaseShards; i++ {
+		if s := fmt.Sprintf("shard-%d", i); s != home {
+			key = keyOnShard(t, "orphan", s, leaseShards)
+			break
+		}
+	}
+	// The orphan takes keys on a shard that has it.
+	leasePut(t, c.Nodes[1], key, id)
+	waitPasses(t, c)
+	clk.Advance(11 * time.Minute)
+	waitGone(t, c, key)
+	if _, err := c.Nodes[2].PutWithLease(ctx5(t), key, []byte("v"), fsm.Condition{}, id); !errors.Is(err, cluster.ErrNotFound) {
+		t.Fatalf("put with the dropped lease: %v, want ErrNotFound", err)
+	}
+}

@@ -86,8 +86,10 @@ const (
 	// its home; about to prepare it on Shard.
 	StepLeasePrepare
 	// StepLeaseCommit: the revocation is committed on the home; about to
-	// commit it on Shard.
+	// commit it on Shard (also: about to drop a failed grant from Shard).
 	StepLeaseCommit
+	// StepLeaseGrant: about to grant the lease on Shard.
+	StepLeaseGrant
 )
 
 // TxnHook is called by the coordinator before each step (and by a lease
