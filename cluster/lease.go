@@ -95,11 +95,11 @@ func leaseNotFound(id string) error {
 	return fmt.Errorf("%w: lease %q not found or expired", ErrNotFound, id)
 }
 
-// GrantLease creates a lease of the given time to live. The home shard
-// (chosen at random, so leases spread over the shards' leaders) grants it
-// first and starts its countdown; then every other shard records it. If a
-// shard fails, the error is returned and the lease, never handed out,
-// expires on its own.
+// GrantLease creates a lease of the given time to live. Every shard but the
+// home (chosen at random, so leases spread over the shards' leaders)
+// records it, then the home, which starts its countdown. If a shard fails,
+// the error is returned and the records already written are dropped in
+// the background (what is left is swept later, see orphanSweep).
 func (n *Node) GrantLease(ctx context.Context, ttl time.Duration) (Lease, error) {
 	if err := validateTTL(ttl); err != nil {
 		return Lease{}, err
