@@ -401,7 +401,14 @@ func (n *Node) leaseGetLocal(ctx context.Context, g *group, a leaseArgs) (leaseR
 
 // ListLeases lists every live lease, by id, with its time left but without
 // its keys or their count.
+//
+// With auth on it needs the admin role: a lease id is the capability to
+// keep the lease alive and to revoke it (which deletes its keys), so only
+// an admin may learn the ids of leases it did not grant.
 func (n *Node) ListLeases(ctx context.Context) ([]Lease, error) {
+	if err := n.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
 	replies := make([]leaseListReply, n.shards)
 	errs := make([]error, n.shards)
 	n.onEveryShard(func(i int, g *group) {
