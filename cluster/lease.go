@@ -428,6 +428,9 @@ func (n *Node) ListLeases(ctx context.Context) ([]Lease, error) {
 // leaseListLocal lists the leases homed on g, without key counts (a lease's
 // keys are on every shard).
 func (n *Node) leaseListLocal(ctx context.Context, g *group, _ struct{}) (leaseListReply, error) {
+	if err := n.RequireAdmin(ctx); err != nil {
+		return leaseListReply{}, err
+	}
 	if err := g.readBarrier(ctx); err != nil {
 		return leaseListReply{}, err
 	}

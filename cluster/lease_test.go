@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/raftkvtest"
@@ -454,5 +455,62 @@ func TestALeaseItsHomeNeverHadIsDropped(t *testing.T) {
 	waitGone(t, c, key)
 	if _, err := c.Nodes[2].PutWithLease(ctx5(t), key, []byte("v"), fsm.Condition{}, id); !errors.Is(err, cluster.ErrNotFound) {
 		t.Fatalf("put with the dropped lease: %v, want ErrNotFound", err)
+	}
+}
+
+// TestLeasesUnderAuth: a token attaches only keys it may write, sees a
+// lease's keys only if it may read them, and cannot list other leases;
+// an admin can.
+func TestLeasesUnderAuth(t *testing.T) {
+	c := authCluster(t)
+	ctx := context.Background()
+	admin := clients(c, adminSecret)[0]
+	if err := admin.PutRole(ctx, client.Role{Name: "app", Permissions: []client.Permission{{Prefix: "app/", Access: "readwrite"}}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := admin.CreateToken(ctx, []string{"app"}, 0, "the app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app *client.Client
+	raftkvtest.Eventually(t, 10*time.Second, func() error {
+		for _, cl := range clients(c, tok.Secret) {
+			if _, err := cl.Get(ctx, "app/none"); !errors.Is(err, client.ErrNotFound) {
+				return fmt.Errorf("token not everywhere yet: %v", err)
+			}
+		}
+		app = clients(c, tok.Secret)[1]
+		return nil
+	})
+	l, err := app.Grant(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Put(ctx, "app/a", []byte("1"), client.WithLease(l.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Put(ctx, "other/a", []byte("1"), client.WithLease(l.ID)); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("attach a key the token may not write: %v", err)
+	}
+	if info, err := app.LeaseInfo(ctx, l.ID); err != nil || len(info.Keys) != 1 {
+		t.Fatalf("show own lease: %+v, %v", info, err)
+	}
+	if _, err := admin.Put(ctx, "other/b", []byte("1"), client.WithLease(l.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.LeaseInfo(ctx, l.ID); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("show a lease with a key the token may not read: %v", err)
+	}
+	if _, err := app.Leases(ctx); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("list leases without admin: %v", err)
+	}
+	if list, err := admin.Leases(ctx); err != nil || len(list) != 1 {
+		t.Fatalf("admin list: %+v, %v", list, err)
+	}
+	if _, err := app.KeepAlive(ctx, l.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := app.Revoke(ctx, l.ID); err != nil || n != 2 {
+		t.Fatalf("revoke: %d, %v", n, err)
 	}
 }
