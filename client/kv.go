@@ -60,6 +60,7 @@ type writeOptions struct {
 	hasIfMatch bool
 	ifAbsent   bool
 	idemKey    string // WithIdempotencyKey
+	lease      string // WithLease (Put only)
 }
 
 // IfMatch makes the write happen only if the key's current revision is rev;
@@ -127,7 +128,11 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	}
 	h := wo.header()
 	h.Set("Content-Type", "application/octet-stream")
-	resp, err := c.doWrite(ctx, request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key}, wo.idemKey)
+	req := request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key}
+	if wo.lease != "" {
+		req.query = url.Values{"lease": {wo.lease}}
+	}
+	resp, err := c.doWrite(ctx, req, wo.idemKey)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -187,6 +192,9 @@ func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (b
 	}
 	if wo.ifAbsent {
 		return false, fmt.Errorf("%w: IfAbsent is not valid for Delete", ErrBadRequest)
+	}
+	if wo.lease != "" {
+		return false, fmt.Errorf("%w: WithLease is not valid for Delete", ErrBadRequest)
 	}
 	path, err := keyPath(key)
 	if err != nil {

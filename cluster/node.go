@@ -68,6 +68,10 @@ type Node struct {
 	coord  *coordinator // runs cross-shard transactions (txn_coord.go)
 
 	idem idempotencyState // dates each shard's idempotency table (idempotency.go)
+	// leases holds the countdowns of the leases homed on the shards this
+	// node leads (lease_expiry.go).
+	leases      leaseState
+	leasePasses atomic.Uint64 // passes of leaseLoop, for tests
 
 	failfast failfast                    // early elections when a leader's process dies
 	recent   recentEvents[ElectionEvent] // this node's latest candidacies, leaderships and step-downs
@@ -418,6 +422,7 @@ func (n *Node) start(mode startMode) error {
 	n.watchPeers()
 	n.goFunc(n.txnRecoveryLoop)
 	n.goFunc(n.idempotencyLoop)
+	n.goFunc(n.leaseLoop)
 	n.goFunc(n.balanceLoop)
 	n.goFunc(n.autopilotLoop)
 	n.goFunc(n.removalLoop)

@@ -82,9 +82,18 @@ const (
 	// StepMarkResolved: every other participant resolved; about to mark
 	// the record resolved on the primary (Shard).
 	StepMarkResolved
+	// StepLeasePrepare: a lease revocation (id: the lease) is prepared on
+	// its home; about to prepare it on Shard.
+	StepLeasePrepare
+	// StepLeaseCommit: the revocation is committed on the home; about to
+	// commit it on Shard (also: about to drop a failed grant from Shard).
+	StepLeaseCommit
+	// StepLeaseGrant: about to grant the lease on Shard.
+	StepLeaseGrant
 )
 
-// TxnHook is called by the coordinator before each step. A non-nil error
+// TxnHook is called by the coordinator before each step (and by a lease
+// revocation before each of its steps on a shard other than the home). A non-nil error
 // makes the coordinator stop there as if its process had died
 // (fault-injection tests): the step's entry is not proposed, nor is
 // anything after it, except that prepares are sent in parallel, so the

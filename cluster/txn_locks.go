@@ -68,6 +68,9 @@ func jittered(d time.Duration) time.Duration {
 // reports true when the transaction is no longer staged in g (or was just
 // resolved there), false when it is pending and not yet stale.
 func (n *Node) settleLock(ctx context.Context, g *group, id string) (bool, error) {
+	if lease, ok := fsm.LeaseOfLock(id); ok {
+		return n.settleLeaseLock(ctx, g, lease)
+	}
 	st, ok := g.kv.Staged(id)
 	if !ok {
 		return true, nil
@@ -104,6 +107,15 @@ func (n *Node) settleForRead(ctx context.Context, g *group, key string) error {
 	if !ok {
 		return nil
 	}
+	if lease, ok := fsm.LeaseOfLock(id); ok {
+		// The key's lease is being revoked: once its home has committed
+		// that, the key is gone, here as everywhere.
+		settled, err := n.settleLeaseLock(ctx, g, lease)
+		if err != nil || !settled {
+			return err
+		}
+		return g.readBarrier(ctx)
+	}
 	st, ok := g.kv.Staged(id)
 	if !ok {
 		return nil
@@ -139,6 +151,16 @@ func (n *Node) settleShardForRead(ctx context.Context, g *group) error {
 			return err
 		}
 		settled = true
+	}
+	for _, l := range g.kv.Leases("", false) {
+		if !l.Revoking {
+			continue
+		}
+		ok, err := n.settleLeaseLock(ctx, g, l.ID)
+		if err != nil {
+			return err
+		}
+		settled = settled || ok
 	}
 	if settled {
 		return g.readBarrier(ctx)

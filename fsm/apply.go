@@ -42,12 +42,20 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 		if r := lockedResult(s, c.Key); r != nil {
 			return r
 		}
-		return applyPut(s.kv, idx, c)
+		r := applyPut(s.kv, idx, c)
+		if r.Err == nil {
+			s.detach(c.Key)
+		}
+		return r
 	case CommandDelete:
 		if r := lockedResult(s, c.Key); r != nil {
 			return r
 		}
-		return applyDelete(s.kv, c)
+		r := applyDelete(s.kv, c)
+		if r.Deleted {
+			s.detach(c.Key)
+		}
+		return r
 	case CommandNoop:
 		return &Result{}
 	case CommandDeletePrefix:
@@ -64,6 +72,8 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 		return applyMarkResolved(s, c.Txn)
 	case CommandTxnGC:
 		return applyGC(s, c.Txn)
+	case CommandLeaseGrant, CommandLeaseRevoke, CommandLeasePut:
+		return applyLease(s, idx, c)
 	}
 	// Decode only returns known types; reaching here is a programming error.
 	panic("fsm: applyCommand: unhandled " + c.Type.String())
@@ -120,6 +130,7 @@ func applyDeletePrefix(s *state, prefix string) *Result {
 	})
 	for _, e := range doomed {
 		s.kv.Delete(e)
+		s.detach(e.key)
 	}
 	return &Result{Deleted: len(doomed) > 0, Count: len(doomed)}
 }

@@ -19,8 +19,8 @@ type CommandType uint8
 // Command types. The transaction commands (4..9) share one payload layout,
 // TxnCmd. 10..14 are the registry's (the auth commands registry.CommandPutRole
 // .. CommandDeleteToken, then CommandRegisterNode), which a shard refuses as
-// malformed; numbers from 15 up are free in both. 20..23 are idempotency's
-// (idempotency.go).
+// malformed; numbers from 15 up are free in both. 16..18 are the leases'
+// (lease.go), 19 is reserved, 20..23 are idempotency's (idempotency.go).
 const (
 	CommandPut    CommandType = 1
 	CommandDelete CommandType = 2
@@ -52,6 +52,16 @@ const (
 	// is locked by a transaction, none is deleted (ErrLocked). Same layout
 	// as Delete, with CondNone.
 	CommandDeletePrefix CommandType = 15
+	// CommandLeaseGrant creates a lease on this shard (LeaseCmd ID, TTL).
+	CommandLeaseGrant CommandType = 16
+	// CommandLeaseRevoke is one phase of a lease's revocation on this
+	// shard (LeaseCmd ID, Phase, Term): prepare locks its keys, commit
+	// deletes them and the lease (lease.go).
+	CommandLeaseRevoke CommandType = 17
+	// CommandLeasePut is a Put that attaches the key to a lease (LeaseCmd
+	// ID); it writes nothing if the lease is unknown or being revoked.
+	CommandLeasePut CommandType = 18
+	// 19 is reserved.
 )
 
 // The registry's commands numbered from 10 (registry.CommandPutRole ..
@@ -83,6 +93,12 @@ func (t CommandType) String() string {
 		return "txn-gc"
 	case CommandDeletePrefix:
 		return "delete-prefix"
+	case CommandLeaseGrant:
+		return "lease-grant"
+	case CommandLeaseRevoke:
+		return "lease-revoke"
+	case CommandLeasePut:
+		return "lease-put"
 	case CommandIdempotent:
 		return "idempotent"
 	case CommandIdempotentDecide:
@@ -127,6 +143,9 @@ type Command struct {
 	// Idem is the payload of the idempotency commands (idempotency.go);
 	// it aliases the buffer given to Decode too.
 	Idem *IdemCmd
+
+	// Lease is the payload of the lease commands (lease.go).
+	Lease *LeaseCmd
 }
 
 func (t CommandType) isTxn() bool { return t >= CommandTxn && t <= CommandTxnGC }
@@ -181,6 +200,17 @@ func Encode(c Command) ([]byte, error) {
 		return EncodeDelete(c.Key, c.Cond), nil
 	case CommandDeletePrefix:
 		return EncodeDeletePrefix(c.Key), nil
+	case CommandLeaseGrant, CommandLeaseRevoke, CommandLeasePut:
+		if c.Lease == nil {
+			break
+		}
+		switch c.Type {
+		case CommandLeaseGrant:
+			return EncodeLeaseGrant(c.Lease.ID, c.Lease.TTL), nil
+		case CommandLeaseRevoke:
+			return EncodeLeaseRevoke(c.Lease.ID, c.Lease.Phase, c.Lease.Term), nil
+		}
+		return EncodeLeasePut(c.Key, c.Value, c.Cond, c.Lease.ID), nil
 	}
 	if c.Type.isTxn() && c.Txn != nil {
 		return EncodeTxn(c.Type, *c.Txn), nil
@@ -229,6 +259,11 @@ func Decode(b []byte) (Command, error) {
 			return Command{}, err
 		}
 		c.Idem = ic
+		return c, nil
+	case c.Type.isLease():
+		if err := decodeLease(&c, d); err != nil {
+			return Command{}, err
+		}
 		return c, nil
 	case c.Type == CommandPut, c.Type == CommandDelete, c.Type == CommandDeletePrefix:
 	case c.Type == CommandNoop:

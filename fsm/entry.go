@@ -53,6 +53,12 @@ func applyEntry(s *state, l *raft.Log) (*Result, error) {
 		}
 		return r, nil
 	}
+	if fenced(c, l.Term) {
+		// The fence reads the entry's term, which applyCommand does not
+		// see: a revoke decided under one leadership, proposed under a
+		// later one, changes nothing.
+		return &Result{Err: fmt.Errorf("%w: decided in term %d, entry of term %d", ErrLeaseFenced, c.Lease.Term, l.Term), Index: l.Index, Term: l.Term}, nil
+	}
 	r := applyCommand(s, l.Index, c)
 	r.Index, r.Term = l.Index, l.Term
 	return r, nil
@@ -70,6 +76,8 @@ func checkCommand(c Command) error {
 		return nil
 	case CommandNoop:
 		return nil
+	case CommandLeaseGrant, CommandLeaseRevoke, CommandLeasePut:
+		return checkLease(c)
 	case CommandIdempotent, CommandIdempotentDecide, CommandIdempotencyGC:
 		return checkIdem(c)
 	case CommandDeletePrefix:

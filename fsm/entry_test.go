@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/registry"
@@ -39,6 +40,11 @@ func busyShard(t testing.TB) *harness {
 	h.txn(CommandTxnPrepare, prepare("shard-2.q", "shard-2", 10, Txn{Failure: []Op{delOp("c")}}))
 	h.txn(CommandTxnResolve, TxnCmd{ID: "shard-3.r", Outcome: OutcomeAborted, Now: 5})
 	h.apply(EncodeIdempotent("K", make([]byte, IdempotencyHashBytes), 6, EncodePut("z", []byte("1"), Condition{})))
+	h.apply(EncodeLeaseGrant("shard-1.L", int64(time.Minute)))
+	h.apply(EncodeLeaseGrant("shard-2.M", int64(time.Minute)))
+	h.apply(EncodeLeasePut("l1", []byte("1"), Condition{}, "shard-1.L"))
+	h.apply(EncodeLeasePut("m1", []byte("1"), Condition{}, "shard-2.M"))
+	h.apply(EncodeLeaseRevoke("shard-2.M", LeasePrepare, 1))
 	return h
 }
 

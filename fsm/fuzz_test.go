@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftkv/raftkv/registry"
@@ -37,6 +38,13 @@ func FuzzApply(f *testing.F) {
 	f.Add(EncodeIdempotentDecide("K", make([]byte, IdempotencyHashBytes), 40, []byte("reply"),
 		EncodeTxn(CommandTxnDecide, TxnCmd{ID: "shard-1.p", Outcome: OutcomeSuccess, Now: 20, Participants: []string{"shard-1", "shard-x"}})))
 	f.Add(EncodeIdempotencyGC(50, 45))
+	f.Add(EncodeLeaseGrant("shard-1.N", int64(time.Minute)))
+	f.Add(EncodeLeaseRevoke("shard-1.L", LeasePrepare, 1))
+	f.Add(EncodeLeaseRevoke("shard-2.M", LeaseCommit, 0))
+	f.Add(EncodeLeasePut("l2", []byte("v"), Condition{Kind: CondAbsent}, "shard-1.L"))
+	f.Add(EncodeLeasePut("m2", []byte("v"), Condition{}, "shard-2.M"))
+	f.Add(EncodePut("l1", []byte("detach"), Condition{}))
+	f.Add(EncodeIdempotent("K2", make([]byte, IdempotencyHashBytes), 40, EncodeLeasePut("l3", []byte("w"), Condition{}, "shard-1.L")))
 	f.Add(registry.EncodeInit("cluster-1", 3))
 	f.Add(registry.EncodeUpsertNode(registry.Node{ID: "n1", HTTPAddr: "127.0.0.1:8001", RaftAddr: "127.0.0.1:9001"}))
 	f.Add(registry.EncodeRemoveNode("n1"))

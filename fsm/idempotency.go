@@ -153,8 +153,8 @@ func checkIdem(c Command) error {
 	}
 	inner := ic.InnerCmd.Type
 	switch {
-	case c.Type == CommandIdempotent && inner != CommandPut && inner != CommandDelete && inner != CommandTxn:
-		return fmt.Errorf("%v wraps %v; only put, delete and txn apply once", c.Type, inner)
+	case c.Type == CommandIdempotent && inner != CommandPut && inner != CommandDelete && inner != CommandTxn && inner != CommandLeasePut:
+		return fmt.Errorf("%v wraps %v; only put, delete, lease put and txn apply once", c.Type, inner)
 	case c.Type == CommandIdempotent && len(ic.Reply) != 0:
 		return fmt.Errorf("%v carries a reply", c.Type)
 	case c.Type == CommandIdempotentDecide && inner != CommandTxnDecide:
@@ -280,7 +280,7 @@ const (
 func encodeOutcome(t CommandType, r *Result) []byte {
 	var b []byte
 	switch t {
-	case CommandPut, CommandDelete:
+	case CommandPut, CommandDelete, CommandLeasePut:
 		var flags byte
 		if r.Found {
 			flags |= outcomeFound
@@ -322,7 +322,7 @@ func decodeOutcome(t CommandType, b []byte) (*Result, error) {
 	case CommandTxnDecide:
 		r.Reply = bytes.Clone(b)
 		return r, nil
-	case CommandPut, CommandDelete:
+	case CommandPut, CommandDelete, CommandLeasePut:
 		flags := d.Byte()
 		if flags > outcomeFound|outcomeDeleted|outcomePrecondition {
 			d.Fail("unknown outcome flags")

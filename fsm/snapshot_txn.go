@@ -21,10 +21,16 @@ const (
 	// can take the numbers between; a build from before it refuses the
 	// checkpoint (unknown tag) rather than drop the table.
 	tagIdempotency = 20
+	// tagLease and tagAttached: the lease records and this shard's keys
+	// attached to them (lease.go).
+	tagLease    = 16
+	tagAttached = 17
 )
 
 // knownTag reports whether this build reads records of tag.
-func knownTag(tag byte) bool { return (tag >= tagKey && tag <= tagDone) || tag == tagIdempotency }
+func knownTag(tag byte) bool {
+	return (tag >= tagKey && tag <= tagDone) || tag == tagLease || tag == tagAttached || tag == tagIdempotency
+}
 
 // writeState writes every part of st as tagged records.
 func writeState(w *snapshot.Writer, st *state) error {
@@ -46,6 +52,14 @@ func writeState(w *snapshot.Writer, st *state) error {
 		st.done.Scan(func(d doneEntry) bool {
 			b := appendString(append(buf[:0], tagDone), d.id)
 			return put(binary.AppendUvarint(b, uint64(max(d.at, 0))))
+		})
+	}
+	if err == nil {
+		st.leases.Scan(func(l leaseEntry) bool { return put(appendLeaseRecord(append(buf[:0], tagLease), l)) })
+	}
+	if err == nil {
+		st.attached.Scan(func(a attachEntry) bool {
+			return put(appendString(appendString(append(buf[:0], tagAttached), a.key), a.lease))
 		})
 	}
 	if err == nil {
@@ -169,6 +183,14 @@ func (ld *loader) taggedRecord(st *state, p []byte, n int, index uint64) error {
 		if err := loadIdemRecord(st, id, d, index); err != nil {
 			return err
 		}
+	case tagLease:
+		if err := loadLeaseRecord(st, id, d); err != nil {
+			return err
+		}
+	case tagAttached:
+		if err := loadAttachRecord(st, id, d); err != nil {
+			return err
+		}
 	}
 	if id == "" || (ld.prevID != "" && id <= ld.prevID) {
 		return fmt.Errorf("%w: transaction id %q not after %q", ErrBadSnapshot, id, ld.prevID)
@@ -191,5 +213,8 @@ func (ld *loader) finish(st *state) error {
 		}
 		return true
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return lockLeaseKeys(st)
 }

@@ -20,6 +20,11 @@ type state struct {
 	records *btree.BTreeG[Record]    // by ID: records of transactions whose primary is this shard
 	done    *btree.BTreeG[doneEntry] // by ID: transactions resolved here (refuse late prepares)
 	idem    *btree.BTreeG[idemEntry] // by key: remembered first results (idempotency.go)
+	// leases (lease.go): every lease's record, and this shard's keys
+	// attached to them, by key and by lease.
+	leases   *btree.BTreeG[leaseEntry]
+	attached *btree.BTreeG[attachEntry]
+	byLease  *btree.BTreeG[attachEntry]
 }
 
 // lockEntry says that key is locked by transaction txn.
@@ -36,7 +41,9 @@ type doneEntry struct {
 
 func newState(group string) state {
 	opts := btree.Options{NoLocks: true} // the FSM's own lock guards the trees
+	leases, attached, byLease := newLeaseTrees()
 	return state{
+		leases: leases, attached: attached, byLease: byLease,
 		group:   group,
 		kv:      newTree(),
 		locks:   btree.NewBTreeGOptions(func(a, b lockEntry) bool { return a.key < b.key }, opts),
@@ -51,7 +58,8 @@ func newState(group string) state {
 // the caller needs the write lock because Copy updates bookkeeping.
 func (s *state) copy() state {
 	return state{group: s.group, kv: s.kv.Copy(), locks: s.locks.Copy(), staged: s.staged.Copy(),
-		records: s.records.Copy(), done: s.done.Copy(), idem: s.idem.Copy()}
+		records: s.records.Copy(), done: s.done.Copy(), idem: s.idem.Copy(),
+		leases: s.leases.Copy(), attached: s.attached.Copy(), byLease: s.byLease.Copy()}
 }
 
 // lock returns the transaction holding key's lock, if any.

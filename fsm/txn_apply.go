@@ -49,6 +49,7 @@ func applyTxn(s *state, idx uint64, c *TxnCmd) *Result {
 			res[i].KV = e.kv()
 		}
 	}
+	s.detachOps(ops)
 	return &Result{Txn: &TxnResult{Succeeded: held, Results: res}}
 }
 
@@ -160,8 +161,10 @@ func resolvePart(s *state, idx uint64, id string, o Outcome, now int64) {
 		switch o {
 		case OutcomeSuccess:
 			writeOps(s.kv, idx, st.Part.Success)
+			s.detachOps(st.Part.Success)
 		case OutcomeFailure:
 			writeOps(s.kv, idx, st.Part.Failure)
+			s.detachOps(st.Part.Failure)
 		}
 		for _, k := range st.Part.Keys() {
 			if l, ok := s.locks.Get(lockEntry{key: k}); ok && l.txn == id {

@@ -50,7 +50,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.svc.Put(ctx, key, value, kr.cond)
+	res, err := s.putMaybeLeased(ctx, r, key, value, kr.cond)
 	setServed(w, res)
 	markReplayed(w, res.Replayed)
 	if err != nil {

@@ -33,6 +33,11 @@ func TestARemovedNodeAnswersGoneForEveryDataRequest(t *testing.T) {
 		{http.MethodDelete, "/v1/kv?prefix=a"},
 		{http.MethodPost, "/v1/txn"},
 		{http.MethodGet, "/v1/txn/shard-1.abc"},
+		{http.MethodPost, "/v1/lease"},
+		{http.MethodGet, "/v1/lease"},
+		{http.MethodGet, "/v1/lease/shard-1.abc"},
+		{http.MethodPost, "/v1/lease/shard-1.abc/keepalive"},
+		{http.MethodDelete, "/v1/lease/shard-1.abc"},
 		{http.MethodGet, "/readyz"},
 	} {
 		rec := serve(t, svc, req.method, req.target, []byte("v"), nil)

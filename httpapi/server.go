@@ -71,7 +71,7 @@ func (s *Server) checkMember() error {
 // answers them 410 removed, whatever the consistency asked for: its
 // replicas are no longer replicated to, so even a stale read would serve
 // data the cluster may have changed long ago.
-var dataPaths = []string{"/v1/kv", "/v1/txn"}
+var dataPaths = []string{"/v1/kv", "/v1/txn", "/v1/lease"}
 
 func servesData(path string) bool {
 	for _, p := range dataPaths {
@@ -133,6 +133,7 @@ func New(svc Service, opts ...Option) *Server {
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	s.routeAuth()
+	s.routeLeases()
 	return s
 }
 

@@ -40,11 +40,14 @@ const (
 // registry never had: an entry of one of those types is a shard command in
 // the wrong log and is refused (ErrShardCommand) rather than taken for a
 // command from a newer raftkv. New commands of either machine take the next
-// number free in both (the auth commands took 10..13, RegisterNode 14; 15 is next), and each
+// number free in both (the auth commands took 10..13, RegisterNode 14; the fsm's prefix delete and leases 15..18), and each
 // package lists the other's.
 const (
 	firstShardOnly = 5 // fsm.CommandTxn + 1 .. fsm.CommandTxnGC
 	lastShardOnly  = 9
+	// fsm.CommandDeletePrefix .. fsm.CommandLeasePut
+	firstShardOnly2 = 15
+	lastShardOnly2  = 18
 )
 
 func (t CommandType) String() string {
@@ -146,7 +149,7 @@ func Decode(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: %d", ErrUnknownVersion, b[0])
 	case b[1] == 0:
 		return Command{}, fmt.Errorf("%w: command type 0 is never assigned", ErrMalformed)
-	case b[1] >= firstShardOnly && b[1] <= lastShardOnly:
+	case b[1] >= firstShardOnly && b[1] <= lastShardOnly, b[1] >= firstShardOnly2 && b[1] <= lastShardOnly2:
 		return Command{}, fmt.Errorf("%w: type %d", ErrShardCommand, b[1])
 	}
 	c := Command{Type: CommandType(b[1])}

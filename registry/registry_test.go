@@ -148,8 +148,9 @@ func TestDecodeRejects(t *testing.T) {
 		{[]byte{CommandVersion + 1, byte(CommandInit)}, ErrUnknownVersion},
 		{[]byte{CommandVersion, 0}, ErrMalformed},
 		{[]byte{0, byte(CommandNoop)}, ErrMalformed},
-		{[]byte{CommandVersion, byte(CommandRegisterNode) + 1}, ErrUnknownCommand},
+		{[]byte{CommandVersion, 99}, ErrUnknownCommand},
 		{[]byte{CommandVersion, 5}, ErrShardCommand},
+		{[]byte{CommandVersion, 16}, ErrShardCommand}, // fsm.CommandLeaseGrant
 		{good[:len(good)-1], ErrMalformed},
 		{append(bytes.Clone(good), 0), ErrMalformed},
 		{[]byte{CommandVersion, byte(CommandRemoveNode), 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrMalformed},

@@ -19,7 +19,7 @@ type leafCommand struct {
 func leafCommands() []leafCommand {
 	groups := map[string]*subcommands{
 		"cluster": &clusterCommands, "chaos": &chaosCommands, "snapshot": &snapshotCommands,
-		"certs": &certsCommands, "auth": &authCommands,
+		"certs": &certsCommands, "auth": &authCommands, "lease": &leaseCommands,
 	}
 	var out []leafCommand
 	for _, c := range commands {
@@ -73,7 +73,7 @@ func TestMainHelpListsEveryCommand(t *testing.T) {
 			t.Errorf("raftkv --help does not list %s (%s):\n%s", c.name, c.help.summary, out)
 		}
 	}
-	for _, group := range []*subcommands{&clusterCommands, &chaosCommands, &snapshotCommands, &certsCommands, &authCommands} {
+	for _, group := range []*subcommands{&clusterCommands, &chaosCommands, &snapshotCommands, &certsCommands, &authCommands, &leaseCommands} {
 		code, out, errOut := runCLI(t, group.group, "--help")
 		if code != 0 || errOut != "" || !strings.HasPrefix(out, "raftkv "+group.group+" - "+group.help.summary+"\n") {
 			t.Errorf("raftkv %s --help: code %d, stderr %q, stdout:\n%s", group.group, code, errOut, out)

@@ -30,6 +30,7 @@ its outcome is unknown (after a 504 or a cut connection).`,
 		"raftkv put lock/leader node1 --if-absent",
 		"raftkv put counter 2 --if-match 41",
 		"raftkv put orders/42 paid --idempotency-key pay-42",
+		"raftkv put services/web 10.0.0.7:80 --lease shard-1.9f2c4e1a7b3d5e60",
 	},
 }
 
@@ -37,6 +38,7 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 	inv := newInvocation("put", putHelp, stdout, stderr)
 	ifMatch := inv.fs.String("if-match", "", "write only if the key's current revision is `REV` (else exit 1, precondition_failed)")
 	ifAbsent := inv.fs.Bool("if-absent", false, "create the key only if it does not exist")
+	lease := inv.fs.String("lease", "", "attach the key to lease `ID` (raftkv lease grant): it is deleted when the lease ends")
 	idemKey := idempotencyKeyFlag(inv)
 	pos, code, ok := inv.parse(args)
 	if !ok {
@@ -58,6 +60,9 @@ func cmdPut(args []string, stdout, stderr io.Writer) int {
 			return inv.usageError("--if-match and --if-absent cannot be combined")
 		}
 		opts = append(opts, client.IfAbsent())
+	}
+	if *lease != "" {
+		opts = append(opts, client.WithLease(*lease))
 	}
 	var value []byte
 	if len(pos) == 2 {

@@ -50,6 +50,7 @@ func init() {
 		{"del", &delHelp, cmdDel},
 		{"list", &listHelp, cmdList},
 		{"txn", &txnHelp, cmdTxn},
+		{"lease", &leaseCommands.help, cmdLease},
 		{"cluster", &clusterCommands.help, cmdCluster},
 		{"chaos", &chaosCommands.help, cmdChaos},
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
@@ -113,7 +114,7 @@ Commands:
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-9s %s\n", c.name, c.help.summary)
 	}
-	b.WriteString("\nClient commands (put, get, del, list, txn, cluster, snapshot save, auth, bench)\ntake these flags:\n")
+	b.WriteString("\nClient commands (put, get, del, list, txn, lease, cluster, snapshot save, auth, bench)\ntake these flags:\n")
 	var cf clientFlags
 	c := newCommand("", cmdHelpText{}, io.Discard, io.Discard)
 	cf.register(c)
