@@ -71,7 +71,7 @@ func (s *Server) checkMember() error {
 // answers them 410 removed, whatever the consistency asked for: its
 // replicas are no longer replicated to, so even a stale read would serve
 // data the cluster may have changed long ago.
-var dataPaths = []string{"/v1/kv", "/v1/txn"}
+var dataPaths = []string{"/v1/kv", "/v1/txn", "/v1/watch"}
 
 func servesData(path string) bool {
 	for _, p := range dataPaths {
@@ -104,6 +104,9 @@ type Server struct {
 	stopStreams chan struct{}
 	stopOnce    sync.Once
 	streams     atomic.Int64 // event streams being served
+	// waiters and watchStreams count blocking queries and watch streams
+	// being served (watch.go).
+	waiters, watchStreams atomic.Int64
 }
 
 // New builds the handler for svc.
@@ -120,6 +123,7 @@ func New(svc Service, opts ...Option) *Server {
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
 	s.mux.HandleFunc("GET /v1/cluster/overview", s.handleOverview)
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
+	s.mux.HandleFunc("GET /v1/watch", s.handleWatch)
 	s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	s.mux.Handle("GET /ui/", http.StripPrefix("/ui", ui.Handler()))
 	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))
