@@ -232,7 +232,9 @@ func TestBlockingQueries(t *testing.T) {
 	if miss.status != 404 || miss.header.Get("X-Raftkv-Index") == "" {
 		t.Fatalf("missing key: %d %v", miss.status, miss.header)
 	}
-	go func() { done <- send(t, "GET", url(0, "/v1/kv/b/new?wait=30s&index="+miss.header.Get("X-Raftkv-Index")), "") }()
+	go func() {
+		done <- send(t, "GET", url(0, "/v1/kv/b/new?wait=30s&index="+miss.header.Get("X-Raftkv-Index")), "")
+	}()
 	send(t, "PUT", url(1, "/v1/kv/b/new"), "born")
 	if a := <-done; a.status != 200 || a.body != "born" {
 		t.Fatalf("waiting for creation: %d %s", a.status, a.body)
