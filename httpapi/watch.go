@@ -97,11 +97,20 @@ func (s *Server) block(w http.ResponseWriter, r *http.Request, b blocking, wait 
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(b.wait + MaxTimeout + 30*time.Second))
 	ctx, cancel := context.WithTimeout(r.Context(), b.wait)
 	defer cancel()
+	go func() {
+		// A shutting-down server answers its waiters now (EndStreams)
+		// instead of holding its graceful shutdown for their waits.
+		select {
+		case <-s.stopStreams:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	err := wait(ctx)
 	switch {
 	case r.Context().Err() != nil:
 		return false
-	case err == nil, errors.Is(err, context.DeadlineExceeded):
+	case err == nil, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return true
 	}
 	writeError(w, err)
