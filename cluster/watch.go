@@ -110,6 +110,10 @@ func (n *Node) WaitKeyChange(ctx context.Context, key string, after uint64) erro
 	if err := ValidateKey(key); err != nil {
 		return err
 	}
+	// Refused before the wait: its timing would tell when the key changed.
+	if err := n.authorizeKeys(ctx, registry.AccessRead, key); err != nil {
+		return err
+	}
 	return waitChanged(ctx, n.groups[n.ShardOf(key)].kv, key, false, after)
 }
 
@@ -257,7 +261,7 @@ func (n *Node) followShard(ctx context.Context, g *group, prefix string, pos fsm
 	}
 	reported := pos
 	for {
-		cs, through, err := g.kv.Changes(prefix, pos, watchBatchChanges)
+		page, err := g.kv.Changes(prefix, pos, watchBatchChanges, watchBatchBytes)
 		if err != nil {
 			send(WatchBatch{Shard: g.name, Pos: pos, Err: err})
 			return
@@ -267,8 +271,7 @@ func (n *Node) followShard(ctx context.Context, g *group, prefix string, pos fsm
 			send(WatchBatch{Shard: g.name, Pos: pos, Err: err})
 			return
 		}
-		read := len(cs)
-		cs = trimBatch(cs)
+		cs := page.Changes
 		if len(cs) > 0 {
 			pos = fsm.After(cs[len(cs)-1])
 		}
@@ -278,8 +281,8 @@ func (n *Node) followShard(ctx context.Context, g *group, prefix string, pos fsm
 				readable = append(readable, c)
 			}
 		}
-		caughtUp := len(cs) == read && read < watchBatchChanges
-		if caughtUp && (through > pos.Rev || (through == pos.Rev && pos.Part != 0)) {
+		through := page.Through
+		if !page.More && (through > pos.Rev || (through == pos.Rev && pos.Part != 0)) {
 			pos = fsm.Pos{Rev: through} // nothing more under prefix up to through
 		}
 		switch {
@@ -297,26 +300,13 @@ func (n *Node) followShard(ctx context.Context, g *group, prefix string, pos fsm
 			default:
 			}
 		}
-		if !caughtUp {
+		if page.More {
 			continue
 		}
 		if err := g.kv.WaitApplied(ctx, through+1); err != nil {
 			return
 		}
 	}
-}
-
-// trimBatch cuts a batch to about watchBatchBytes, keeping at least one
-// change.
-func trimBatch(cs []fsm.Change) []fsm.Change {
-	size := 0
-	for i, c := range cs {
-		size += len(c.KV.Key) + len(c.KV.Value)
-		if size > watchBatchBytes && i > 0 {
-			return cs[:i]
-		}
-	}
-	return cs
 }
 
 // ParseCursor reads a cursor of this cluster (see ParseCursor). With a

@@ -245,31 +245,44 @@ func (s *state) recordDelete(idx uint64, e entry) {
 	}
 }
 
-// Changes returns, in order, up to limit changes after from of the keys
-// that start with prefix, and through, the applied index at the read:
-// when fewer than limit changes came back, every change up to through has
-// been returned, so a reader may move on to Pos{Rev: through}. A from
-// the history no longer reaches is a *CompactedError.
-func (f *FSM) Changes(prefix string, from Pos, limit int) (out []Change, through uint64, err error) {
+// ChangesPage is one read of the history.
+type ChangesPage struct {
+	Changes []Change
+	// Through is the applied index at the read. When More is false,
+	// every change up to Through has been returned: the reader may move
+	// on to Pos{Rev: Through}.
+	Through uint64
+	// More is set when the page was cut by its limits.
+	More bool
+}
+
+// Changes returns, in order, the changes after from of the keys that start
+// with prefix: at most limit of them, and no more once their keys and
+// values pass maxBytes (at least one is returned). A from the history no
+// longer reaches is a *CompactedError. Zero limits mean no limit.
+func (f *FSM) Changes(prefix string, from Pos, limit, maxBytes int) (ChangesPage, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	through = f.applied.Load()
+	page := ChangesPage{Through: f.applied.Load()}
 	h := f.st.hist
 	if h == nil || from.complete() < h.floor {
-		return nil, through, f.compactedLocked(from)
+		return page, f.compactedLocked(from)
 	}
 	live := h.live()
+	size := 0
 	for i := h.start(from); i < len(live); i++ {
 		c := &live[i]
 		if !strings.HasPrefix(c.key, prefix) {
 			continue
 		}
-		if limit > 0 && len(out) == limit {
+		if (limit > 0 && len(page.Changes) == limit) || (maxBytes > 0 && size > maxBytes) {
+			page.More = true
 			break
 		}
-		out = append(out, c.public())
+		size += len(c.key) + len(c.value)
+		page.Changes = append(page.Changes, c.public())
 	}
-	return out, through, nil
+	return page, nil
 }
 
 func (f *FSM) compactedLocked(from Pos) error {

@@ -17,12 +17,12 @@ func changeLine(c Change) string {
 
 func changeLines(t *testing.T, f *FSM, prefix string, from Pos) []string {
 	t.Helper()
-	cs, _, err := f.Changes(prefix, from, 0)
+	page, err := f.Changes(prefix, from, 0, 0)
 	if err != nil {
 		t.Fatalf("Changes(%q, %v): %v", prefix, from, err)
 	}
 	out := []string{}
-	for _, c := range cs {
+	for _, c := range page.Changes {
 		out = append(out, changeLine(c))
 	}
 	return out
@@ -65,12 +65,20 @@ func TestEveryKeyChangeIsInTheHistory(t *testing.T) {
 	if got := changeLines(t, h.f, "a/", Pos{Rev: 9}); !reflect.DeepEqual(got, []string{"12.0 put a/5=2pc"}) {
 		t.Fatalf("from 9: %q", got)
 	}
-	cs, through, _ := h.f.Changes("a/", Pos{}, 0)
-	if through != 12 || !cs[len(cs)-1].Last || cs[6].Last || !cs[7].Last {
+	page, _ := h.f.Changes("a/", Pos{}, 0, 0)
+	cs, through := page.Changes, page.Through
+	if through != 12 || page.More || !cs[len(cs)-1].Last || cs[6].Last || !cs[7].Last {
 		t.Fatalf("through %d, last flags %+v", through, cs)
 	}
 	if p := After(cs[6]); p != (Pos{Rev: 9, Part: 1}) {
 		t.Fatalf("After(9.0 of 2) = %v", p)
+	}
+	// Pages cut by count or by bytes say so, and keep at least one change.
+	if page, _ := h.f.Changes("a/", Pos{}, 2, 0); len(page.Changes) != 2 || !page.More {
+		t.Fatalf("limit 2: %d changes, more %v", len(page.Changes), page.More)
+	}
+	if page, _ := h.f.Changes("a/", Pos{}, 0, 1); len(page.Changes) != 1 || !page.More {
+		t.Fatalf("1 byte: %d changes, more %v", len(page.Changes), page.More)
 	}
 }
 
@@ -102,7 +110,7 @@ func TestHistoryIsBoundedAndSaysCompacted(t *testing.T) {
 	if got := changeLines(t, h.f, "", Pos{Rev: 5}); len(got) != 4 {
 		t.Fatalf("from 5: %q", got)
 	}
-	_, _, err := h.f.Changes("", Pos{Rev: 4}, 0)
+	_, err := h.f.Changes("", Pos{Rev: 4}, 0, 0)
 	var ce *CompactedError
 	if !errors.As(err, &ce) || !errors.Is(err, ErrCompacted) || ce.Oldest != 6 {
 		t.Fatalf("from 4: %v", err)
@@ -127,7 +135,7 @@ func TestRestoreStartsTheHistoryAtTheCheckpoint(t *testing.T) {
 	if err := restore(f, snap); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := f.Changes("", Pos{Rev: 1}, 0); !errors.Is(err, ErrCompacted) {
+	if _, err := f.Changes("", Pos{Rev: 1}, 0, 0); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("from 1 after restore at 2: %v", err)
 	}
 	f.Apply(commandLog(3, EncodePut("c", []byte("3"), Condition{})))
