@@ -31,6 +31,9 @@ var ErrCompacted = fsm.ErrCompacted
 // reach what the shards' leaders had committed when it started.
 const watchCatchUp = 10 * time.Second
 
+// watchRecheck is how often an idle watch looks at its caller's token.
+const watchRecheck = 5 * time.Second
+
 // Watch batch bounds: one message carries at most this many changes, or
 // about this many bytes of them.
 const (
@@ -303,7 +306,13 @@ func (n *Node) followShard(ctx context.Context, g *group, prefix string, pos fsm
 		if page.More {
 			continue
 		}
-		if err := g.kv.WaitApplied(ctx, through+1); err != nil {
+		// Wake at the next entry, or after a while to look at the
+		// caller's token again (it may be revoked while the shard is
+		// quiet).
+		wctx, cancel := context.WithTimeout(ctx, watchRecheck)
+		_ = g.kv.WaitApplied(wctx, through+1)
+		cancel()
+		if ctx.Err() != nil {
 			return
 		}
 	}
