@@ -118,6 +118,7 @@ func New(svc Service, opts ...Option) *Server {
 	if s.raftSink != nil {
 		s.metrics.reg.MustRegister(s.raftSink) // a fresh registry: cannot clash
 	}
+	s.registerWatchMetrics()
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("DELETE /v1/kv", s.handleDeletePrefix)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
@@ -156,7 +157,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	route := "unauthenticated"
 	if authed := s.authenticate(rw, r); authed != nil {
-		route = s.dispatch(rw, authed)
+		route = blockingRoute(s.dispatch(rw, authed), r)
 	}
 	s.metrics.observe(route, r.Method, rw.status, time.Since(start))
 }

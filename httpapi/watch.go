@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
 )
@@ -88,6 +90,7 @@ func (s *Server) watcher() (watchService, error) {
 func (s *Server) block(w http.ResponseWriter, r *http.Request, b blocking, wait func(context.Context) error) bool {
 	if s.waiters.Add(1) > MaxWaiters {
 		s.waiters.Add(-1)
+		s.metrics.rejected.WithLabelValues(rejectWaiters).Inc()
 		writeError(w, fmt.Errorf("%w: %d blocking queries are waiting on this node, the most it holds; retry shortly or on another node", cluster.ErrOverloaded, MaxWaiters))
 		return false
 	}
@@ -168,6 +171,27 @@ func listCursor(indexes map[string]uint64) string {
 	return c.String()
 }
 
+// blockingRoute is the metrics route of a request: a blocking query is
+// counted apart from ordinary reads, so that its wait does not show as
+// read latency.
+func blockingRoute(route string, r *http.Request) string {
+	if (route == "/v1/kv/{key}" || route == "GET /v1/kv") && r.URL.Query().Has("index") {
+		return route + " (blocking)"
+	}
+	return route
+}
+
+// registerWatchMetrics exports how many blocking queries and watch
+// streams the node holds.
+func (s *Server) registerWatchMetrics() {
+	s.metrics.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "raftkv_watch_waiters", Help: "Blocking queries (?index=) waiting on this node."},
+			func() float64 { return float64(s.waiters.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "raftkv_watch_streams", Help: "Watch streams (GET /v1/watch) this node serves."},
+			func() float64 { return float64(s.watchStreams.Load()) }),
+	)
+}
+
 // watchEvent is the data of a put or delete event on GET /v1/watch.
 type watchEvent struct {
 	Type           string  `json:"type"`
@@ -213,6 +237,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.watchStreams.Add(1) > MaxWatchStreams {
 		s.watchStreams.Add(-1)
+		s.metrics.rejected.WithLabelValues(rejectWatches).Inc()
 		writeError(w, fmt.Errorf("%w: %d watch streams are open on this node, the most it serves; retry shortly or on another node", cluster.ErrOverloaded, MaxWatchStreams))
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/raftkv/raftkv/cluster"
@@ -53,6 +54,14 @@ func TestWatchCapsAnswer429(t *testing.T) {
 	s.watchStreams.Store(MaxWatchStreams)
 	if rec := do("/v1/watch?prefix=a"); rec.Code != http.StatusTooManyRequests || errorCode(t, rec) != "overloaded" {
 		t.Errorf("past the stream cap: %d %s", rec.Code, rec.Body)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`raftkv_http_rejected_total{reason="max_waiters"} 2`, `raftkv_http_rejected_total{reason="max_watch_streams"} 1`,
+		`raftkv_watch_waiters 1024`, `raftkv_watch_streams 256`, `route="/v1/kv/{key} (blocking)"`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	// A service without watches says so.
 	if rec := serve(t, &fakeService{}, http.MethodGet, "/v1/watch", nil, nil); rec.Code != http.StatusNotFound {
