@@ -268,3 +268,45 @@ func TestBlockingQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchResumesInsideOneEntry: a prefix delete of more keys than one
+// batch holds is one entry; a stream cut in the middle of it resumes from
+// the id of its last event (revision.count) with exactly the rest.
+func TestWatchResumesInsideOneEntry(t *testing.T) {
+	c := raftkvtest.NewCluster(t, 1, 1)
+	base := "http://" + c.Nodes[0].HTTPAddr
+	const n = 300
+	for i := range n {
+		if a := send(t, "PUT", fmt.Sprintf("%s/v1/kv/p/%03d", base, i), "v"); a.status != 200 {
+			t.Fatalf("put: %d %s", a.status, a.body)
+		}
+	}
+	start := send(t, "GET", base+"/v1/kv?prefix=p/&limit=1", "").header.Get("X-Raftkv-Cursor")
+	if a := send(t, "DELETE", base+"/v1/kv?prefix=p/", ""); a.status != 200 || a.body != `{"deleted":300}` {
+		t.Fatalf("delete prefix: %d %s", a.status, a.body)
+	}
+	seen := map[string]int{}
+	first := openWatch(t, base+"/v1/watch?prefix=p/&from="+start, "")
+	var last sseEvent
+	for range 100 {
+		last = first.next()
+		seen[last.data["key"].(string)]++
+	}
+	first.close()
+	if !strings.Contains(last.id, ".100") {
+		t.Fatalf("id %q after 100 changes of one entry: want revision.100", last.id)
+	}
+	second := openWatch(t, base+"/v1/watch?prefix=p/", last.id)
+	for range n - 100 {
+		e := second.next()
+		if e.typ != "delete" {
+			t.Fatalf("event %+v", e)
+		}
+		seen[e.data["key"].(string)]++
+	}
+	for i := range n {
+		if k := fmt.Sprintf("p/%03d", i); seen[k] != 1 {
+			t.Errorf("%s seen %d times", k, seen[k])
+		}
+	}
+}
