@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -33,6 +34,9 @@ type Value struct {
 	Version        uint64
 	Shard          string
 	Node           string // node that served the request
+	// Index is the shard's raft index the read saw every entry up to
+	// (X-Raftkv-Index): pass it to WaitIndex to wait for the next change.
+	Index uint64
 }
 
 // KV is one item of a List answer.
@@ -50,6 +54,10 @@ type ListResult struct {
 	// More is true when further keys match; continue with after set to the
 	// last key of Items.
 	More bool
+	// Cursor is where the listing stands in every shard (X-Raftkv-Cursor):
+	// pass it to WaitCursor to wait for the next change under the prefix,
+	// or to WatchFrom to stream the changes after it.
+	Cursor string
 }
 
 // WriteOption sets a condition on Put or Delete.
@@ -87,7 +95,42 @@ func (o *writeOptions) header() http.Header {
 // ReadOption changes how Get and List read.
 type ReadOption func(*readOptions)
 
-type readOptions struct{ stale, keysOnly bool }
+type readOptions struct {
+	stale, keysOnly bool
+	index           string // a blocking query's index= (WaitIndex, WaitCursor)
+	wait            time.Duration
+}
+
+// WaitIndex makes Get a blocking query: it answers once the key has
+// changed after index (a Value.Index), or after wait (at most 10 minutes;
+// 0 for the server's 5) with the key as it is. It may answer early without
+// a change: compare the value or the Index. The call's deadline (ctx and
+// WithTimeout) must leave room for the wait.
+func WaitIndex(index uint64, wait time.Duration) ReadOption {
+	return func(o *readOptions) { o.index, o.wait = strconv.FormatUint(index, 10), wait }
+}
+
+// WaitCursor makes List a blocking query, as WaitIndex does Get: it
+// answers once a key under the prefix changed after cursor (a
+// ListResult.Cursor), or after wait.
+func WaitCursor(cursor string, wait time.Duration) ReadOption {
+	return func(o *readOptions) { o.index, o.wait = cursor, wait }
+}
+
+// set adds the blocking-query parameters to q.
+func (o *readOptions) set(q url.Values) url.Values {
+	if o.index == "" {
+		return q
+	}
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("index", o.index)
+	if o.wait > 0 {
+		q.Set("wait", o.wait.String())
+	}
+	return q
+}
 
 // KeysOnly makes List leave the values out (each KV's Value is empty).
 func KeysOnly() ReadOption { return func(o *readOptions) { o.keysOnly = true } }
@@ -167,7 +210,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value
 		q = url.Values{"consistency": {"stale"}}
 		routed = "" // any replica will do
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: q, key: routed})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: path, query: ro.set(q), key: routed})
 	if err != nil {
 		return Value{}, err
 	}
@@ -180,6 +223,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value
 	}
 	v.Version, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Version"), 10, 64)
 	v.CreateRevision, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Create-Revision"), 10, 64)
+	v.Index, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Index"), 10, 64)
 	return v, nil
 }
 
@@ -239,7 +283,7 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int, opts
 	if ro.keysOnly {
 		q.Set("keys_only", "true")
 	}
-	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/kv", query: q})
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: "/v1/kv", query: ro.set(q)})
 	if err != nil {
 		return ListResult{}, err
 	}
@@ -257,7 +301,7 @@ func (c *Client) List(ctx context.Context, prefix, after string, limit int, opts
 	if err := decodeJSON(resp, &wire); err != nil {
 		return ListResult{}, err
 	}
-	res := ListResult{More: wire.More, Items: make([]KV, 0, len(wire.Items))}
+	res := ListResult{More: wire.More, Items: make([]KV, 0, len(wire.Items)), Cursor: resp.header.Get("X-Raftkv-Cursor")}
 	for _, it := range wire.Items {
 		kv := KV{Key: it.Key, Version: it.Version, Revision: it.Revision, CreateRevision: it.CreateRev, Value: []byte{}}
 		switch {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
 )
 
 // Config describes one node. Build it with DefaultConfig and change what you
@@ -89,6 +91,11 @@ type Config struct {
 	// Clock is this node's clock (nil: the machine's). Nodes need not
 	// agree on the time; tests give each in-process node its own skew.
 	Clock Clock
+
+	// WatchHistory bounds each shard replica's in-memory change history,
+	// which watches read (docs/watch.md); a zero field takes its default
+	// (fsm.DefaultHistoryLimits: 10 000 changes or 16 MiB).
+	WatchHistory fsm.HistoryLimits
 
 	// MaxValueBytes caps a value's size (bytes). Larger writes are refused
 	// before anything is proposed.
@@ -203,6 +210,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("the bootstrap token must be at least %d bytes", minBootstrapSecret)
 	case c.BootstrapToken != "" && !c.Auth:
 		return fmt.Errorf("a bootstrap token needs auth on")
+	case c.WatchHistory.Changes < 0 || c.WatchHistory.Bytes < 0:
+		return fmt.Errorf("watch history limits must not be negative")
 	case c.MaxValueBytes < 1:
 		return fmt.Errorf("max value bytes must be positive")
 	case c.MaxPendingWrites < 1:

@@ -47,6 +47,9 @@ type KVResult struct {
 type ListResult struct {
 	Items []fsm.KV
 	More  bool
+	// Indexes holds, per shard, an applied index the listing saw every
+	// entry up to: the cursor of a blocking prefix query (docs/watch.md).
+	Indexes map[string]uint64
 }
 
 // ShardFor returns the name of the shard that owns key (see keyspace.ShardFor).
@@ -90,6 +93,9 @@ type listArgs struct {
 type listReply struct {
 	Items []fsm.KV `json:"items"`
 	More  bool     `json:"more"`
+	// Index is the shard's applied index read before the listing (its
+	// part of ListResult.Indexes); 0 from a node that predates it.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // Put writes value under key, subject to cond. It returns once the write is
@@ -181,11 +187,12 @@ func (n *Node) List(ctx context.Context, prefix, after string, limit int, c Cons
 		}
 		parts[i].reply, _, parts[i].err = route(ctx, n, g.name, "list", args, n.listLocal, idempotent)
 	})
-	var out ListResult
-	for _, p := range parts {
+	out := ListResult{Indexes: make(map[string]uint64, n.shards)}
+	for i, p := range parts {
 		if p.err != nil {
 			return ListResult{}, p.err
 		}
+		out.Indexes[fmt.Sprintf("shard-%d", i+1)] = p.reply.Index
 		out.Items = append(out.Items, p.reply.Items...)
 		out.More = out.More || p.reply.More
 	}
@@ -464,12 +471,15 @@ func (n *Node) listLocal(ctx context.Context, g *group, a listArgs) (listReply, 
 // read: it reads on past unreadable keys until the page is full, so a page
 // is never cut short while readable keys follow.
 func (n *Node) listFrom(g *group, a listArgs, gr grants) (listReply, error) {
+	// Read before the keys, so the listing holds at least every entry up
+	// to index (as getFrom does).
+	index := g.fsm.AppliedIndex()
 	items, more := g.kv.List(a.Prefix, a.After, a.Limit)
 	if gr.all || gr.admin {
 		if items == nil {
 			items = []fsm.KV{}
 		}
-		return listReply{Items: items, More: more}, nil
+		return listReply{Items: items, More: more, Index: index}, nil
 	}
 	out := []fsm.KV{}
 	for {
@@ -479,7 +489,7 @@ func (n *Node) listFrom(g *group, a listArgs, gr grants) (listReply, error) {
 			}
 		}
 		if len(out) >= a.Limit || !more || len(items) == 0 {
-			return listReply{Items: out, More: more && len(out) >= a.Limit}, nil
+			return listReply{Items: out, More: more && len(out) >= a.Limit, Index: index}, nil
 		}
 		items, more = g.kv.List(a.Prefix, items[len(items)-1].Key, a.Limit)
 	}

@@ -351,6 +351,7 @@ func (n *Node) openGroups() error {
 			sm = reg
 		} else {
 			kv = fsm.New(name)
+			kv.SetHistoryLimits(n.cfg.WatchHistory)
 			sm = kv
 		}
 		logger := n.logger.With("group", name)

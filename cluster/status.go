@@ -97,6 +97,10 @@ type GroupStatus struct {
 	CheckpointFailures uint64         `json:"checkpoint_failures"`
 	CheckpointLatency  histo.Snapshot `json:"-"`
 	RecoveryStatus
+
+	// WatchHistoryFrom is the oldest revision this replica still holds
+	// every change of, for watches (a data shard only; docs/watch.md).
+	WatchHistoryFrom uint64 `json:"watch_history_from,omitempty"`
 }
 
 // Status reports every group's raft state as this node knows it. It never
@@ -160,6 +164,9 @@ func (g *group) status() GroupStatus {
 		Voters:            []string{},
 		Nonvoters:         []string{},
 		RecoveryStatus:    g.recovery.status(),
+	}
+	if g.kv != nil {
+		s.WatchHistoryFrom = g.kv.HistoryStart()
 	}
 	s.Candidacies, s.StepDowns = g.electionCounts()
 	s.ApplyLatency = g.applies.Snapshot()

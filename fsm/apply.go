@@ -42,7 +42,7 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 		if r := lockedResult(s, c.Key); r != nil {
 			return r
 		}
-		r := applyPut(s.kv, idx, c)
+		r := applyPut(s, idx, c)
 		if r.Err == nil {
 			s.detach(c.Key)
 		}
@@ -51,7 +51,7 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 		if r := lockedResult(s, c.Key); r != nil {
 			return r
 		}
-		r := applyDelete(s.kv, c)
+		r := applyDelete(s, idx, c)
 		if r.Deleted {
 			s.detach(c.Key)
 		}
@@ -59,7 +59,7 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 	case CommandNoop:
 		return &Result{}
 	case CommandDeletePrefix:
-		return applyDeletePrefix(s, c.Key)
+		return applyDeletePrefix(s, idx, c.Key)
 	case CommandTxn:
 		return applyTxn(s, idx, c.Txn)
 	case CommandTxnPrepare:
@@ -79,8 +79,8 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 	panic("fsm: applyCommand: unhandled " + c.Type.String())
 }
 
-func applyPut(t *btree.BTreeG[entry], idx uint64, c Command) *Result {
-	cur, found := t.Get(entry{key: c.Key})
+func applyPut(s *state, idx uint64, c Command) *Result {
+	cur, found := s.kv.Get(entry{key: c.Key})
 	if !condHolds(c.Cond, cur, found) {
 		return failed(cur, found)
 	}
@@ -91,25 +91,27 @@ func applyPut(t *btree.BTreeG[entry], idx uint64, c Command) *Result {
 	if found {
 		e.create, e.version = cur.create, cur.version+1
 	}
-	t.Set(e)
+	s.kv.Set(e)
+	s.recordPut(e)
 	return &Result{KV: e.kv(), Found: found}
 }
 
-func applyDelete(t *btree.BTreeG[entry], c Command) *Result {
-	cur, found := t.Get(entry{key: c.Key})
+func applyDelete(s *state, idx uint64, c Command) *Result {
+	cur, found := s.kv.Get(entry{key: c.Key})
 	if !condHolds(c.Cond, cur, found) {
 		return failed(cur, found)
 	}
 	if !found {
 		return &Result{}
 	}
-	t.Delete(cur)
+	s.kv.Delete(cur)
+	s.recordDelete(idx, cur)
 	return &Result{KV: cur.kv(), Found: true, Deleted: true}
 }
 
 // applyDeletePrefix deletes every key under prefix, or none if a
 // transaction holds a lock on one of them.
-func applyDeletePrefix(s *state, prefix string) *Result {
+func applyDeletePrefix(s *state, idx uint64, prefix string) *Result {
 	var lockedBy string
 	s.locks.Ascend(lockEntry{key: prefix}, func(l lockEntry) bool {
 		if strings.HasPrefix(l.key, prefix) {
@@ -130,6 +132,7 @@ func applyDeletePrefix(s *state, prefix string) *Result {
 	})
 	for _, e := range doomed {
 		s.kv.Delete(e)
+		s.recordDelete(idx, e)
 		s.detach(e.key)
 	}
 	return &Result{Deleted: len(doomed) > 0, Count: len(doomed)}

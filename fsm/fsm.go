@@ -84,6 +84,8 @@ type FSM struct {
 	mu   sync.RWMutex // guards st and term; Apply holds it for a whole batch
 	st   state
 	term uint64 // term of the last processed entry
+	// limits bound st.hist, and the history Restore starts afresh.
+	limits HistoryLimits
 }
 
 var _ raft.BatchingFSM = (*FSM)(nil)
@@ -91,7 +93,9 @@ var _ raft.BatchingFSM = (*FSM)(nil)
 // New returns an empty FSM for the named raft group. The group name is
 // written into snapshots and checked on Restore.
 func New(group string) *FSM {
-	return &FSM{group: group, st: newState(group)}
+	f := &FSM{group: group, st: newState(group), limits: DefaultHistoryLimits()}
+	f.st.hist = newHistory(f.limits, 0)
+	return f
 }
 
 // Apply processes one committed log entry.
@@ -134,6 +138,9 @@ func (f *FSM) applyAll(logs []*raft.Log, out []any) {
 			panic(err)
 		}
 		out[i] = r
+		if f.st.hist != nil {
+			f.st.hist.seal(l.Index)
+		}
 	}
 	// Not deferred: a batch cut short by a panic must not count as applied.
 	f.applied.Set(logs[len(logs)-1].Index)

@@ -196,7 +196,7 @@ func applyLease(s *state, idx uint64, c Command) *Result {
 		if c.Lease.Phase == LeasePrepare {
 			return applyLeasePrepare(s, c.Lease.ID)
 		}
-		return applyLeaseCommit(s, c.Lease.ID)
+		return applyLeaseCommit(s, idx, c.Lease.ID)
 	}
 	return applyLeasePut(s, idx, c)
 }
@@ -231,7 +231,7 @@ func applyLeasePrepare(s *state, id string) *Result {
 	return &Result{Found: true, Count: len(keys)}
 }
 
-func applyLeaseCommit(s *state, id string) *Result {
+func applyLeaseCommit(s *state, idx uint64, id string) *Result {
 	l, ok := s.leases.Get(leaseEntry{id: id})
 	if !ok {
 		return &Result{}
@@ -249,7 +249,10 @@ func applyLeaseCommit(s *state, id string) *Result {
 		}
 	}
 	for _, k := range keys {
-		s.kv.Delete(entry{key: k})
+		// Through recordDelete, so watches see an expiry's deletes.
+		if cur, found := s.kv.Delete(entry{key: k}); found {
+			s.recordDelete(idx, cur)
+		}
 		s.attached.Delete(attachEntry{key: k})
 		s.byLease.Delete(attachEntry{key: k, lease: id})
 		if lk, ok := s.locks.Get(lockEntry{key: k}); ok && lk.txn == lockID {
@@ -268,7 +271,7 @@ func applyLeasePut(s *state, idx uint64, c Command) *Result {
 	if !ok || l.revoking {
 		return &Result{Err: fmt.Errorf("%w: %q", ErrLeaseNotFound, c.Lease.ID)}
 	}
-	r := applyPut(s.kv, idx, c)
+	r := applyPut(s, idx, c)
 	if r.Err != nil {
 		return r
 	}

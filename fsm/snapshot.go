@@ -83,6 +83,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore %s: %w", f.group, err)
 	}
 	f.mu.Lock()
+	// The history starts afresh: the checkpoint holds no changes, so a
+	// watch from before its index is told the history is compacted.
+	st.hist = newHistory(f.limits, hdr.Index)
 	f.st, f.term = st, hdr.Term
 	f.mu.Unlock()
 	f.applied.Set(hdr.Index)

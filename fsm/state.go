@@ -20,6 +20,9 @@ type state struct {
 	records *btree.BTreeG[Record]    // by ID: records of transactions whose primary is this shard
 	done    *btree.BTreeG[doneEntry] // by ID: transactions resolved here (refuse late prepares)
 	idem    *btree.BTreeG[idemEntry] // by key: remembered first results (idempotency.go)
+	// hist is the live replica's change history (history.go); nil in
+	// copies, which Persist and Fork use and which must not feed it.
+	hist *history
 	// leases (lease.go): every lease's record, and this shard's keys
 	// attached to them, by key and by lease.
 	leases   *btree.BTreeG[leaseEntry]

@@ -45,7 +45,7 @@ func applyTxn(s *state, idx uint64, c *TxnCmd) *Result {
 	// get never sees the transaction's own writes.
 	res := readOps(s.kv, ops)
 	for i, o := range ops {
-		if e, ok := writeKey(s.kv, idx, o); ok {
+		if e, ok := writeKey(s, idx, o); ok {
 			res[i].KV = e.kv()
 		}
 	}
@@ -160,10 +160,10 @@ func resolvePart(s *state, idx uint64, id string, o Outcome, now int64) {
 	if st, ok := s.staged.Get(Staged{ID: id}); ok {
 		switch o {
 		case OutcomeSuccess:
-			writeOps(s.kv, idx, st.Part.Success)
+			writeOps(s, idx, st.Part.Success)
 			s.detachOps(st.Part.Success)
 		case OutcomeFailure:
-			writeOps(s.kv, idx, st.Part.Failure)
+			writeOps(s, idx, st.Part.Failure)
 			s.detachOps(st.Part.Failure)
 		}
 		for _, k := range st.Part.Keys() {
@@ -213,9 +213,9 @@ func readOps(t *btree.BTreeG[entry], ops []Op) []OpResult {
 	return res
 }
 
-func writeOps(t *btree.BTreeG[entry], idx uint64, ops []Op) {
+func writeOps(s *state, idx uint64, ops []Op) {
 	for _, o := range ops {
-		writeKey(t, idx, o)
+		writeKey(s, idx, o)
 	}
 }
 
@@ -223,10 +223,10 @@ func writeOps(t *btree.BTreeG[entry], idx uint64, ops []Op) {
 // returns the written entry (ok=false for gets and deletes). A key written
 // twice by one entry keeps the version of its first write there, so the
 // snapshot invariant version <= mod-create+1 still holds.
-func writeKey(t *btree.BTreeG[entry], idx uint64, o Op) (entry, bool) {
+func writeKey(s *state, idx uint64, o Op) (entry, bool) {
 	switch o.Kind {
 	case OpPut:
-		cur, found := t.Get(entry{key: o.Key})
+		cur, found := s.kv.Get(entry{key: o.Key})
 		e := entry{key: o.Key, value: bytes.Clone(o.Value), create: idx, mod: idx, version: 1}
 		if e.value == nil {
 			e.value = []byte{}
@@ -237,10 +237,13 @@ func writeKey(t *btree.BTreeG[entry], idx uint64, o Op) (entry, bool) {
 				e.version = cur.version
 			}
 		}
-		t.Set(e)
+		s.kv.Set(e)
+		s.recordPut(e)
 		return e, true
 	case OpDelete:
-		t.Delete(entry{key: o.Key})
+		if cur, found := s.kv.Delete(entry{key: o.Key}); found {
+			s.recordDelete(idx, cur)
+		}
 	}
 	return entry{}, false
 }

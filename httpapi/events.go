@@ -31,22 +31,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer s.streams.Add(-1)
 	events, cancel := s.svc.Events()
 	defer cancel()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	// The stream outlives the server's write timeout, which is for
-	// ordinary requests: each write gets its own deadline instead.
-	write := func(format string, args ...any) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamKeepAlive + 10*time.Second))
-		if _, err := fmt.Fprintf(w, format, args...); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !write(": raftkv events from %s\n\n", s.svc.ID()) {
+	sse := startSSE(w)
+	if !sse.comment("raftkv events from " + s.svc.ID()) {
 		return
 	}
 	tick := time.NewTicker(streamKeepAlive)
@@ -58,7 +44,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		case <-s.stopStreams:
 			return
 		case <-tick.C:
-			if !write(": keep-alive\n\n") {
+			if !sse.comment("keep-alive") {
 				return
 			}
 		case e, ok := <-events:
@@ -69,7 +55,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return
 			}
-			if !write("event: %s\ndata: %s\n\n", e.Type, b) || e.Type == cluster.EventOverflow {
+			if !sse.event("", e.Type, b) || e.Type == cluster.EventOverflow {
 				return
 			}
 		}

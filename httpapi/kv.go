@@ -63,6 +63,18 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
+	if b, ok, err := parseBlocking(r.URL.Query()); err != nil || ok {
+		if err == nil {
+			err = checked(parseKeyRequest(r, key, false)) // bad input fails now, not after the wait
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !s.blockGet(w, r, key, b) {
+			return
+		}
+	}
 	kr, err := parseKeyRequest(r, key, false)
 	if err != nil {
 		writeError(w, err)
@@ -258,6 +270,21 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: count_only counts every key under the prefix: it takes no keys_only, after or limit", cluster.ErrBadRequest))
 		return
 	}
+	if b, ok, err := parseBlocking(q); err != nil || ok {
+		if err == nil && countOnly {
+			err = fmt.Errorf("%w: a count carries no cursor to wait past: block on the listing (keys_only=true) instead", cluster.ErrBadRequest)
+		}
+		if err == nil {
+			err = checked(parseOptions(r, false))
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !s.blockList(w, r, prefix, b) {
+			return
+		}
+	}
 	kr, err := parseOptions(r, false)
 	if err != nil {
 		writeError(w, err)
@@ -277,6 +304,9 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, err)
 		return
+	}
+	if c := listCursor(res.Indexes); c != "" {
+		w.Header().Set(headerCursor, c)
 	}
 	out := listResponse{Items: make([]listItem, 0, len(res.Items)), More: res.More}
 	for _, kv := range res.Items {

@@ -125,6 +125,8 @@ const (
 	rejectConcurrency = "max_concurrent_requests"
 	rejectBody        = "body_too_large"
 	rejectBackups     = "max_concurrent_backups"
+	rejectWaiters     = "max_waiters"       // blocking queries (watch.go)
+	rejectWatches     = "max_watch_streams" // GET /v1/watch (watch.go)
 )
 
 // unlimited are the paths answered even past MaxConcurrentRequests: they

@@ -42,9 +42,9 @@ func newMetrics(svc Service) *metrics {
 	}, []string{"mode", "outcome"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "raftkv_http_rejected_total",
-		Help: "Requests refused by a limit before anything was done, by reason (max_concurrent_requests, body_too_large, max_concurrent_backups).",
+		Help: "Requests refused by a limit before anything was done, by reason (max_concurrent_requests, body_too_large, max_concurrent_backups, max_waiters, max_watch_streams).",
 	}, []string{"reason"})
-	for _, reason := range []string{rejectConcurrency, rejectBody, rejectBackups} {
+	for _, reason := range []string{rejectConcurrency, rejectBody, rejectBackups, rejectWaiters, rejectWatches} {
 		m.rejected.WithLabelValues(reason)
 	}
 	m.reg.MustRegister(m.requests, m.latency, m.txns, m.rejected, &raftCollector{svc: svc},

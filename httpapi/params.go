@@ -46,6 +46,15 @@ func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error
 	return kr, err
 }
 
+// checked releases a parsed request's deadline at once: for checking a
+// request's options before a wait, after which they are parsed again.
+func checked(kr keyRequest, err error) error {
+	if err == nil {
+		kr.cancel()
+	}
+	return err
+}
+
 // parseOptions reads a key or list request's conditions (writes) or
 // consistency (reads) and its deadline. On success the caller must call
 // cancel.

@@ -33,6 +33,8 @@ func TestARemovedNodeAnswersGoneForEveryDataRequest(t *testing.T) {
 		{http.MethodDelete, "/v1/kv?prefix=a"},
 		{http.MethodPost, "/v1/txn"},
 		{http.MethodGet, "/v1/txn/shard-1.abc"},
+		{http.MethodGet, "/v1/watch?prefix=a"},
+		{http.MethodGet, "/v1/kv/a?index=3&wait=1s"},
 		{http.MethodPost, "/v1/lease"},
 		{http.MethodGet, "/v1/lease"},
 		{http.MethodGet, "/v1/lease/shard-1.abc"},

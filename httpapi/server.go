@@ -71,7 +71,7 @@ func (s *Server) checkMember() error {
 // answers them 410 removed, whatever the consistency asked for: its
 // replicas are no longer replicated to, so even a stale read would serve
 // data the cluster may have changed long ago.
-var dataPaths = []string{"/v1/kv", "/v1/txn", "/v1/lease"}
+var dataPaths = []string{"/v1/kv", "/v1/txn", "/v1/watch", "/v1/lease"}
 
 func servesData(path string) bool {
 	for _, p := range dataPaths {
@@ -104,6 +104,9 @@ type Server struct {
 	stopStreams chan struct{}
 	stopOnce    sync.Once
 	streams     atomic.Int64 // event streams being served
+	// waiters and watchStreams count blocking queries and watch streams
+	// being served (watch.go).
+	waiters, watchStreams atomic.Int64
 }
 
 // New builds the handler for svc.
@@ -115,11 +118,13 @@ func New(svc Service, opts ...Option) *Server {
 	if s.raftSink != nil {
 		s.metrics.reg.MustRegister(s.raftSink) // a fresh registry: cannot clash
 	}
+	s.registerWatchMetrics()
 	s.mux.HandleFunc("GET /v1/kv", s.handleList)
 	s.mux.HandleFunc("DELETE /v1/kv", s.handleDeletePrefix)
 	s.mux.HandleFunc("GET /v1/cluster", s.handleStatus)
 	s.mux.HandleFunc("GET /v1/cluster/overview", s.handleOverview)
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
+	s.mux.HandleFunc("GET /v1/watch", s.handleWatch)
 	s.mux.Handle("GET /ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently))
 	s.mux.Handle("GET /ui/", http.StripPrefix("/ui", ui.Handler()))
 	s.mux.HandleFunc("POST /v1/cluster/join", s.admin(s.handleJoin))
@@ -153,7 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	route := "unauthenticated"
 	if authed := s.authenticate(rw, r); authed != nil {
-		route = s.dispatch(rw, authed)
+		route = blockingRoute(s.dispatch(rw, authed), r)
 	}
 	s.metrics.observe(route, r.Method, rw.status, time.Since(start))
 }

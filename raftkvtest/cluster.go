@@ -219,7 +219,9 @@ func (c *Cluster) tryStartNode(i int, dataDir, httpAddr string, join []string) (
 		ln.Close()
 		return nil, err
 	}
-	srv := &http.Server{Handler: httpapi.New(node), ReadHeaderTimeout: 5 * time.Second}
+	api := httpapi.New(node)
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	srv.RegisterOnShutdown(api.EndStreams) // as raftkv serve does: streams end with the server
 	go func() { _ = srv.Serve(ln) }()
 	return &Node{ID: cfg.NodeID, HTTPAddr: cfg.HTTPAddr, Node: node, srv: srv, dataDir: dataDir}, nil
 }

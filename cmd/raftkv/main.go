@@ -56,6 +56,7 @@ func init() {
 		{"snapshot", &snapshotCommands.help, cmdSnapshot},
 		{"recover", &recoverHelp, cmdRecover},
 		{"events", &eventsHelp, cmdEvents},
+		{"watch", &watchHelp, cmdWatch},
 		{"auth", &authCommands.help, cmdAuth},
 		{"certs", &certsCommands.help, cmdCerts},
 		{"bench", &benchHelp, cmdBench},

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/internal/certs"
 )
@@ -112,6 +113,8 @@ func parseServeFlags(args []string, stdout, stderr io.Writer) (sf *serveFlags, c
 	fs.DurationVar(&c.Txn.Retention, "txn-retention", c.Txn.Retention, "how long decided transaction records stay readable via GET /v1/txn/{id}")
 	fs.DurationVar(&c.IdempotencyWindow, "idempotency-window", c.IdempotencyWindow, "how long a shard remembers an Idempotency-Key and its write's first answer (at least 1s); a retry within it gets that answer, after it the write applies again")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", c.MaxValueBytes, "largest value accepted, in bytes")
+	fs.IntVar(&c.WatchHistory.Changes, "watch-history-changes", fsm.DefaultHistoryLimits().Changes, "key changes each shard replica keeps in memory for watches to resume from")
+	fs.IntVar(&c.WatchHistory.Bytes, "watch-history-bytes", fsm.DefaultHistoryLimits().Bytes, "bytes of keys and values each shard replica keeps in memory for watches to resume from")
 	fs.StringVar(&sf.tlsCert, "tls-cert", "", "certificate `FILE` of the HTTP API; with --tls-key it serves HTTPS")
 	fs.StringVar(&sf.tlsKey, "tls-key", "", "private key `FILE` of --tls-cert")
 	fs.StringVar(&sf.tlsClientCA, "tls-client-ca", "", "CA `FILE`: require HTTP API clients to present a certificate it signed")
