@@ -409,6 +409,7 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 			apiErr.RetryAfter = time.Duration(secs) * time.Second
 		}
 		apiErr.Leader, apiErr.LeaderAddr = hresp.Header.Get(headerLeader), hresp.Header.Get(headerLeaderAddr)
+		apiErr.Index, _ = strconv.ParseUint(hresp.Header.Get("X-Raftkv-Index"), 10, 64)
 		if hresp.StatusCode == http.StatusPreconditionFailed {
 			apiErr.CurrentRevision = parseETag(hresp.Header.Get("ETag"))
 		}

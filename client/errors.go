@@ -122,6 +122,10 @@ type APIError struct {
 	// CurrentRevision is the key's revision when a conditional write failed
 	// with 412 on a key that exists (the ETag of the answer), else zero.
 	CurrentRevision uint64
+	// Index is the shard's raft index the answer was served at
+	// (X-Raftkv-Index), when it carries one: on a Get's 404 it is what to
+	// pass to WaitIndex to wait for the key to be created.
+	Index uint64
 	// Indeterminate is set when the operation was a write and the answer
 	// does not say whether it happened: any 5xx answer except raftkv's own
 	// 503 unavailable, which promises that nothing was done. A 504, a 500,

@@ -102,7 +102,8 @@ type readOptions struct {
 }
 
 // WaitIndex makes Get a blocking query: it answers once the key has
-// changed after index (a Value.Index), or after wait (at most 10 minutes;
+// changed after index (a Value.Index, or the Index of the *APIError of a
+// Get that found no key, to wait for its creation), or after wait (at most 10 minutes;
 // 0 for the server's 5) with the key as it is. It may answer early without
 // a change: compare the value or the Index. The call's deadline (ctx and
 // WithTimeout) must leave room for the wait.

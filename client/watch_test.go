@@ -129,3 +129,28 @@ func TestWatchCompactedAndBlockingReads(t *testing.T) {
 		t.Fatalf("blocking list: %+v", nl)
 	}
 }
+
+// TestABlockingGetWaitsForAKeyToBeCreated: a Get that finds no key says at
+// which index (APIError.Index); waiting from there answers once the key is
+// written.
+func TestABlockingGetWaitsForAKeyToBeCreated(t *testing.T) {
+	rc := raftkvtest.NewClusterWith(t, 1, 2, nil)
+	c := client.New([]string{rc.Nodes[0].HTTPAddr}, client.WithTimeout(30*time.Second))
+	ctx := context.Background()
+	_, err := c.Get(ctx, "job/result")
+	var apiErr *client.APIError
+	if !errors.As(err, &apiErr) || !errors.Is(err, client.ErrNotFound) || apiErr.Index == 0 {
+		t.Fatalf("get of a missing key: %v, want a not-found APIError with an index", err)
+	}
+	done := make(chan client.Value, 1)
+	go func() {
+		v, _ := c.Get(ctx, "job/result", client.WaitIndex(apiErr.Index, 20*time.Second))
+		done <- v
+	}()
+	if _, err := c.Put(ctx, "job/result", []byte("42")); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-done; string(v.Value) != "42" || v.Index <= apiErr.Index {
+		t.Fatalf("blocking get from the 404's index: %+v", v)
+	}
+}
