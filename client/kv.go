@@ -37,6 +37,9 @@ type Value struct {
 	// Index is the shard's raft index the read saw every entry up to
 	// (X-Raftkv-Index): pass it to WaitIndex to wait for the next change.
 	Index uint64
+	// Lease is the id of the lease the key is attached to
+	// (X-Raftkv-Lease), or empty.
+	Lease string
 }
 
 // KV is one item of a List answer.
@@ -221,6 +224,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (Value
 		Revision: parseETag(resp.header.Get("ETag")),
 		Shard:    resp.header.Get("X-Raftkv-Shard"),
 		Node:     resp.node,
+		Lease:    resp.header.Get("X-Raftkv-Lease"),
 	}
 	v.Version, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Version"), 10, 64)
 	v.CreateRevision, _ = strconv.ParseUint(resp.header.Get("X-Raftkv-Create-Revision"), 10, 64)

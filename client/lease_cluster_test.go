@@ -29,6 +29,14 @@ func TestLeasesAgainstARealCluster(t *testing.T) {
 	if _, err := c.Put(ctx, "svc/b", []byte("2"), client.WithLease(l.ID), client.IfAbsent()); err != nil {
 		t.Fatal(err)
 	}
+	// Every node shows the key's lease: the shard's leader from its own
+	// replica, the others through the forwarded read.
+	for _, n := range rc.Nodes {
+		v, err := client.New([]string{n.HTTPAddr}).Get(ctx, "svc/a")
+		if err != nil || v.Lease != l.ID {
+			t.Fatalf("get svc/a on %s: lease %q, %v; want %s", n.ID, v.Lease, err, l.ID)
+		}
+	}
 	info, err := c.LeaseInfo(ctx, l.ID)
 	if err != nil || info.KeyCount != 2 || len(info.Keys) != 2 || info.Remaining <= 0 || info.TTL != l.TTL {
 		t.Fatalf("info: %+v, %v", info, err)

@@ -125,11 +125,17 @@ func (r KVResult) MarshalRPC() []byte {
 	if r.Replayed {
 		flags |= kvResultReplayed
 	}
+	if r.KV.Lease != "" {
+		flags |= kvResultHasLease
+	}
 	b = append(b, flags)
 	b = wire.AppendText(b, r.Shard)
 	if flags&kvResultHasIndex != 0 {
 		b = binary.AppendUvarint(b, r.Index)
 		b = binary.AppendUvarint(b, r.Term)
+	}
+	if flags&kvResultHasLease != 0 {
+		b = wire.AppendText(b, r.KV.Lease)
 	}
 	return b
 }
@@ -144,6 +150,11 @@ const kvResultHasIndex = 4
 // Only a keyed write gets one, and only a build that sends keys sends
 // keyed writes, so no older build receives the flag.
 const kvResultReplayed = 8
+
+// kvResultHasLease marks a read of a key attached to a lease: its id
+// follows the index and term. Only keys put with a lease, which only
+// builds with leases write, carry it; an older build refuses the flag.
+const kvResultHasLease = 16
 
 // UnmarshalRPC implements rpc.BinaryUnmarshaler.
 func (r *KVResult) UnmarshalRPC(b []byte) error {
@@ -164,7 +175,10 @@ func (r *KVResult) UnmarshalRPC(b []byte) error {
 	if flags&kvResultHasIndex != 0 {
 		r.Index, r.Term = d.Uvarint(), d.Uvarint()
 	}
-	if flags > 15 {
+	if flags&kvResultHasLease != 0 {
+		r.KV.Lease = d.Text()
+	}
+	if flags > 31 {
 		d.Fail("unknown flags")
 	}
 	return finishRPC(d, "key result")

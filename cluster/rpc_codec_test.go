@@ -22,6 +22,7 @@ func TestHotPathArgumentsAndResultsRoundTrip(t *testing.T) {
 		{KVResult{KV: fsm.KV{Key: "k", Value: []byte("v"), CreateRevision: 3, ModRevision: 9, Version: 4}, Found: true, Shard: "shard-2"}, new(KVResult)},
 		{KVResult{Deleted: true, Shard: "shard-1"}, new(KVResult)},
 		{KVResult{KV: fsm.KV{Key: "k"}, Found: true, Shard: "shard-3", Index: 1 << 40, Term: 7}, new(KVResult)},
+		{KVResult{KV: fsm.KV{Key: "lock", Value: []byte("me"), Lease: "shard-1.9f"}, Found: true, Shard: "shard-1", Index: 5, Term: 2}, new(KVResult)},
 	}
 	for _, c := range cases {
 		raw, err := rpc.Marshal(c.in)

@@ -41,6 +41,9 @@ type KV struct {
 	CreateRevision uint64 // index at which the key was (re)created
 	ModRevision    uint64 // index of the latest write
 	Version        uint64 // 1 on creation, +1 per write
+	// Lease is the lease the key is attached to (lease.go), set by Get
+	// only: listings, write results and transactions leave it empty.
+	Lease string
 }
 
 // Result is what Apply returns, as *Result, for every LogCommand.
@@ -154,7 +157,13 @@ func (f *FSM) Get(key string) (KV, bool) {
 	if !ok {
 		return KV{}, false
 	}
-	return e.kv(), true
+	kv := e.kv()
+	if f.st.attached.Len() > 0 {
+		if a, ok := f.st.attached.Get(attachEntry{key: key}); ok {
+			kv.Lease = a.lease
+		}
+	}
+	return kv, true
 }
 
 // List returns, in key order, up to limit keys that start with prefix and

@@ -45,6 +45,13 @@ func TestLeasePutNeedsALiveLease(t *testing.T) {
 	if id, ok := h.f.LeaseOf("a"); !ok || id != "shard-1.x" {
 		t.Fatalf("LeaseOf(a) = %q, %v", id, ok)
 	}
+	if kv, _ := h.f.Get("a"); kv.Lease != "shard-1.x" {
+		t.Fatalf("Get(a).Lease = %q, want the lease it was put with", kv.Lease)
+	}
+	h.put("a", "2")
+	if kv, _ := h.f.Get("a"); kv.Lease != "" {
+		t.Fatalf("Get(a).Lease = %q after a put without the lease", kv.Lease)
+	}
 }
 
 func TestAnyOtherWriteDetachesTheKey(t *testing.T) {

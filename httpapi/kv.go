@@ -99,6 +99,9 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
 	h.Set("ETag", etag(res.KV.ModRevision))
 	h.Set("X-Raftkv-Version", strconv.FormatUint(res.KV.Version, 10))
 	h.Set("X-Raftkv-Create-Revision", strconv.FormatUint(res.KV.CreateRevision, 10))
+	if res.KV.Lease != "" {
+		h.Set("X-Raftkv-Lease", res.KV.Lease)
+	}
 	h.Set("Content-Length", strconv.Itoa(len(res.KV.Value)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {

@@ -127,7 +127,11 @@ func cmdGet(args []string, stdout, stderr io.Writer) int {
 		return inv.fail(err)
 	}
 	if inv.json() {
-		_ = printJSON(stdout, jsonItem(v.Key, v.Value, v.Revision, v.Version))
+		item := jsonItem(v.Key, v.Value, v.Revision, v.Version)
+		if v.Lease != "" {
+			item["lease"] = v.Lease
+		}
+		_ = printJSON(stdout, item)
 		return 0
 	}
 	stdout.Write(v.Value)
