@@ -104,11 +104,8 @@ func (n *Node) Put(ctx context.Context, key string, value []byte, cond fsm.Condi
 	if err := ValidateKey(key); err != nil {
 		return KVResult{}, err
 	}
-	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
+	if err := n.checkPutValue(ctx, key, value); err != nil {
 		return KVResult{}, err
-	}
-	if len(value) > n.cfg.MaxValueBytes {
-		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
 	}
 	once, err := onceFor(ctx, fsm.EncodePut(key, value, cond))
 	if err != nil {
@@ -352,28 +349,47 @@ func (n *Node) countFrom(g *group, prefix string, gr grants) countReply {
 	return countReply{Count: g.kv.Count(prefix, keep)}
 }
 
+// checkPutValue is what every put (with a lease or not) checks of its key
+// and value on the node that takes it and again where it is applied: the
+// caller may write the key, and the value is within the limit.
+func (n *Node) checkPutValue(ctx context.Context, key string, value []byte) error {
+	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
+		return err
+	}
+	if len(value) > n.cfg.MaxValueBytes {
+		return fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
+	}
+	return nil
+}
+
 func (n *Node) putLocal(ctx context.Context, g *group, a putArgs) (KVResult, error) {
-	if err := n.ownKey(g, a.Key); err != nil {
-		return KVResult{}, err
-	}
-	if err := validCond(a.Cond); err != nil {
-		return KVResult{}, err
-	}
-	if len(a.Value) > n.cfg.MaxValueBytes {
-		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(a.Value), n.cfg.MaxValueBytes)
-	}
-	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
-		return KVResult{}, err
-	}
-	cmd, err := n.wrapOnce(a.Once, fsm.EncodePut(a.Key, a.Value, a.Cond))
-	if err != nil {
-		return KVResult{}, err
-	}
-	resp, err := n.applyUnlocked(ctx, g, cmd)
+	resp, err := n.applyPut(ctx, g, a.Key, a.Value, a.Cond, a.Once, func() []byte { return fsm.EncodePut(a.Key, a.Value, a.Cond) })
 	if err != nil {
 		return KVResult{}, err
 	}
 	return kvResult(resp)
+}
+
+// applyPut checks a put of key on g, the key's shard led here, and applies
+// the entry encode makes (a put, or a put with a lease) under the
+// idempotency key once. It returns the FSM's answer. encode runs only once
+// the checks passed: the fsm's encoders refuse (panic on) a condition
+// validCond would refuse.
+func (n *Node) applyPut(ctx context.Context, g *group, key string, value []byte, cond fsm.Condition, once *onceArgs, encode func() []byte) (any, error) {
+	if err := n.ownKey(g, key); err != nil {
+		return nil, err
+	}
+	if err := validCond(cond); err != nil {
+		return nil, err
+	}
+	if err := n.checkPutValue(ctx, key, value); err != nil {
+		return nil, err
+	}
+	cmd, err := n.wrapOnce(once, encode())
+	if err != nil {
+		return nil, err
+	}
+	return n.applyUnlocked(ctx, g, cmd)
 }
 
 func (n *Node) deleteLocal(ctx context.Context, g *group, a keyArgs) (KVResult, error) {

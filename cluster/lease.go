@@ -460,11 +460,8 @@ func (n *Node) PutWithLease(ctx context.Context, key string, value []byte, cond 
 	if _, err := n.leaseHome(lease); err != nil {
 		return KVResult{}, err
 	}
-	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, key); err != nil {
+	if err := n.checkPutValue(ctx, key, value); err != nil {
 		return KVResult{}, err
-	}
-	if len(value) > n.cfg.MaxValueBytes {
-		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(value), n.cfg.MaxValueBytes)
 	}
 	once, err := onceFor(ctx, fsm.EncodeLeasePut(key, value, cond, lease))
 	if err != nil {
@@ -477,26 +474,12 @@ func (n *Node) PutWithLease(ctx context.Context, key string, value []byte, cond 
 }
 
 func (n *Node) leasePutLocal(ctx context.Context, g *group, a leasePutArgs) (KVResult, error) {
-	if err := n.ownKey(g, a.Key); err != nil {
-		return KVResult{}, err
-	}
 	if _, err := n.leaseHome(a.Lease); err != nil {
 		return KVResult{}, err
 	}
-	if err := validCond(a.Cond); err != nil {
-		return KVResult{}, err
-	}
-	if len(a.Value) > n.cfg.MaxValueBytes {
-		return KVResult{}, fmt.Errorf("%w: value is %d bytes, the limit is %d", ErrTooLarge, len(a.Value), n.cfg.MaxValueBytes)
-	}
-	if err := n.authorizeKeys(ctx, registry.AccessReadWrite, a.Key); err != nil {
-		return KVResult{}, err
-	}
-	cmd, err := n.wrapOnce(a.Once, fsm.EncodeLeasePut(a.Key, a.Value, a.Cond, a.Lease))
-	if err != nil {
-		return KVResult{}, err
-	}
-	resp, err := n.applyUnlocked(ctx, g, cmd)
+	resp, err := n.applyPut(ctx, g, a.Key, a.Value, a.Cond, a.Once, func() []byte {
+		return fsm.EncodeLeasePut(a.Key, a.Value, a.Cond, a.Lease)
+	})
 	if err != nil {
 		return KVResult{}, err
 	}
