@@ -458,8 +458,8 @@ func (g *group) close() error {
 		}
 		// NetworkTransport.Close leaves pooled outgoing connections open,
 		// which would keep the peers' reader goroutines blocked.
-		if nt, ok := g.trans.(*raft.NetworkTransport); ok {
-			nt.CloseStreams()
+		if cs, ok := g.trans.(interface{ CloseStreams() }); ok {
+			cs.CloseStreams()
 		}
 		if c, ok := g.trans.(raft.WithClose); ok {
 			if e := c.Close(); e != nil && err == nil {

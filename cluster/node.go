@@ -20,6 +20,7 @@ import (
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/logstore"
 	"github.com/raftkv/raftkv/mux"
+	"github.com/raftkv/raftkv/raftlane"
 	"github.com/raftkv/raftkv/registry"
 	"github.com/raftkv/raftkv/rpc"
 )
@@ -48,7 +49,10 @@ type Node struct {
 	// after their hello; the map is filled before any group opens.
 	refused map[string]*atomic.Uint64
 
-	mux    *mux.Mux     // nil when cfg.NewTransport or cfg.NewStreamLayer supplies transports
+	mux *mux.Mux // nil when cfg.NewTransport or cfg.NewStreamLayer supplies transports
+	// lane carries every group's appends to each peer on one connection
+	// (raftlane/); nil with cfg.NewTransport.
+	lane   *raftlane.Lane
 	logDB  *logstore.DB // every group's raft log, in one file
 	groups map[string]*group
 	order  []string // meta first, then shard-1..shard-N
@@ -337,6 +341,9 @@ func (n *Node) openGroups() error {
 		}
 		n.rpcLayer = layer
 	}
+	if err := n.openLane(); err != nil {
+		return err
+	}
 	for _, name := range n.groupNames() {
 		trans, err := n.transport(name)
 		if err != nil {
@@ -384,7 +391,7 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	own := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		// Every connection opens with the incarnation hello.
 		Stream:  &peerLayer{StreamLayer: layer, n: n, group: name},
 		MaxPool: 3,
@@ -398,9 +405,46 @@ func (n *Node) transport(name string) (raft.Transport, error) {
 		// carries a batch of entries, which is where the throughput comes
 		// from (hashicorp/raft#541).
 		MaxRPCsInFlight: 1,
-		Timeout:         10 * time.Second,
+		Timeout:         raftRPCTimeout,
 		Logger:          n.logger.Named("transport").With("group", name),
-	}), nil
+	})
+	t, err := n.lane.Wrap(name, own)
+	if err != nil {
+		_ = own.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// raftRPCTimeout bounds a raft RPC on a group's transport and on the lane.
+const raftRPCTimeout = 10 * time.Second
+
+// LaneLayer is the name of the raft-port layer that carries every group's
+// appends (raftlane/). Like RPCLayer it cannot clash with a group's name.
+const LaneLayer = "_lane"
+
+// openLane starts the node's lane on the mux's layer or the test's stream
+// layer; connections open with the incarnation hello, as a group's do.
+func (n *Node) openLane() error {
+	if n.cfg.NewTransport != nil {
+		return nil
+	}
+	var layer raft.StreamLayer
+	var err error
+	if n.cfg.NewStreamLayer != nil {
+		layer, err = n.cfg.NewStreamLayer(LaneLayer)
+	} else {
+		layer, err = n.mux.Layer(LaneLayer, n.cfg.RaftAddr)
+	}
+	if err != nil {
+		return err
+	}
+	n.lane = raftlane.New(raftlane.Config{
+		Layer:   &peerLayer{StreamLayer: layer, n: n, group: LaneLayer},
+		Timeout: raftRPCTimeout,
+		Logger:  n.logger.Named("lane"),
+	})
+	return nil
 }
 
 // start launches the goroutines this node owns and, for a new node, the
@@ -498,6 +542,9 @@ func (n *Node) Close() error {
 			if err := n.groups[n.order[i]].close(); err != nil && n.closeErr == nil {
 				n.closeErr = fmt.Errorf("close %s: %w", n.order[i], err)
 			}
+		}
+		if n.lane != nil {
+			_ = n.lane.Close()
 		}
 		if n.mux != nil {
 			if err := n.mux.Close(); err != nil && n.closeErr == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftkv/raftkv/internal/histo"
 	"github.com/raftkv/raftkv/logstore"
+	"github.com/raftkv/raftkv/raftlane"
 	"github.com/raftkv/raftkv/registry"
 )
 
@@ -31,6 +32,9 @@ type Status struct {
 	// Forwarded counts the batch calls that carried this node's forwarded
 	// key requests to leaders.
 	Forwarded ForwardStats `json:"forwarded"`
+	// Lane counts the appends this node sent on its lanes to its peers
+	// (raftlane/), and the writes its lane connections took.
+	Lane raftlane.Stats `json:"lane"`
 	// DeadNodesRemoved counts the nodes this node removed as dead
 	// (Config.DeadNodeTimeout) while it led the meta group.
 	DeadNodesRemoved uint64 `json:"dead_nodes_removed"`
@@ -143,6 +147,9 @@ func (n *Node) Status() Status {
 	}
 	if n.rpc != nil {
 		st.Forwarded = n.rpc.batch.stats()
+	}
+	if n.lane != nil {
+		st.Lane = n.lane.Stats()
 	}
 	return st
 }

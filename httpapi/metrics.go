@@ -108,12 +108,18 @@ var (
 	descDeadRemoved     = prometheus.NewDesc("raftkv_dead_nodes_removed_total", "Nodes this node removed from the cluster as dead (--dead-node-timeout) while it led the meta group.", nil, nil)
 	descForwardCalls    = prometheus.NewDesc("raftkv_forward_batches_total", "Batch calls that carried this node's forwarded key requests to leaders.", nil, nil)
 	descForwardRequests = prometheus.NewDesc("raftkv_forward_requests_total", "Forwarded key requests (over batches: how many shared a call).", nil, nil)
+
+	descLaneAppends   = prometheus.NewDesc("raftkv_lane_appends_total", "Raft appends this node sent to peers on its append lanes, every group's on one connection per peer.", nil, nil)
+	descLaneFallbacks = prometheus.NewDesc("raftkv_lane_fallbacks_total", "Raft appends with entries that took their group's own connection (no lane up to the peer yet, or a batch above the lane's size limit).", nil, nil)
+	descLaneFrames    = prometheus.NewDesc("raftkv_lane_frames_total", "Frames (appends and their replies) this node wrote on its lane connections.", nil, nil)
+	descLaneWrites    = prometheus.NewDesc("raftkv_lane_writes_total", "Writes those frames took (frames over writes: how many shared one).", nil, nil)
 )
 
 func (c *raftCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTerm, descCommit, descApplied, descLastLog, descSnapshot, descLeader, descHasLeader, descVoters, descChanges, descElections, descStepDowns, descRefused, descContactAge, descApply,
 		descCheckpoint, descCkptBytes, descCkptFailed,
-		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests, descDeadRemoved} {
+		descLogWrites, descLogRequests, descLogSync, descLogSyncTime, descLogSegments, descForwardCalls, descForwardRequests, descDeadRemoved,
+		descLaneAppends, descLaneFallbacks, descLaneFrames, descLaneWrites} {
 		ch <- d
 	}
 }
@@ -128,6 +134,10 @@ func (c *raftCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descForwardCalls, prometheus.CounterValue, float64(st.Forwarded.Calls))
 	ch <- prometheus.MustNewConstMetric(descForwardRequests, prometheus.CounterValue, float64(st.Forwarded.Requests))
 	ch <- prometheus.MustNewConstMetric(descDeadRemoved, prometheus.CounterValue, float64(st.DeadNodesRemoved))
+	ch <- prometheus.MustNewConstMetric(descLaneAppends, prometheus.CounterValue, float64(st.Lane.Appends))
+	ch <- prometheus.MustNewConstMetric(descLaneFallbacks, prometheus.CounterValue, float64(st.Lane.Fallbacks))
+	ch <- prometheus.MustNewConstMetric(descLaneFrames, prometheus.CounterValue, float64(st.Lane.Frames))
+	ch <- prometheus.MustNewConstMetric(descLaneWrites, prometheus.CounterValue, float64(st.Lane.Writes))
 	for _, g := range st.Groups {
 		gauge := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, g.Name)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"time"
@@ -452,6 +453,11 @@ func (d *DB) commitLoop() {
 	var buf []byte
 	for first := range d.reqs {
 		batch := []*request{first}
+		// Let the goroutines woken with the last batch's answers run
+		// first: the groups that shared that sync append again at about
+		// the same moment, and this keeps them together (DESIGN.md, "Group
+		// commit").
+		runtime.Gosched()
 	gather:
 		for len(batch) < maxBatch {
 			select {

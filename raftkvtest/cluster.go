@@ -34,7 +34,8 @@ type Cluster struct {
 	// streams, in a cluster from NewStreamCluster, carries each group's
 	// raft traffic (streams[group]) in place of trans: raft's network
 	// transport over in-memory pipes, so every connection opens with the
-	// nodes' incarnation hello as it does over the raft port.
+	// nodes' incarnation hello as it does over the raft port;
+	// streams[cluster.LaneLayer] carries the nodes' append lanes.
 	streams map[string]*pipeNet
 }
 
@@ -88,7 +89,7 @@ func NewClusterWith(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cl
 func NewStreamCluster(t testing.TB, n, shards int, tune func(*cluster.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, shards: shards, tune: tune, calls: newPipeNet(), streams: map[string]*pipeNet{}}
-	for _, g := range Groups(shards) {
+	for _, g := range append(Groups(shards), cluster.LaneLayer) {
 		c.streams[g] = newPipeNet()
 	}
 	c.start(n)
