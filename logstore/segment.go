@@ -606,3 +606,4 @@ func writeZeros(f *os.File, off, n int64) error {
 	}
 	return nil
 }
+
