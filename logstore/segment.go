@@ -606,4 +606,3 @@ func writeZeros(f *os.File, off, n int64) error {
 	}
 	return nil
 }
-
