@@ -15,7 +15,7 @@ import (
 // byte is its kind:
 //
 //	request 'A': [id][group][protocol version][header id][header addr]
-//	             [term][leader][prev index][prev term][leader commit]
+//	             [term][prev index][prev term][leader commit]
 //	             [count]{[index][type][term][appended-at ns][data][extensions]}
 //	reply   'a': [id][status 0]  [protocol version][header id][header addr]
 //	                             [term][last log][flags: 1 success, 2 no retry backoff]
@@ -23,7 +23,8 @@ import (
 //
 // Numbers are uvarints (appended-at a varint, 0 for none), byte strings
 // uvarint-length-prefixed. A fixed layout rather than raft's msgpack: no
-// reflection on the hot path.
+// reflection on the hot path. The deprecated Leader field is not carried:
+// raft reads the leader from the header's addr, which every raftkv sends.
 const (
 	kindRequest = 'A'
 	kindReply   = 'a'
@@ -90,11 +91,10 @@ func requestSize(a *raft.AppendEntriesRequest) int {
 
 // encodeRequest encodes an append for group as frame id.
 func encodeRequest(id uint64, group string, a *raft.AppendEntriesRequest) []byte {
-	b := startFrame(kindRequest, id, 64+len(group)+len(a.ID)+len(a.Addr)+len(a.Leader)+requestSize(a))
+	b := startFrame(kindRequest, id, 64+len(group)+len(a.ID)+len(a.Addr)+requestSize(a))
 	b = wire.AppendText(b, group)
 	b = appendHeader(b, &a.RPCHeader)
 	b = binary.AppendUvarint(b, a.Term)
-	b = wire.AppendBytes(b, a.Leader)
 	b = binary.AppendUvarint(b, a.PrevLogEntry)
 	b = binary.AppendUvarint(b, a.PrevLogTerm)
 	b = binary.AppendUvarint(b, a.LeaderCommitIndex)
@@ -126,7 +126,6 @@ func decodeRequest(body []byte) (id uint64, group string, a *raft.AppendEntriesR
 	group = string(name)
 	a = &raft.AppendEntriesRequest{RPCHeader: readHeader(d)}
 	a.Term = d.Uvarint()
-	a.Leader = nonEmpty(d.Bytes())
 	a.PrevLogEntry = d.Uvarint()
 	a.PrevLogTerm = d.Uvarint()
 	a.LeaderCommitIndex = d.Uvarint()

@@ -55,7 +55,6 @@ type testNode struct {
 	trans  map[string]*Transport
 	rafts  map[string]*raft.Raft
 	fsms   map[string]*countFSM
-	addr   raft.ServerAddress
 	closed bool
 }
 
@@ -382,7 +381,7 @@ func TestTheCodecRoundTripsAppendsAndReplies(t *testing.T) {
 	at := time.Unix(0, 1_700_000_000_123_456_789)
 	req := &raft.AppendEntriesRequest{
 		RPCHeader: raft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("127.0.0.1:7000")},
-		Term:      9, Leader: []byte("127.0.0.1:7000"), PrevLogEntry: 41, PrevLogTerm: 8, LeaderCommitIndex: 40,
+		Term:      9, PrevLogEntry: 41, PrevLogTerm: 8, LeaderCommitIndex: 40,
 		Entries: []*raft.Log{
 			{Index: 42, Term: 9, Type: raft.LogCommand, Data: []byte("put a"), Extensions: []byte{1, 2}, AppendedAt: at},
 			{Index: 43, Term: 9, Type: raft.LogNoop},
