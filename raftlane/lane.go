@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -59,8 +60,8 @@ type Lane struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	writes  counter
-	appends counter // frames: appends sent; calls unused
-	falls   counter
+	appends atomic.Uint64 // appends sent on the lane
+	falls   atomic.Uint64 // appends with entries that took the group's transport
 }
 
 // New starts a lane that accepts on cfg.Layer. Close stops it.
@@ -87,12 +88,8 @@ func (l *Lane) Stats() Stats {
 	l.writes.mu.Lock()
 	s.Frames, s.Writes = l.writes.frames, l.writes.calls
 	l.writes.mu.Unlock()
-	l.appends.mu.Lock()
-	s.Appends = l.appends.frames
-	l.appends.mu.Unlock()
-	l.falls.mu.Lock()
-	s.Fallbacks = l.falls.frames
-	l.falls.mu.Unlock()
+	s.Appends = l.appends.Load()
+	s.Fallbacks = l.falls.Load()
 	return s
 }
 

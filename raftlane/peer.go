@@ -79,7 +79,7 @@ func (l *Lane) appendEntries(group string, target raft.ServerAddress, args *raft
 		p.forget(id)
 		return false, nil // nothing was written: the group's transport may try
 	}
-	l.appends.add(1)
+	l.appends.Add(1)
 	timer := time.NewTimer(l.cfg.Timeout)
 	defer timer.Stop()
 	select {

@@ -112,7 +112,7 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 				return err
 			}
 		}
-		t.lane.falls.add(1)
+		t.lane.falls.Add(1)
 	}
 	return t.inner.AppendEntries(id, target, args, resp)
 }
