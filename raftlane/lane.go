@@ -107,12 +107,18 @@ func (l *Lane) Close() error {
 	for c := range l.accepted {
 		conns = append(conns, c)
 	}
+	peers := make([]*peer, 0, len(l.peers))
 	for _, p := range l.peers {
+		peers = append(peers, p)
+	}
+	l.mu.Unlock()
+	// p.mu is taken after l.mu is released: appendEntries holds p.mu
+	// while it takes l.mu to start a dial.
+	for _, p := range peers {
 		if c := p.current(); c != nil {
 			conns = append(conns, c)
 		}
 	}
-	l.mu.Unlock()
 	err := l.cfg.Layer.Close()
 	for _, c := range conns {
 		c.fail(net.ErrClosed)

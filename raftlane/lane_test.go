@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,12 +270,16 @@ func cutLanes(n *testNode) int {
 	for c := range n.lane.accepted {
 		conns = append(conns, c)
 	}
+	var peers []*peer
 	for _, p := range n.lane.peers {
+		peers = append(peers, p)
+	}
+	n.lane.mu.Unlock()
+	for _, p := range peers { // p.mu after l.mu, as Lane.Close does
 		if c := p.current(); c != nil {
 			conns = append(conns, c)
 		}
 	}
-	n.lane.mu.Unlock()
 	for _, c := range conns {
 		c.fail(errors.New("cut by the test"))
 	}
@@ -435,4 +440,67 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding a decoded request changed it: %v", err)
 		}
 	})
+}
+
+// downLayer refuses to dial while down is set.
+type downLayer struct {
+	tcpLayer
+	down  *atomic.Bool
+	dials *atomic.Int32
+}
+
+func (l downLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	l.dials.Add(1)
+	if l.down.Load() {
+		return nil, errors.New("peer down (the test)")
+	}
+	return l.tcpLayer.Dial(addr, timeout)
+}
+
+// TestALaneToAPeerThatWasDownOpensOnceThePeerIsUp: appends to a peer that
+// cannot be dialled take the group's transport; once the peer can be
+// reached, the lane's redial opens it and appends take the lane.
+func TestALaneToAPeerThatWasDownOpensOnceThePeerIsUp(t *testing.T) {
+	remote := New(Config{Layer: listen(t)})
+	defer remote.Close()
+	target := raft.ServerAddress(remote.cfg.Layer.(tcpLayer).Addr().String())
+	var down atomic.Bool
+	var dials atomic.Int32
+	down.Store(true)
+	local := New(Config{Layer: downLayer{listen(t), &down, &dials}, Timeout: 5 * time.Second})
+	defer local.Close()
+
+	req := &raft.AppendEntriesRequest{Term: 1, Entries: []*raft.Log{{Index: 1, Term: 1, Data: []byte("x")}}}
+	send := func() (bool, error) {
+		var resp raft.AppendEntriesResponse
+		return local.appendEntries("shard-1", target, req, &resp)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for dials.Load() == 0 {
+		if handled, _ := send(); handled {
+			t.Fatal("an append took a lane to a peer that cannot be dialled")
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lane never dialled the peer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	down.Store(false)
+	for {
+		handled, err := send()
+		if handled {
+			// The remote hosts no group: its refusal proves the lane carried it.
+			if err == nil || !strings.Contains(err.Error(), "not hosted") {
+				t.Fatalf("append over the reopened lane: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lane after the peer came up (%d dials)", dials.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := dials.Load(); n < 2 {
+		t.Fatalf("%d dials, want a failed one and a redial", n)
+	}
 }

@@ -112,8 +112,9 @@ func (l *Lane) dial(p *peer) {
 	if err != nil {
 		p.redial = min(max(2*p.redial, minRedial), maxRedial)
 		p.downUntil = time.Now().Add(p.redial)
+		retryIn := p.redial // p.redial is p.mu's: the next dial may reset it
 		p.mu.Unlock()
-		l.log.Debug("raftlane: dial failed; appends take the groups' transports meanwhile", "peer", p.addr, "retry_in", p.redial, "error", err)
+		l.log.Debug("raftlane: dial failed; appends take the groups' transports meanwhile", "peer", p.addr, "retry_in", retryIn, "error", err)
 		return
 	}
 	c := newConn(nc, l.cfg.Timeout, &l.writes)
