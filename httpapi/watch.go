@@ -223,6 +223,12 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if r.Header.Get("Last-Event-ID") == streamEndID {
+		// A browser's EventSource reconnecting after the stream ended for
+		// good: 204 tells it to stop instead of reconnecting forever.
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	q := r.URL.Query()
 	from := q.Get("from")
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
@@ -304,18 +310,23 @@ func (s *Server) streamWatch(w http.ResponseWriter, r *http.Request, wt *cluster
 	}
 }
 
+// streamEndID is the id of the event that ends a watch for good. An
+// EventSource reconnects with the last id it got as Last-Event-ID, and a
+// stream asked for after this one answers 204, which makes it stop.
+const streamEndID = "end"
+
 // sendWatchEnd writes the event that ends a watch: "compacted", or
 // "error" (the caller's token stopped being valid).
 func sendWatchEnd(sse *sseWriter, b cluster.WatchBatch, cur cluster.Cursor) {
 	var ce *fsm.CompactedError
 	if errors.As(b.Err, &ce) {
 		data, _ := json.Marshal(compactedEvent{Shard: b.Shard, Oldest: ce.Oldest, Cursor: cur.String(), Error: ce.Error()})
-		sse.event("", "compacted", data)
+		sse.event(streamEndID, "compacted", data)
 		return
 	}
 	code, _ := errorStatus(b.Err)
 	data, _ := json.Marshal(errorDetail{Code: code, Message: b.Err.Error()})
-	sse.event("", "error", data)
+	sse.event(streamEndID, "error", data)
 }
 
 func changeEvent(shard string, c fsm.Change, cursor string) watchEvent {

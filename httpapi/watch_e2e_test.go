@@ -174,7 +174,7 @@ func TestWatchResumesOnAnotherNodeWithoutLossOrDuplicates(t *testing.T) {
 
 // TestWatchFromACompactedCursorSaysSo: a cursor the history no longer
 // reaches ends the stream with a "compacted" event that names the oldest
-// revision kept.
+// revision kept, and the EventSource reconnection after it is refused.
 func TestWatchFromACompactedCursorSaysSo(t *testing.T) {
 	c := raftkvtest.NewClusterWith(t, 1, 1, func(cfg *cluster.Config) { cfg.WatchHistory = fsm.HistoryLimits{Changes: 3} })
 	base := "http://" + c.Nodes[0].HTTPAddr
@@ -192,6 +192,21 @@ func TestWatchFromACompactedCursorSaysSo(t *testing.T) {
 	}
 	if _, ok := <-s.events; ok {
 		t.Fatal("the stream goes on after compacted")
+	}
+	// A browser's EventSource reconnects with the last id it got: 204
+	// makes it stop instead of reconnecting forever.
+	if e.id != "end" {
+		t.Fatalf("compacted event id %q, want end", e.id)
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/watch?prefix=c/&from="+start, nil)
+	req.Header.Set("Last-Event-ID", e.id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("reconnect after the end: %d, want 204", resp.StatusCode)
 	}
 	// A cursor the history still holds streams the rest.
 	s = openWatch(t, fmt.Sprintf("%s/v1/watch?prefix=c/&from=%d", base, int(e.data["oldest_revision"].(float64))-1), "")
