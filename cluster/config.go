@@ -260,5 +260,9 @@ func (c *Config) raftConfig(logger hclog.Logger) *raft.Config {
 	// than each waiting for the leader loop to take it: the loop then
 	// drains them into one append, one store transaction and one fsync.
 	rc.BatchApplyCh = true
+	// raft reports each append and heartbeat to a follower twice: with a
+	// peer_id label and again under a name holding the peer's ID. Only the
+	// labelled one is exported (and costs a summary update per append).
+	rc.NoLegacyTelemetry = true
 	return rc
 }
