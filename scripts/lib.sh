@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # lib.sh: what the measuring scripts (bench.sh, forwarding.sh, idle-cpu.sh,
-# scale.sh, restart.sh) share, so that each thing is done one way: building
+# profile.sh, scale.sh, restart.sh) share, so that each thing is done one way: building
 # the release binary, starting and stopping processes by pid, waiting for a
 # node, reading CPU time from /proc, balancing raftkv's leaders and writing
 # a table into docs/benchmarks.md. Source it after `set -euo pipefail`; it
