@@ -16,7 +16,7 @@ var blockStarted = make(chan struct{}, 1)
 
 // echoServer answers "echo" with its arguments, "fail" with an error and
 // "block" by waiting for its context, reporting why it ended on ended.
-func echoServer(t *testing.T, cfg ServerConfig, ended chan<- error) (*Server, string) {
+func echoServer(t testing.TB, cfg ServerConfig, ended chan<- error) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +52,7 @@ func echoServer(t *testing.T, cfg ServerConfig, ended chan<- error) (*Server, st
 	return s, ln.Addr().String()
 }
 
-func tcpClient(t *testing.T) *Client {
+func tcpClient(t testing.TB) *Client {
 	c := NewClient(ClientConfig{Dial: func(addr string, timeout time.Duration) (net.Conn, error) {
 		return net.DialTimeout("tcp", addr, timeout)
 	}})
