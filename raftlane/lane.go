@@ -103,6 +103,21 @@ func (l *Lane) Close() error {
 	}
 	l.closed = true
 	close(l.stop)
+	l.mu.Unlock()
+	// No connection is added once closed is set: acceptLoop checks it, and
+	// a dial that ends now cannot start its writer (goFunc refuses).
+	conns := l.conns()
+	err := l.cfg.Layer.Close()
+	for _, c := range conns {
+		c.fail(net.ErrClosed)
+	}
+	l.wg.Wait()
+	return err
+}
+
+// conns lists the lane's connections, accepted and dialled.
+func (l *Lane) conns() []*conn {
+	l.mu.Lock()
 	var conns []*conn
 	for c := range l.accepted {
 		conns = append(conns, c)
@@ -119,12 +134,7 @@ func (l *Lane) Close() error {
 			conns = append(conns, c)
 		}
 	}
-	err := l.cfg.Layer.Close()
-	for _, c := range conns {
-		c.fail(net.ErrClosed)
-	}
-	l.wg.Wait()
-	return err
+	return conns
 }
 
 // goFunc runs f as one of the lane's goroutines; false once closed.

@@ -265,21 +265,7 @@ func TestAppendsFallBackToTheGroupsTransportWhenAPeerHasNoLane(t *testing.T) {
 
 // cutLanes ends every lane connection of n, both directions.
 func cutLanes(n *testNode) int {
-	n.lane.mu.Lock()
-	var conns []*conn
-	for c := range n.lane.accepted {
-		conns = append(conns, c)
-	}
-	var peers []*peer
-	for _, p := range n.lane.peers {
-		peers = append(peers, p)
-	}
-	n.lane.mu.Unlock()
-	for _, p := range peers { // p.mu after l.mu, as Lane.Close does
-		if c := p.current(); c != nil {
-			conns = append(conns, c)
-		}
-	}
+	conns := n.lane.conns()
 	for _, c := range conns {
 		c.fail(errors.New("cut by the test"))
 	}

@@ -35,7 +35,10 @@ func BenchmarkOneCallAtATime(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer ln.Close()
+		echoed := make(chan struct{})
+		defer func() { <-echoed }() // after the client's conn closes, below
 		go func() {
+			defer close(echoed)
 			conn, err := ln.Accept()
 			if err != nil {
 				return
@@ -53,6 +56,7 @@ func BenchmarkOneCallAtATime(b *testing.B) {
 		}()
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
+			ln.Close() // ends the echo goroutine's Accept
 			b.Fatal(err)
 		}
 		defer conn.Close()
