@@ -103,19 +103,20 @@ func (b *batcher) call(ctx context.Context, addr, groupName, op string, args, ou
 	}
 	it := &batchItem{op: op, args: raw, lead: make(chan struct{}, 1), done: make(chan struct{})}
 	it.deadline, _ = ctx.Deadline()
-	l := b.lane(laneKey{addr, groupName, callerOf(ctx)})
+	caller := callerOf(ctx)
+	l := b.lane(laneKey{addr, groupName, caller})
 
 	l.mu.Lock()
 	if l.inFlight < batchInFlight {
 		l.inFlight++
 		l.mu.Unlock()
-		b.send(l, addr, groupName, callerOf(ctx), []*batchItem{it})
+		b.send(l, addr, groupName, caller, []*batchItem{it})
 	} else {
 		l.waiting = append(l.waiting, it)
 		l.mu.Unlock()
 		select {
 		case <-it.lead:
-			b.send(l, addr, groupName, callerOf(ctx), l.take())
+			b.send(l, addr, groupName, caller, l.take())
 		case <-it.done:
 		case <-ctx.Done():
 			if l.withdraw(it) {
@@ -125,7 +126,7 @@ func (b *batcher) call(ctx context.Context, addr, groupName, op string, args, ou
 			// so the slot is handed on and the outcome is known.
 			select {
 			case <-it.lead:
-				b.send(l, addr, groupName, callerOf(ctx), l.take())
+				b.send(l, addr, groupName, caller, l.take())
 			case <-it.done:
 			}
 		}
@@ -259,28 +260,34 @@ func (n *Node) batchLocal(ctx context.Context, groupName, caller string, raw []b
 		return nil, err
 	}
 	results := make([]batchResult, len(reqs))
-	var wg sync.WaitGroup
-	for i, r := range reqs {
+	run := func(i int) {
+		r := reqs[i]
 		if !batchable[r.op] {
 			results[i] = batchResult{code: Code(ErrBadRequest), msg: fmt.Sprintf("operation %q cannot be batched", r.op)}
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx := ctx
-			if r.deadlineMillis > 0 {
-				var cancel context.CancelFunc
-				rctx, cancel = context.WithTimeout(ctx, time.Duration(r.deadlineMillis)*time.Millisecond)
-				defer cancel()
-			}
-			res, err := n.serveRPC(rctx, rpc.Request{Group: groupName, Op: r.op, Caller: caller, Args: r.args})
-			if err != nil {
-				results[i] = batchResult{code: Code(err), msg: err.Error()}
-				return
-			}
-			results[i] = batchResult{result: res}
-		}()
+		rctx := ctx
+		if r.deadlineMillis > 0 {
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(ctx, time.Duration(r.deadlineMillis)*time.Millisecond)
+			defer cancel()
+		}
+		res, err := n.serveRPC(rctx, rpc.Request{Group: groupName, Op: r.op, Caller: caller, Args: r.args})
+		if err != nil {
+			results[i] = batchResult{code: Code(err), msg: err.Error()}
+			return
+		}
+		results[i] = batchResult{result: res}
+	}
+	if len(reqs) == 1 {
+		// A lone request (the common case at light load) runs here: a
+		// goroutine would only add a hand-off to its round trip.
+		run(0)
+		return encodeBatchResults(results), nil
+	}
+	var wg sync.WaitGroup
+	for i := range reqs {
+		wg.Go(func() { run(i) })
 	}
 	wg.Wait()
 	return encodeBatchResults(results), nil

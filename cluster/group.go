@@ -54,8 +54,11 @@ type group struct {
 	heartbeats heartbeatFailures
 	// leaderMu guards leaderCh, which is closed (and replaced) whenever this
 	// node sees the group's leader change, waking requests waiting on one.
-	leaderMu  sync.Mutex
-	leaderCh  chan struct{}
+	leaderMu sync.Mutex
+	leaderCh chan struct{}
+	// tenure ends the waits of requests forwarded to a leader this node
+	// saw replaced (tenure.go).
+	tenure    *tenure
 	observer  *raft.Observer
 	obsCh     chan raft.Observation
 	closeOnce sync.Once
@@ -132,6 +135,7 @@ func openGroup(cfg *Config, name string, sm stateMachine, trans raft.Transport, 
 	g := &group{name: name, raft: r, fsm: sm, logs: logs, snaps: snaps, checkpoints: checkpoints, trans: trans, logger: logger,
 		pending: make(chan struct{}, max(cfg.MaxPendingWrites, 1)), outcomes: outcomes,
 		obsCh: make(chan raft.Observation, 16), leaderCh: make(chan struct{})}
+	g.tenure = newTenure(g.leaderID, forwardGrace)
 	g.observer = raft.NewObserver(g.obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
 		case raft.LeaderObservation, raft.RaftState, raft.PeerObservation,
@@ -217,6 +221,7 @@ func (g *group) watchLeaders(stop <-chan struct{}, heartbeat time.Duration, reco
 				close(g.leaderCh)
 				g.leaderCh = make(chan struct{})
 				g.leaderMu.Unlock()
+				g.tenure.changed()
 				g.logger.Info("leader changed", "leader", lo.LeaderID)
 			}
 		}

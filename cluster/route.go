@@ -122,35 +122,11 @@ func routeOnce[A, R any](ctx context.Context, n *Node, g *group, op string, args
 	addr := string(leaderAddr)
 	// If this node sees another leader while the forwarded request is in
 	// flight, the old leader was deposed (perhaps cut off by a partition):
-	// stop waiting for it. A write's outcome is then unknown.
+	// stop waiting for it once its tenure ends. A write's outcome is then
+	// unknown.
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	changed := g.leaderChanged()
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go func() {
-		for {
-			select {
-			case <-stopWatch:
-				return
-			case <-changed:
-				if now := g.leaderID(); now != leader {
-					// A planned handover lets the old leader finish what it
-					// started, and its answer may still be on the way: give
-					// it forwardGrace before giving up on it.
-					t := time.NewTimer(forwardGrace)
-					defer t.Stop()
-					select {
-					case <-stopWatch:
-					case <-t.C:
-						cancel()
-					}
-					return
-				}
-				changed = g.leaderChanged()
-			}
-		}
-	}()
+	defer context.AfterFunc(g.tenure.of(leader), cancel)()
 	var out R
 	served, err := n.rpc.call(fctx, addr, g.name, op, args, &out)
 	if err != nil && fctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, errDialFailed) {

@@ -13,7 +13,7 @@ import (
 // handleStatus answers locally, without a quorum. ?probe=true also checks
 // from this node which nodes answer /livez.
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("probe") == "true" {
+	if query(r).Get("probe") == "true" {
 		writeJSON(w, http.StatusOK, s.svc.ProbedStatus(r.Context()))
 		return
 	}

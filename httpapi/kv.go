@@ -63,7 +63,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
-	if b, ok, err := parseBlocking(r.URL.Query()); err != nil || ok {
+	if b, ok, err := parseBlocking(query(r)); err != nil || ok {
 		if err == nil {
 			err = checked(parseKeyRequest(r, key, false)) // bad input fails now, not after the wait
 		}
@@ -187,7 +187,7 @@ type listResponse struct {
 // handleDeletePrefix deletes every key under ?prefix= (all=true, and no
 // prefix, for every key). It answers how many keys it deleted.
 func (s *Server) handleDeletePrefix(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q := query(r)
 	prefix := q.Get("prefix")
 	all, err := boolParam(q, "all")
 	switch {
@@ -238,7 +238,7 @@ func boolParam(q url.Values, name string) (bool, error) {
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q := query(r)
 	if q.Has("min_index") {
 		writeError(w, fmt.Errorf("%w: min_index is for single-key reads: an index belongs to one shard, and a listing spans them all", cluster.ErrBadRequest))
 		return

@@ -181,7 +181,7 @@ func (s *Server) leaseCall(w http.ResponseWriter, r *http.Request, call func(con
 // putMaybeLeased is the write of a PUT: with ?lease=ID the key is
 // attached to that lease.
 func (s *Server) putMaybeLeased(ctx context.Context, r *http.Request, key string, value []byte, cond fsm.Condition) (cluster.KVResult, error) {
-	id, ok := r.URL.Query()["lease"]
+	id, ok := query(r)["lease"]
 	if !ok {
 		return s.svc.Put(ctx, key, value, cond)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,16 @@ type keyRequest struct {
 	minIndex    uint64              // key reads: ?min_index=, the shard index to wait for
 }
 
+// query returns the request's query parameters. Most requests have none,
+// and then it parses nothing: r.URL.Query parses the raw query afresh on
+// every call, and a key request asks for several parameters.
+func query(r *http.Request) url.Values {
+	if r.URL.RawQuery == "" {
+		return nil
+	}
+	return r.URL.Query()
+}
+
 // parseKeyRequest checks the key before anything else, then reads the
 // request's options (see parseOptions). On success the caller must call
 // cancel.
@@ -31,7 +42,7 @@ func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error
 		return keyRequest{}, err
 	}
 	var min uint64
-	if v := r.URL.Query().Get("min_index"); v != "" {
+	if v := query(r).Get("min_index"); v != "" {
 		parsed, err := strconv.ParseUint(v, 10, 64)
 		switch {
 		case write:
@@ -86,7 +97,7 @@ func (s *Server) decodeWithDeadline(w http.ResponseWriter, r *http.Request, v an
 // withDeadline applies ?timeout= (a Go duration such as 2s or 500ms) or def.
 func withDeadline(r *http.Request, def time.Duration) (context.Context, context.CancelFunc, error) {
 	d := def
-	if v := r.URL.Query().Get("timeout"); v != "" {
+	if v := query(r).Get("timeout"); v != "" {
 		parsed, err := time.ParseDuration(v)
 		if err != nil || parsed <= 0 || parsed > MaxTimeout {
 			return nil, nil, fmt.Errorf("%w: timeout %q must be a duration between 1ms and %s, like 2s", cluster.ErrBadRequest, v, MaxTimeout)
@@ -99,7 +110,7 @@ func withDeadline(r *http.Request, def time.Duration) (context.Context, context.
 
 // consistency reads ?consistency=linearizable|stale (default linearizable).
 func consistency(r *http.Request) (cluster.Consistency, error) {
-	switch v := r.URL.Query().Get("consistency"); v {
+	switch v := query(r).Get("consistency"); v {
 	case "", "linearizable":
 		return cluster.Linearizable, nil
 	case "stale":

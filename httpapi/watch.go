@@ -175,7 +175,7 @@ func listCursor(indexes map[string]uint64) string {
 // counted apart from ordinary reads, so that its wait does not show as
 // read latency.
 func blockingRoute(route string, r *http.Request) string {
-	if (route == "/v1/kv/{key}" || route == "GET /v1/kv") && r.URL.Query().Has("index") {
+	if (route == "/v1/kv/{key}" || route == "GET /v1/kv") && query(r).Has("index") {
 		return route + " (blocking)"
 	}
 	return route
@@ -229,7 +229,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	q := r.URL.Query()
+	q := query(r)
 	from := q.Get("from")
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
 		from = id // a reconnecting EventSource repeats the URL: the id is newer
