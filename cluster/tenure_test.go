@@ -14,7 +14,7 @@ type seenLeader struct {
 }
 
 func (s *seenLeader) set(id string) { s.mu.Lock(); s.id = id; s.mu.Unlock() }
-func (s *seenLeader) get() string  { s.mu.Lock(); defer s.mu.Unlock(); return s.id }
+func (s *seenLeader) get() string   { s.mu.Lock(); defer s.mu.Unlock(); return s.id }
 
 func waitDone(t *testing.T, ctx context.Context, within time.Duration, what string) {
 	t.Helper()
