@@ -145,6 +145,19 @@ func (l *lane) take() []*batchItem {
 	return batch
 }
 
+// nextLeader returns the first waiting request not already picked to send
+// a batch, or nil. Two calls that come back together must pick different
+// requests: a request picked twice would send one batch for two slots, and
+// the other slot would never come back (l.mu must be held).
+func (l *lane) nextLeader() *batchItem {
+	for _, w := range l.waiting {
+		if !w.leading {
+			return w
+		}
+	}
+	return nil
+}
+
 // withdraw removes it from the queue if it is still only waiting there,
 // neither taken into a batch nor picked to send one.
 func (l *lane) withdraw(it *batchItem) bool {
@@ -169,9 +182,9 @@ func (b *batcher) send(l *lane, addr, groupName, caller string, items []*batchIt
 		b.exchange(addr, groupName, caller, items)
 	}
 	l.mu.Lock()
-	if len(l.waiting) > 0 {
-		l.waiting[0].leading = true
-		l.waiting[0].lead <- struct{}{}
+	if next := l.nextLeader(); next != nil {
+		next.leading = true
+		next.lead <- struct{}{} // never blocks: each request is picked at most once
 	} else {
 		l.inFlight--
 		if l.inFlight == 0 {

@@ -199,3 +199,66 @@ func waitQueued(t *testing.T, b *batcher, addr string, n int) {
 	}
 	t.Fatalf("%d requests never waited in the lane", n)
 }
+
+// Two calls that come back at the same moment must not both hand their
+// slot to the same waiting request: the second hand-off would wait,
+// holding the lane, for a request that needs the lane to take its batch,
+// and every request to that leader would hang from then on.
+func TestCallsThatComeBackTogetherKeepTheLaneMoving(t *testing.T) {
+	f := startFakeLeader(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a leader that answers the two calls in flight together
+		for {
+			for range 2 {
+				select {
+				case <-f.arrived:
+				case <-time.After(time.Millisecond): // only one came
+				case <-stop:
+					return
+				}
+			}
+			f.release <- struct{}{}
+			f.release <- struct{}{}
+		}
+	}()
+	b := newTestBatcher(t)
+	const writers, each = 32, 200
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				key := fmt.Sprint("w", w, "-", i)
+				var res KVResult
+				if _, err := b.call(context.Background(), f.addr, "shard-1", "put", putArgs{Key: key}, &res); err != nil {
+					errs <- err
+					return
+				}
+				if res.KV.Key != key {
+					errs <- fmt.Errorf("put %s answered for %s", key, res.KV.Key)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	deadline := time.After(60 * time.Second)
+	for range writers {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-deadline:
+			t.Fatalf("requests stopped being answered: the lane is stuck (stats %+v)", b.stats())
+		}
+	}
+	// Every slot came back: the idle lane left the map.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for k, l := range b.lanes {
+		l.mu.Lock()
+		t.Errorf("lane %v still holds %d slots with nothing in flight", k, l.inFlight)
+		l.mu.Unlock()
+	}
+}

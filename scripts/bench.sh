@@ -13,7 +13,8 @@
 # (unless leader-aware), 100-byte values, 10,000 keys. The CPU of a system's three
 # server processes (utime+stime from /proc/PID/stat) is read before and
 # after each run, and given per 1,000 writes for the write loads (a read
-# run's figure would include its preload). One markdown table comes out at the end; with
+# run's figure would include its preload); so is the bench client's own
+# CPU (getrusage), which takes from the servers' on this shared machine. One markdown table comes out at the end; with
 # --write-docs it also replaces the section of docs/benchmarks.md between
 # the bench.sh markers.
 #
@@ -208,6 +209,7 @@ for line in open(sys.argv[1]):
     rnd, load, target, ticks, out = line.rstrip("\n").split("\t", 4)
     r = json.loads(out)
     r["cpu_ms_per_1000"] = 1e6 * int(ticks) / hz / max(r["ok"], 1)
+    r["client_cpu_ms_per_1000"] = 1000 * r.get("client_cpu_ms", 0) / max(r["ok"], 1)
     rows[load][target].append(r)
     if load not in order:
         order.append(load)
@@ -249,6 +251,7 @@ for load in order:
     row(("", "errors"), "errors", "{:,}", ratios=False)
     if load.startswith("put"):
         row(("", "CPU per 1,000 writes"), "cpu_ms_per_1000", "{:.0f} ms")
+        row(("", "client's CPU per 1,000 writes"), "client_cpu_ms_per_1000", "{:.0f} ms")
 
 # The transaction target: a 2-key cross-shard transaction's p50 at most 3x
 # a single write's, both with one client.

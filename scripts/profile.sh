@@ -8,16 +8,19 @@
 # and takes a CPU profile of node 1 for PROFILE seconds (default 12) from
 # the middle of the run. Prints the bench result and the profile's
 # heaviest functions by cumulative time; the profile is left in OUT
-# (default ./raftkv-cpu.prof) for `go tool pprof`.
+# (default ./raftkv-cpu.prof) for `go tool pprof`. LEADER_AWARE=1 runs
+# the bench client with --leader-aware (each key straight to its shard's
+# leader) instead, to compare with the spread load.
 #
 #   scripts/profile.sh
 #   SHARDS=1 CLIENTS=256 OUT=/tmp/p.prof scripts/profile.sh
+#   LEADER_AWARE=1 OUT=/tmp/la.prof scripts/profile.sh
 #
 # Every process it starts is stopped by pid, and the temp dir removed, on
 # any exit, Ctrl-C included.
 set -euo pipefail
 SHARDS=${SHARDS:-4} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-20s} PROFILE=${PROFILE:-12}
-BASE=${BASE:-18500} OUT=${OUT:-./raftkv-cpu.prof}
+BASE=${BASE:-18500} OUT=${OUT:-./raftkv-cpu.prof} LEADER_AWARE=${LEADER_AWARE:-}
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_parse_args "$@"
@@ -34,8 +37,14 @@ for i in 1 2 3; do
 	lib_wait_for 30 "raftkv n$i" "$LIB_PID" curl -sf "127.0.0.1:$((BASE + i - 1))/readyz"
 done
 
+# The nodes' own balancing spreads the shards' leaders within a
+# --balance-interval (10 s) or two; profiling before would catch node 1
+# leading everything.
+lib_wait_for 30 "balanced raftkv leadership" "" lib_balanced "127.0.0.1:$BASE" 3
 all="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
-lib_start "$LIB_WORK/bench.txt" "$bin" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$all"
+routing=()
+[ -n "$LEADER_AWARE" ] && routing=(--leader-aware)
+lib_start "$LIB_WORK/bench.txt" "$bin" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$all" "${routing[@]}"
 bench=$LIB_PID
 secs=${DURATION%s}
 [[ $secs =~ ^[0-9]+$ && $PROFILE =~ ^[0-9]+$ && $PROFILE -lt $secs ]] ||

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -95,7 +96,11 @@ type benchResult struct {
 	P99Ms     float64 `json:"p99_ms"`
 	P999Ms    float64 `json:"p999_ms"`
 	MaxMs     float64 `json:"max_ms"`
-	LastError string  `json:"last_error,omitempty"`
+	// ClientCPUMs is the CPU (user and system) this bench process spent
+	// during the run: on a machine the servers share, the client's own
+	// cost per request takes from theirs.
+	ClientCPUMs float64 `json:"client_cpu_ms"`
+	LastError   string  `json:"last_error,omitempty"`
 }
 
 // benchConn is one worker's way to the system under test. Each call is one
@@ -205,6 +210,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
+	cpuBefore := processCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w, c := range conns {
@@ -254,6 +260,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
+	res.ClientCPUMs = float64((processCPU() - cpuBefore).Microseconds()) / 1000
 	res.OK = int(hist.TotalCount())
 	res.OpsPerSec = float64(res.OK) / res.Seconds
 	ms := func(us int64) float64 { return float64(us) / 1000 }
@@ -286,6 +293,16 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// processCPU is the user and system CPU this process has spent so far
+// (zero where getrusage fails).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchShards asks the cluster for its shard count, which --op txn needs
