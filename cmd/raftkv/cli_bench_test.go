@@ -3,11 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -276,6 +279,39 @@ func TestBenchTextReportHasEveryPercentile(t *testing.T) {
 	for _, p := range []string{"p50 ", "p90 ", "p99 ", "p99.9 ", "max "} {
 		if !strings.Contains(out, p) {
 			t.Errorf("no %q in %q", p, out)
+		}
+	}
+}
+
+// A leader-aware worker moves between nodes from one request to the next:
+// it must keep its connection to each, not dial anew at every move.
+func TestABenchWorkerKeepsAConnectionToEveryNode(t *testing.T) {
+	var servers []*httptest.Server
+	dials := make([]atomic.Int32, 3)
+	for i := range dials {
+		s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				dials[i].Add(1)
+			}
+		}
+		s.Start()
+		t.Cleanup(s.Close)
+		servers = append(servers, s)
+	}
+	hc := benchHTTPClient(1, nil)
+	defer hc.CloseIdleConnections()
+	for i := range 30 {
+		resp, err := hc.Get(servers[i%len(servers)].URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	for i := range dials {
+		if n := dials[i].Load(); n != 1 {
+			t.Errorf("node %d was dialled %d times for 10 requests, want once", i, n)
 		}
 	}
 }
