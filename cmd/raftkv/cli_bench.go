@@ -58,7 +58,9 @@ instead.
 
 Latencies go into an HDR histogram (microseconds, 3 significant digits); the
 report gives p50, p90, p99, p99.9 and max. A request that fails counts as an
-error, not in the latencies.`,
+error, not in the latencies. With -o json the report also gives
+client_cpu_ms, the CPU (user and system) bench itself spent during the run:
+on a machine the servers share, the client's cost takes from theirs.`,
 	examples: []string{
 		"raftkv bench --endpoints 127.0.0.1:8080,127.0.0.1:8081,127.0.0.1:8082 --clients 64 --duration 10s",
 		"raftkv bench --op get --stale -o json",
