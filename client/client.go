@@ -215,9 +215,14 @@ type response struct {
 	body     []byte
 	node     string
 	endpoint string // base URL of the endpoint that answered
-	op       string // the request's op(), for errors
-	write    bool   // the request was a write
+	method   string // the request's method and path, for errors (op)
+	path     string
+	write    bool // the request was a write
 }
+
+// op names the request this answers, as request.op does; it is built
+// only when an error needs it.
+func (r *response) op() string { return r.method + " " + r.path }
 
 // sinkError carries the error of a request's sink: the call ends with err.
 type sinkError struct{ err error }
@@ -232,9 +237,13 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		return nil, ErrNoEndpoints
 	}
 	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
+		// A caller's deadline that comes first already bounds the call;
+		// a timer of our own would never fire first.
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+		}
 	}
 	routed := c.router != nil && r.key != ""
 	if routed {
@@ -353,7 +362,7 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		WroteHeaders: func() { wrote.Store(true) },
 	})
 	u := base + r.path
-	q := r.query
+	q, timeout := r.query, ""
 	if !r.noDeadlineHint {
 		if dl, ok := ctx.Deadline(); ok {
 			// Ask the server to give up slightly before we do, so a slow
@@ -364,12 +373,21 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 				hint = maxServerTimeout
 			}
 			if hint >= time.Millisecond {
-				q = cloneValues(q)
-				q.Set("timeout", hint.Round(time.Millisecond).String())
+				timeout = hint.Round(time.Millisecond).String()
 			}
 		}
 	}
-	if len(q) > 0 {
+	switch {
+	case len(q) == 0 && timeout != "":
+		// Most requests carry only the deadline: a duration such as
+		// 9.5s needs no escaping, and building it directly spares the
+		// copy and sort of a url.Values per request.
+		u += "?timeout=" + timeout
+	case timeout != "":
+		q = cloneValues(q)
+		q.Set("timeout", timeout)
+		fallthrough
+	case len(q) > 0:
 		u += "?" + q.Encode()
 	}
 	var body io.Reader
@@ -415,7 +433,7 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		}
 		return nil, true, apiErr
 	}
-	out := &response{status: hresp.StatusCode, header: hresp.Header, node: node, endpoint: base, op: r.op(), write: r.write}
+	out := &response{status: hresp.StatusCode, header: hresp.Header, node: node, endpoint: base, method: r.method, path: r.path, write: r.write}
 	if r.sink != nil {
 		if err := r.sink(base, node, hresp.Body); err != nil {
 			return nil, true, &sinkError{err}
@@ -473,7 +491,7 @@ func decodeAPIError(status int, body []byte, node string, write bool) *APIError 
 // the new revision) is unknown.
 func decodeJSON(resp *response, v any) error {
 	if err := json.Unmarshal(resp.body, v); err != nil {
-		return &RequestError{Op: resp.op, Endpoint: resp.endpoint, Sent: true, Indeterminate: resp.write,
+		return &RequestError{Op: resp.op(), Endpoint: resp.endpoint, Sent: true, Indeterminate: resp.write,
 			Status: resp.status, Err: fmt.Errorf("decoding the answer of node %q: %w", resp.node, err)}
 	}
 	return nil

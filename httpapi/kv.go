@@ -50,7 +50,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.putMaybeLeased(ctx, r, key, value, kr.cond)
+	res, err := s.putMaybeLeased(ctx, kr.query, key, value, kr.cond)
 	setServed(w, res)
 	markReplayed(w, res.Replayed)
 	if err != nil {
@@ -59,7 +59,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string) {
 		return
 	}
 	w.Header().Set("ETag", etag(res.KV.ModRevision))
-	writeJSON(w, http.StatusOK, putResponse{Key: key, Revision: res.KV.ModRevision, Version: res.KV.Version, Shard: res.Shard})
+	writePutAnswer(w, putResponse{Key: key, Revision: res.KV.ModRevision, Version: res.KV.Version, Shard: res.Shard})
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string) {
@@ -134,15 +134,22 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, key string
 
 // setServed names the node that served a key request and the key's shard.
 func setServed(w http.ResponseWriter, res cluster.KVResult) {
+	// Every key answer carries these: their values share one backing
+	// array instead of a slice each (the names are canonical already).
+	h, vals := w.Header(), make([]string, 0, 4)
+	set := func(name, v string) {
+		vals = append(vals, v)
+		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	if res.Node != "" {
-		w.Header().Set(cluster.HeaderNode, res.Node)
+		set(cluster.HeaderNode, res.Node)
 	}
 	if res.Shard != "" {
-		w.Header().Set(headerShard, res.Shard)
+		set(headerShard, res.Shard)
 	}
 	if res.Index != 0 {
-		w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
-		w.Header().Set(headerTerm, strconv.FormatUint(res.Term, 10))
+		set(headerIndex, strconv.FormatUint(res.Index, 10))
+		set(headerTerm, strconv.FormatUint(res.Term, 10))
 	}
 }
 

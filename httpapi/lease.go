@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -180,8 +181,8 @@ func (s *Server) leaseCall(w http.ResponseWriter, r *http.Request, call func(con
 
 // putMaybeLeased is the write of a PUT: with ?lease=ID the key is
 // attached to that lease.
-func (s *Server) putMaybeLeased(ctx context.Context, r *http.Request, key string, value []byte, cond fsm.Condition) (cluster.KVResult, error) {
-	id, ok := query(r)["lease"]
+func (s *Server) putMaybeLeased(ctx context.Context, q url.Values, key string, value []byte, cond fsm.Condition) (cluster.KVResult, error) {
+	id, ok := q["lease"]
 	if !ok {
 		return s.svc.Put(ctx, key, value, cond)
 	}

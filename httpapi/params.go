@@ -22,6 +22,7 @@ type keyRequest struct {
 	cond        fsm.Condition       // writes: If-Match / If-None-Match
 	consistency cluster.Consistency // reads: ?consistency=
 	minIndex    uint64              // key reads: ?min_index=, the shard index to wait for
+	query       url.Values          // the parsed query, for the parameters a handler reads itself
 }
 
 // query returns the request's query parameters. Most requests have none,
@@ -41,8 +42,9 @@ func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error
 	if err := cluster.ValidateKey(key); err != nil {
 		return keyRequest{}, err
 	}
+	q := query(r)
 	var min uint64
-	if v := query(r).Get("min_index"); v != "" {
+	if v := q.Get("min_index"); v != "" {
 		parsed, err := strconv.ParseUint(v, 10, 64)
 		switch {
 		case write:
@@ -52,7 +54,7 @@ func parseKeyRequest(r *http.Request, key string, write bool) (keyRequest, error
 		}
 		min = parsed
 	}
-	kr, err := parseOptions(r, write)
+	kr, err := parseOptionsIn(r, q, write)
 	kr.minIndex = min
 	return kr, err
 }
@@ -70,17 +72,23 @@ func checked(kr keyRequest, err error) error {
 // consistency (reads) and its deadline. On success the caller must call
 // cancel.
 func parseOptions(r *http.Request, write bool) (keyRequest, error) {
-	var kr keyRequest
+	return parseOptionsIn(r, query(r), write)
+}
+
+// parseOptionsIn is parseOptions with the query already parsed: a key
+// request parses its query once, not once per parameter it reads.
+func parseOptionsIn(r *http.Request, q url.Values, write bool) (keyRequest, error) {
+	kr := keyRequest{query: q}
 	var err error
 	if write {
 		kr.cond, err = condition(r)
 	} else {
-		kr.consistency, err = consistency(r)
+		kr.consistency, err = consistency(q)
 	}
 	if err != nil {
 		return kr, err
 	}
-	kr.ctx, kr.cancel, err = withDeadline(r, DefaultTimeout)
+	kr.ctx, kr.cancel, err = deadlineIn(r.Context(), q, DefaultTimeout)
 	return kr, err
 }
 
@@ -96,21 +104,26 @@ func (s *Server) decodeWithDeadline(w http.ResponseWriter, r *http.Request, v an
 
 // withDeadline applies ?timeout= (a Go duration such as 2s or 500ms) or def.
 func withDeadline(r *http.Request, def time.Duration) (context.Context, context.CancelFunc, error) {
+	return deadlineIn(r.Context(), query(r), def)
+}
+
+// deadlineIn is withDeadline for a parsed query q, under parent.
+func deadlineIn(parent context.Context, q url.Values, def time.Duration) (context.Context, context.CancelFunc, error) {
 	d := def
-	if v := query(r).Get("timeout"); v != "" {
+	if v := q.Get("timeout"); v != "" {
 		parsed, err := time.ParseDuration(v)
 		if err != nil || parsed <= 0 || parsed > MaxTimeout {
 			return nil, nil, fmt.Errorf("%w: timeout %q must be a duration between 1ms and %s, like 2s", cluster.ErrBadRequest, v, MaxTimeout)
 		}
 		d = parsed
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
+	ctx, cancel := context.WithTimeout(parent, d)
 	return ctx, cancel, nil
 }
 
 // consistency reads ?consistency=linearizable|stale (default linearizable).
-func consistency(r *http.Request) (cluster.Consistency, error) {
-	switch v := query(r).Get("consistency"); v {
+func consistency(q url.Values) (cluster.Consistency, error) {
+	switch v := q.Get("consistency"); v {
 	case "", "linearizable":
 		return cluster.Linearizable, nil
 	case "stale":

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -175,7 +176,7 @@ func listCursor(indexes map[string]uint64) string {
 // counted apart from ordinary reads, so that its wait does not show as
 // read latency.
 func blockingRoute(route string, r *http.Request) string {
-	if (route == "/v1/kv/{key}" || route == "GET /v1/kv") && query(r).Has("index") {
+	if (route == "/v1/kv/{key}" || route == "GET /v1/kv") && strings.Contains(r.URL.RawQuery, "index") && query(r).Has("index") {
 		return route + " (blocking)"
 	}
 	return route

@@ -21,6 +21,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -57,6 +58,15 @@ type Options struct {
 	// MaxSegments is how many segments may pile up before the live entries
 	// of the oldest are copied forward so it can be deleted. Default 4.
 	MaxSegments int
+	// Hold and HoldAfter are the committer's window under load: after a
+	// write that carried at least HoldAfter requests (several groups
+	// appending at once), the next write gathers requests until Hold has
+	// passed since that write ended, so that more of them share one
+	// fdatasync. A write after a smaller one, as a lone writer's always
+	// is, waits for nothing. Defaults 1 ms and 3; a negative Hold turns
+	// the window off. DESIGN.md, "Group commit", has the measurements.
+	Hold      time.Duration
+	HoldAfter int
 }
 
 func (o Options) withDefaults() Options {
@@ -66,7 +76,23 @@ func (o Options) withDefaults() Options {
 	if o.MaxSegments < 2 {
 		o.MaxSegments = 4
 	}
+	if o.Hold == 0 {
+		o.Hold = time.Millisecond
+	}
+	if o.HoldAfter < 1 {
+		o.HoldAfter = 3
+	}
 	return o
+}
+
+// holdFor is how long the committer gathers requests for its next write,
+// given how many requests the last one carried and how long ago it ended:
+// a busy log (the last write was large) waits out the rest of the window.
+func (o Options) holdFor(lastBatch int, sinceLast time.Duration) time.Duration {
+	if o.Hold <= 0 || lastBatch < o.HoldAfter || sinceLast >= o.Hold {
+		return 0
+	}
+	return o.Hold - sinceLast
 }
 
 // DB is the shared log. It owns one goroutine, the committer, which writes

@@ -445,14 +445,20 @@ func (d *DB) moveForward(old *segment) error {
 }
 
 // commitLoop takes the first waiting request, then every other one already
-// waiting, and makes them durable together. A request never waits for a
-// timer: when the log is idle it is written at once, and requests that
-// arrive while a write is syncing form the next one.
+// waiting, and makes them durable together. When the log is idle a request
+// is written at once, and requests that arrive while a write is syncing
+// form the next one. Only when the last write was large (Options.Hold)
+// does the next one wait a little for more.
 func (d *DB) commitLoop() {
 	defer close(d.done)
 	var buf []byte
+	var lastEnd time.Time
+	lastBatch := 0
 	for first := range d.reqs {
 		batch := []*request{first}
+		if hold := d.opts.holdFor(lastBatch, time.Since(lastEnd)); hold > 0 {
+			batch = d.gatherFor(batch, hold)
+		}
 		// Let the goroutines woken with the last batch's answers run
 		// first: the groups that shared that sync append again at about
 		// the same moment, and this keeps them together (DESIGN.md, "Group
@@ -471,10 +477,30 @@ func (d *DB) commitLoop() {
 			}
 		}
 		err := d.commit(batch, &buf)
+		lastEnd, lastBatch = time.Now(), len(batch)
 		for _, r := range batch {
 			r.err <- err
 		}
 	}
+}
+
+// gatherFor adds the requests that arrive within hold to batch, up to
+// maxBatch, and stops early when the log closes.
+func (d *DB) gatherFor(batch []*request, hold time.Duration) []*request {
+	t := time.NewTimer(hold)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case r, ok := <-d.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit writes a batch at the head (a new segment when it would not fit),

@@ -20,7 +20,7 @@
 # any exit, Ctrl-C included.
 set -euo pipefail
 SHARDS=${SHARDS:-4} CLIENTS=${CLIENTS:-64} DURATION=${DURATION:-20s} PROFILE=${PROFILE:-12}
-BASE=${BASE:-18500} OUT=${OUT:-./raftkv-cpu.prof} LEADER_AWARE=${LEADER_AWARE:-}
+BASE=${BASE:-18500} OUT=${OUT:-./raftkv-cpu.prof} LEADER_AWARE=${LEADER_AWARE:-} CLIENT_OUT=${CLIENT_OUT:-}
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_parse_args "$@"
@@ -44,6 +44,7 @@ lib_wait_for 30 "balanced raftkv leadership" "" lib_balanced "127.0.0.1:$BASE" 3
 all="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 routing=()
 [ -n "$LEADER_AWARE" ] && routing=(--leader-aware)
+[ -n "$CLIENT_OUT" ] && routing+=(--cpuprofile "$CLIENT_OUT")
 lib_start "$LIB_WORK/bench.txt" "$bin" bench --op put --clients "$CLIENTS" --duration "$DURATION" --endpoints "$all" "${routing[@]}"
 bench=$LIB_PID
 secs=${DURATION%s}
@@ -55,3 +56,7 @@ wait "$bench" || lib_die "the bench run failed: $(cat "$LIB_WORK/bench.txt")"
 lib_forget "$bench"
 head -n 1 "$LIB_WORK/bench.txt"
 go tool pprof -top -cum -nodecount=40 "$bin" "$OUT" 2>/dev/null | cut -c1-160
+if [ -n "$CLIENT_OUT" ]; then
+	echo "--- the bench client ($CLIENT_OUT)"
+	go tool pprof -top -cum -nodecount=40 "$bin" "$CLIENT_OUT" 2>/dev/null | cut -c1-160
+fi

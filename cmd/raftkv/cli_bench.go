@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,6 +133,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	stale := inv.fs.Bool("stale", false, "gets read the local replica (raftkv consistency=stale, etcd serializable)")
 	prefix := inv.fs.String("prefix", "bench/", "write the keys under this `PREFIX`")
 	cleanup := inv.fs.Bool("cleanup", true, "delete every key under --prefix when done (--cleanup=false keeps them)")
+	cpuProfile := inv.fs.String("cpuprofile", "", "write a Go CPU profile of this bench process during the measured run to `FILE` (for go tool pprof)")
 	leaderAware := inv.fs.Bool("leader-aware", false, "raftkv: send each key to its shard's leader (learnt from GET /v1/cluster and every answer) instead of spreading requests over --endpoints")
 	pos, code, ok := inv.parse(args)
 	if !ok {
@@ -212,6 +215,12 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
+			return inv.fail(err)
+		}
+	}
 	cpuBefore := processCPU()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -263,6 +272,7 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
 	res.ClientCPUMs = float64((processCPU() - cpuBefore).Microseconds()) / 1000
+	stopProfile()
 	res.OK = int(hist.TotalCount())
 	res.OpsPerSec = float64(res.OK) / res.Seconds
 	ms := func(us int64) float64 { return float64(us) / 1000 }
@@ -295,6 +305,23 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts a Go CPU profile written to path; the returned
+// function ends it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // processCPU is the user and system CPU this process has spent so far
