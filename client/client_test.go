@@ -285,9 +285,10 @@ func TestWriteAfterDeliveryIsNotRetried(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	var gotTimeout atomic.Value
+	var gotTimeout, gotPrefix atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		gotTimeout.Store(r.URL.Query().Get("timeout"))
+		gotPrefix.Store(r.URL.Query().Get("prefix"))
 		_, _ = io.Copy(io.Discard, r.Body) // lets the server notice the client going away
 		select {
 		case <-r.Context().Done():
@@ -308,6 +309,21 @@ func TestTimeout(t *testing.T) {
 	_, err = c.Put(context.Background(), "k", []byte("v"))
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, ErrIndeterminate) {
 		t.Fatalf("put: %v, want timeout and indeterminate", err)
+	}
+
+	// A caller's later deadline does not lift the client's timeout, and
+	// the hint travels with the request's other parameters.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if _, err := c.List(ctx, "p/", "", 10); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("list under an hour's deadline: %v, want the client's 200ms timeout", err)
+	}
+	hint, _ = gotTimeout.Load().(string)
+	if d, perr := time.ParseDuration(hint); perr != nil || d <= 0 || d > 200*time.Millisecond {
+		t.Fatalf("list: timeout hint = %q", hint)
+	}
+	if p, _ := gotPrefix.Load().(string); p != "p/" {
+		t.Fatalf("list: prefix = %q, want p/", p)
 	}
 }
 
