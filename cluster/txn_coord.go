@@ -104,6 +104,8 @@ type coordinator struct {
 	spawn  func(func())
 	stop   <-chan struct{} // closed when the node stops
 	logger hclog.Logger
+
+	marks resolvedMarks // the coordinator's marks on their way
 }
 
 // newCoordinator returns the node's coordinator, which reaches the shards
@@ -333,12 +335,14 @@ func (c *coordinator) resolveAll(ctx context.Context, id string, rec fsm.Record,
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if withHook {
-		if err := c.step(StepMarkResolved, id, rec.Participants[0]); err != nil {
-			return errAbandoned
-		}
+	if !withHook {
+		return c.shards.markResolvedOn(ctx, rec.Participants[0], id)
 	}
-	return c.shards.markResolvedOn(ctx, rec.Participants[0], id)
+	if err := c.step(StepMarkResolved, id, rec.Participants[0]); err != nil {
+		return errAbandoned
+	}
+	c.marks.add(c, rec.Participants[0], id)
+	return nil
 }
 
 // Recovery: what a shard's leader does, through the same participants,
