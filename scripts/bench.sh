@@ -4,7 +4,8 @@
 # Builds ./cmd/raftkv (release build: -trimpath, no debug info), starts a
 # 3-node raftkv cluster (default flags) and a 3-node etcd cluster (Debian's
 # etcd-server, 3.4), all on 127.0.0.1 with data in a temp dir, then runs
-# `raftkv bench` against each in turn for every load and round: raftkv with
+# `raftkv bench` against each in turn for every load and round (even rounds
+# in reverse order): raftkv with
 # plain HTTP clients spread over the nodes, raftkv with the leader-aware
 # client (`bench --leader-aware`: each key straight to its shard's leader),
 # then etcd through its JSON gateway (the same HTTP client) and through
@@ -166,8 +167,17 @@ echo "bench.sh: raftkv $raftkv_endpoints, etcd $etcd_endpoints ($(etcd --version
 results=$LIB_WORK/results.tsv
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
+	# Even rounds run the targets in reverse order, so that over two rounds
+	# each system runs as often early as late in a load: the machine's drift
+	# and what a run leaves behind (the previous system's background work)
+	# fall on both sides alike.
+	order=("${targets[@]}")
+	if [ $((round % 2)) -eq 0 ]; then
+		order=()
+		for ((i = ${#targets[@]} - 1; i >= 0; i--)); do order+=("${targets[i]}"); done
+	fi
 	for load in $LOADS; do
-		for target in "${targets[@]}"; do
+		for target in "${order[@]}"; do
 			case $target in
 			raftkv) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv) ;;
 			raftkv-la) eps=$raftkv_endpoints server=("${raftkv_pids[@]}") flags=(--target raftkv --leader-aware) ;;
