@@ -311,7 +311,9 @@ func (c *coordinator) resolveInBackground(id string, rec fsm.Record) {
 }
 
 // resolveAll resolves every non-primary participant in parallel, then marks
-// the record resolved. withHook consults the test hook (coordinator only).
+// the record resolved: at once for recovery, through the gathered marks
+// (txn_marks.go) for the coordinator. withHook consults the test hook
+// (coordinator only).
 func (c *coordinator) resolveAll(ctx context.Context, id string, rec fsm.Record, withHook bool) error {
 	if len(rec.Participants) == 0 {
 		return fmt.Errorf("transaction %s: record lists no participants to resolve", id)

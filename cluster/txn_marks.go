@@ -93,13 +93,11 @@ func (m *resolvedMarks) send(c *coordinator) {
 		var wg sync.WaitGroup
 		for primary, ids := range batch {
 			for _, id := range ids {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				wg.Go(func() {
 					if err := c.shards.markResolvedOn(ctx, primary, id); err != nil {
 						c.logger.Debug("transaction not marked resolved; recovery will mark it", "txn", id, "error", err)
 					}
-				}()
+				})
 			}
 		}
 		wg.Wait()
