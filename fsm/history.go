@@ -167,14 +167,17 @@ func (c *change) public() Change {
 }
 
 // history is the ring of changes, guarded by the FSM's mu (Apply appends
-// under the write lock, readers scan under the read lock).
+// under the write lock, readers scan under the read lock). The ring grows
+// (doubling) only while the limits let it hold more; once it holds what
+// they allow, adding and dropping changes allocates nothing.
 type history struct {
 	limits HistoryLimits
-	items  []change // items[head:] are live, oldest first
+	ring   []change // the live changes are ring[head], ring[head+1], ... (mod len), n of them, oldest first
 	head   int
+	n      int
 	bytes  int
 	// floor is the revision up to which the history is incomplete: every
-	// change with a revision above it is in items.
+	// change with a revision above it is in the ring.
 	floor uint64
 }
 
@@ -182,53 +185,79 @@ func newHistory(l HistoryLimits, floor uint64) *history {
 	return &history{limits: l, floor: floor}
 }
 
-func (h *history) live() []change { return h.items[h.head:] }
+// len is the number of live changes.
+func (h *history) len() int { return h.n }
+
+// at returns the i-th live change, oldest first (0 <= i < len).
+func (h *history) at(i int) *change {
+	i += h.head
+	if i >= len(h.ring) {
+		i -= len(h.ring)
+	}
+	return &h.ring[i]
+}
 
 // add records a change made by the entry at rev. Changes of one entry
 // arrive together; the previous change is marked last when a new entry
 // starts, and by seal at the end of the entry.
 func (h *history) add(c change) {
-	live := h.live()
-	if n := len(live); n > 0 && live[n-1].rev == c.rev {
-		c.seq = live[n-1].seq + 1
+	if h.n > 0 {
+		if prev := h.at(h.n - 1); prev.rev == c.rev {
+			c.seq = prev.seq + 1
+		}
 	}
-	h.items = append(h.items, c)
+	if h.n == len(h.ring) {
+		h.resize(max(64, 2*len(h.ring)))
+	}
+	*h.at(h.n) = c
+	h.n++
 	h.bytes += c.size()
+}
+
+// resize moves the live changes, in order, to the start of a new ring of
+// size changes (at least h.n).
+func (h *history) resize(size int) {
+	ring := make([]change, size)
+	for i := range h.n {
+		ring[i] = *h.at(i)
+	}
+	h.ring, h.head = ring, 0
 }
 
 // seal marks the end of the entry at rev and enforces the limits.
 func (h *history) seal(rev uint64) {
-	live := h.live()
-	if n := len(live); n > 0 && live[n-1].rev == rev {
-		h.items[len(h.items)-1].last = true
-	}
-	for {
-		live = h.live()
-		if len(live) == 0 || live[0].rev == live[len(live)-1].rev {
-			break // the newest entry is always kept whole
+	if h.n > 0 {
+		if newest := h.at(h.n - 1); newest.rev == rev {
+			newest.last = true
 		}
-		if len(live) <= h.limits.Changes && h.bytes <= h.limits.Bytes {
+	}
+	for h.n > 0 && h.at(0).rev != h.at(h.n-1).rev { // the newest entry is always kept whole
+		if h.n <= h.limits.Changes && h.bytes <= h.limits.Bytes {
 			break
 		}
-		drop := live[0].rev
-		for len(h.live()) > 0 && h.items[h.head].rev == drop {
-			h.bytes -= h.items[h.head].size()
-			h.items[h.head] = change{} // let the value go
+		drop := h.at(0).rev
+		for h.n > 0 && h.at(0).rev == drop {
+			oldest := h.at(0)
+			h.bytes -= oldest.size()
+			*oldest = change{} // let the value go
 			h.head++
+			if h.head == len(h.ring) {
+				h.head = 0
+			}
+			h.n--
 		}
 		h.floor = drop
 	}
-	// Reclaim the dropped prefix once it is the larger part.
-	if h.head > 64 && h.head > len(h.items)/2 {
-		h.items = append([]change(nil), h.live()...)
-		h.head = 0
+	// One entry of many changes (a large prefix delete) grows the ring
+	// past what the limits keep; give the room back once they are dropped.
+	if len(h.ring) > 2*max(64, h.limits.Changes) && 4*h.n <= len(h.ring) {
+		h.resize(max(64, 2*h.n))
 	}
 }
 
-// start returns the index in live of the first change after p.
+// start returns the index (for at) of the first change after p.
 func (h *history) start(p Pos) int {
-	live := h.live()
-	return sort.Search(len(live), func(i int) bool { return !p.covers(live[i].rev, live[i].seq) })
+	return sort.Search(h.n, func(i int) bool { c := h.at(i); return !p.covers(c.rev, c.seq) })
 }
 
 // recordPut and recordDelete feed s's history, if it keeps one (a fork
@@ -268,10 +297,9 @@ func (f *FSM) Changes(prefix string, from Pos, limit, maxBytes int) (ChangesPage
 	if h == nil || from.complete() < h.floor {
 		return page, f.compactedLocked(from)
 	}
-	live := h.live()
 	size := 0
-	for i := h.start(from); i < len(live); i++ {
-		c := &live[i]
+	for i := h.start(from); i < h.len(); i++ {
+		c := h.at(i)
 		if !strings.HasPrefix(c.key, prefix) {
 			continue
 		}
@@ -314,9 +342,8 @@ func (f *FSM) Changed(key string, prefix bool, rev uint64) (changed bool, applie
 	if h == nil || rev < h.floor {
 		return true, applied
 	}
-	live := h.live()
-	for i := h.start(Pos{Rev: rev}); i < len(live); i++ {
-		if k := live[i].key; k == key || (prefix && strings.HasPrefix(k, key)) {
+	for i := h.start(Pos{Rev: rev}); i < h.len(); i++ {
+		if k := h.at(i).key; k == key || (prefix && strings.HasPrefix(k, key)) {
 			return true, applied
 		}
 	}

@@ -123,6 +123,55 @@ func TestHistoryIsBoundedAndSaysCompacted(t *testing.T) {
 	}
 }
 
+// TestHistoryKeepsItsOrderAsItWrapsAndShrinks: the history is a ring
+// that stops growing at its limits; changes read back in apply order
+// however often it has wrapped, an entry of many changes that wraps with
+// it stays whole, and the room such an entry took is given back once the
+// limits drop it.
+func TestHistoryKeepsItsOrderAsItWrapsAndShrinks(t *testing.T) {
+	h := newHarness(t)
+	h.f.SetHistoryLimits(HistoryLimits{Changes: 50})
+	rev := uint64(0)
+	put := func(key string) {
+		rev++
+		h.put(key, fmt.Sprint(rev))
+	}
+	for i := range 1000 { // wraps a ring of at most 64 many times
+		put(fmt.Sprintf("k%d", i%7))
+	}
+	want := []string{}
+	for r := rev - 49; r <= rev; r++ {
+		want = append(want, fmt.Sprintf("%d.0 put k%d=%d", r, (r-1)%7, r))
+	}
+	if got := changeLines(t, h.f, "", Pos{Rev: rev - 50}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after 1000 puts:\n got %q\nwant %q", got, want)
+	}
+	if n := len(h.f.st.hist.ring); n != 64 {
+		t.Fatalf("ring of %d changes for a limit of 50", n)
+	}
+
+	// One transaction of 300 puts: kept whole, in order, wrapping.
+	var ops []Op
+	for i := range 300 {
+		ops = append(ops, putOp(fmt.Sprintf("t%03d", i), "x"))
+	}
+	h.txn(CommandTxn, TxnCmd{Body: Txn{Success: ops}})
+	rev++
+	got := changeLines(t, h.f, "", Pos{Rev: rev - 1})
+	if len(got) != 300 || got[0] != fmt.Sprintf("%d.0 put t000=x", rev) || got[299] != fmt.Sprintf("%d.299 put t299=x", rev) {
+		t.Fatalf("the transaction's changes: %d, first %q, last %q", len(got), got[0], got[len(got)-1])
+	}
+	for range 3 {
+		put("after")
+	}
+	if n := len(h.f.st.hist.ring); n > 2*64 {
+		t.Fatalf("ring of %d changes once the transaction was dropped, for a limit of 50", n)
+	}
+	if got := changeLines(t, h.f, "", Pos{Rev: rev - 3}); len(got) != 3 || got[2] != fmt.Sprintf("%d.0 put after=%d", rev, rev) {
+		t.Fatalf("after the transaction: %q", got)
+	}
+}
+
 // TestRestoreStartsTheHistoryAtTheCheckpoint: the history is not part of
 // a checkpoint, so after a restore every position before its index is
 // compacted and every later change is recorded.
