@@ -93,7 +93,9 @@ func applyPut(s *state, idx uint64, c Command) *Result {
 	}
 	s.kv.Set(e)
 	s.recordPut(e)
-	return &Result{KV: e.kv(), Found: found}
+	// The writer has the value: the result carries the key's revisions
+	// only, so a put copies its value once, into the tree.
+	return &Result{KV: KV{Key: e.key, CreateRevision: e.create, ModRevision: e.mod, Version: e.version}, Found: found}
 }
 
 func applyDelete(s *state, idx uint64, c Command) *Result {

@@ -13,7 +13,7 @@ func TestApplyRules(t *testing.T) {
 		wantErr error
 		found   bool
 		deleted bool
-		kv      KV // expected Result.KV (Value compared as a string)
+		kv      KV // expected Result.KV (Value compared as a string; a put's carries none)
 	}
 	put := func(k, v string, c Condition) []byte { return EncodePut(k, []byte(v), c) }
 	del := func(k string, c Condition) []byte { return EncodeDelete(k, c) }
@@ -26,25 +26,25 @@ func TestApplyRules(t *testing.T) {
 		steps []step // step i is applied at log index i+1
 	}{
 		{"create then update", []step{
-			{cmd: put("a", "1", none), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
-			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
+			{cmd: put("a", "1", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", CreateRevision: 1, ModRevision: 2, Version: 2}},
 		}},
 		{"delete then re-create resets version", []step{
-			{cmd: put("a", "1", none), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
-			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
+			{cmd: put("a", "1", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", CreateRevision: 1, ModRevision: 2, Version: 2}},
 			{cmd: del("a", none), found: true, deleted: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
-			{cmd: put("a", "3", none), kv: KV{Key: "a", Value: []byte("3"), CreateRevision: 4, ModRevision: 4, Version: 1}},
+			{cmd: put("a", "3", none), kv: KV{Key: "a", CreateRevision: 4, ModRevision: 4, Version: 1}},
 		}},
 		{"delete missing key", []step{
 			{cmd: del("nope", none)},
 		}},
 		{"CAS matches", []step{
-			{cmd: put("a", "1", none), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
-			{cmd: put("a", "2", rev(1)), found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
+			{cmd: put("a", "1", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "2", rev(1)), found: true, kv: KV{Key: "a", CreateRevision: 1, ModRevision: 2, Version: 2}},
 		}},
 		{"CAS stale revision fails and reports current", []step{
-			{cmd: put("a", "1", none), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
-			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
+			{cmd: put("a", "1", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "2", none), found: true, kv: KV{Key: "a", CreateRevision: 1, ModRevision: 2, Version: 2}},
 			{cmd: put("a", "3", rev(1)), wantErr: ErrPrecondition, found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
 			{cmd: del("a", rev(1)), wantErr: ErrPrecondition, found: true, kv: KV{Key: "a", Value: []byte("2"), CreateRevision: 1, ModRevision: 2, Version: 2}},
 		}},
@@ -53,16 +53,16 @@ func TestApplyRules(t *testing.T) {
 			{cmd: del("a", rev(0)), wantErr: ErrPrecondition},
 		}},
 		{"create-only", []step{
-			{cmd: put("a", "1", absent), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "1", absent), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
 			{cmd: put("a", "2", absent), wantErr: ErrPrecondition, found: true, kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
 		}},
 		{"conditional delete", []step{
-			{cmd: put("a", "1", none), kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "1", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
 			{cmd: del("a", rev(1)), found: true, deleted: true, kv: KV{Key: "a", Value: []byte("1"), CreateRevision: 1, ModRevision: 1, Version: 1}},
 			{cmd: del("a", absent)},
 		}},
 		{"empty value", []step{
-			{cmd: put("a", "", none), kv: KV{Key: "a", Value: []byte{}, CreateRevision: 1, ModRevision: 1, Version: 1}},
+			{cmd: put("a", "", none), kv: KV{Key: "a", CreateRevision: 1, ModRevision: 1, Version: 1}},
 		}},
 		{"noop", []step{
 			{cmd: EncodeNoop()},
@@ -149,7 +149,11 @@ func TestReturnedValuesAreCopies(t *testing.T) {
 	for i := range data {
 		data[i] = 'X' // raft may reuse the entry's buffer
 	}
-	r.KV.Value[0] = 'X'
+	if r.KV.Value != nil || r.KV.ModRevision != 1 || r.KV.Version != 1 {
+		t.Fatalf("a put's result carries the revisions only: %+v", r.KV)
+	}
+	failed := h.apply(EncodePut("k", []byte("new"), Condition{Kind: CondAbsent}))
+	failed.KV.Value[0] = 'X' // the current key, returned with a refused write
 	kv, _ := h.f.Get("k")
 	kv.Value[1] = 'X'
 	items, _ := h.f.List("", "", 0)

@@ -79,7 +79,9 @@ type Result struct {
 // implements raft.BatchingFSM. Reads are safe concurrently with Apply.
 //
 // Every KV returned by FSM methods or carried in a Result holds its own
-// copy of the value; stored values are never handed out.
+// copy of the value; stored values are never handed out. A put's Result
+// has no value: its KV carries the key's revisions, and the writer has
+// the value it wrote.
 type FSM struct {
 	group   string
 	applied applied.Watch
