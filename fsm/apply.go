@@ -80,7 +80,10 @@ func applyCommand(s *state, idx uint64, c Command) *Result {
 }
 
 func applyPut(s *state, idx uint64, c Command) *Result {
-	cur, found := s.kv.Get(entry{key: c.Key})
+	// The path found by the lookup guides the insert, which then
+	// compares little more than once per level.
+	var path btree.PathHint
+	cur, found := s.kv.GetHint(entry{key: c.Key}, &path)
 	if !condHolds(c.Cond, cur, found) {
 		return failed(cur, found)
 	}
@@ -91,7 +94,7 @@ func applyPut(s *state, idx uint64, c Command) *Result {
 	if found {
 		e.create, e.version = cur.create, cur.version+1
 	}
-	s.kv.Set(e)
+	s.kv.SetHint(e, &path)
 	s.recordPut(e)
 	// The writer has the value: the result carries the key's revisions
 	// only, so a put copies its value once, into the tree.
