@@ -215,6 +215,42 @@ func TestPutAnswersWithRevisionETagAndServingNode(t *testing.T) {
 	}
 }
 
+// TestAPutStoresExactlyTheBodySent: a value is the body as sent, whether
+// its length is declared or not (chunked), up to the limit; a body shorter
+// than its declared length is refused and nothing is written.
+func TestAPutStoresExactlyTheBodySent(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   string
+		length int64 // Content-Length; -1: unknown, as a chunked body
+	}{
+		{"declared", "hello", 5},
+		{"declared empty", "", 0},
+		{"declared at the limit", strings.Repeat("v", 16), 16},
+		{"chunked", "hello", -1},
+		{"chunked at the limit", strings.Repeat("v", 16), -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := &fakeService{}
+			req := httptest.NewRequest("PUT", "/v1/kv/k", strings.NewReader(tc.body))
+			req.ContentLength = tc.length
+			rec := httptest.NewRecorder()
+			New(svc).ServeHTTP(rec, req)
+			if rec.Code != 200 || len(svc.calls) != 1 || svc.calls[0] != "put k "+tc.body+" {0 0}" {
+				t.Fatalf("status %d, calls %q: %s", rec.Code, svc.calls, rec.Body)
+			}
+		})
+	}
+	svc := &fakeService{}
+	req := httptest.NewRequest("PUT", "/v1/kv/k", strings.NewReader("abc"))
+	req.ContentLength = 10 // the client promised more than it sent
+	rec := httptest.NewRecorder()
+	New(svc).ServeHTTP(rec, req)
+	if rec.Code != 400 || errorCode(t, rec) != "bad_request" || len(svc.calls) != 0 {
+		t.Fatalf("short body: status %d, calls %q: %s", rec.Code, svc.calls, rec.Body)
+	}
+}
+
 func TestListReturnsNonUTF8ValuesAsBase64(t *testing.T) {
 	rec := serve(t, &fakeService{}, "GET", "/v1/kv?prefix=", nil, nil)
 	want := `{"items":[{"key":"a","value":"text","version":0,"revision":0,"create_revision":0},{"key":"b","value_base64":"/wA=","version":0,"revision":0,"create_revision":0}],"more":false}`
