@@ -27,7 +27,7 @@ func TestTheCommitterHoldsOnlyAfterALargeWrite(t *testing.T) {
 	if got := (Options{Hold: -1, HoldAfter: 1}).holdFor(10, 0); got != 0 {
 		t.Errorf("a negative Hold turns the window off, got %v", got)
 	}
-	if d := (Options{}).withDefaults(); d.Hold != time.Millisecond || d.HoldAfter != 3 {
+	if d := (Options{}).withDefaults(); d.Hold != DefaultHold || d.HoldAfter != 3 {
 		t.Errorf("defaults: Hold %v, HoldAfter %d", d.Hold, d.HoldAfter)
 	}
 }

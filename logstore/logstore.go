@@ -63,7 +63,7 @@ type Options struct {
 	// appending at once), the next write gathers requests until Hold has
 	// passed since that write ended, so that more of them share one
 	// fdatasync. A write after a smaller one, as a lone writer's always
-	// is, waits for nothing. Defaults 1 ms and 3; a negative Hold turns
+	// is, waits for nothing. Defaults 250 µs and 3; a negative Hold turns
 	// the window off. DESIGN.md, "Group commit", has the measurements.
 	Hold      time.Duration
 	HoldAfter int
@@ -77,13 +77,17 @@ func (o Options) withDefaults() Options {
 		o.MaxSegments = 4
 	}
 	if o.Hold == 0 {
-		o.Hold = time.Millisecond
+		o.Hold = DefaultHold
 	}
 	if o.HoldAfter < 1 {
 		o.HoldAfter = 3
 	}
 	return o
 }
+
+// DefaultHold is the committer's window when Options.Hold is zero: about
+// two syncs' time on the machines measured (DESIGN.md, "Group commit").
+const DefaultHold = 250 * time.Microsecond
 
 // holdFor is how long the committer gathers requests for its next write,
 // given how many requests the last one carried and how long ago it ended:
