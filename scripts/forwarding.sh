@@ -63,6 +63,9 @@ print("%-36s %7.0f writes/s  p50 %6.2f ms  p99 %7.2f ms  errors %3d  cpu/1000 wr
 '  "$out" "$((after - before))" "$(getconf CLK_TCK)" "$label"
 }
 
+# Read once, whole: `bench --help | grep -q` under pipefail failed whenever
+# grep's early exit cut the help short (SIGPIPE), and skipped that run.
+bench_help=$("$bench" bench --help 2>&1 || true)
 for round in $(seq 1 "$ROUNDS"); do
 	for bin in "$@"; do
 		start_cluster "$(realpath "$bin")"
@@ -75,7 +78,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		run "round $round $(basename "$bin") follower (forwarded)" "$follower"
 		all="127.0.0.1:$BASE,127.0.0.1:$((BASE + 1)),127.0.0.1:$((BASE + 2))"
 		run "round $round $(basename "$bin") spread over 3 nodes" "$all"
-		if "$bench" bench --help 2>/dev/null | grep -q -- --leader-aware; then
+		if [[ $bench_help == *--leader-aware* ]]; then
 			run "round $round $(basename "$bin") leader-aware client" "$all" --leader-aware
 		fi
 		lib_stop "${nodes[@]}"
