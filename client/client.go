@@ -37,8 +37,11 @@ type Client struct {
 	hc        *http.Client
 	timeout   time.Duration // per-call deadline; 0 means only the caller's ctx
 	userAgent string
-	token     string  // bearer token sent with every call ("" none)
-	router    *router // nil unless WithLeaderRouting
+	// userAgentHeader is userAgent as a header value, made once: shared by
+	// every request, which net/http only reads.
+	userAgentHeader []string
+	token           string  // bearer token sent with every call ("" none)
+	router          *router // nil unless WithLeaderRouting
 	// idemRetry bounds the resends of a write whose outcome is unknown
 	// (idempotency.go); honoured is set once an answer echoed a key.
 	idemRetry time.Duration
@@ -105,7 +108,7 @@ func New(endpoints []string, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Client{timeout: o.timeout, userAgent: o.userAgent, hc: o.httpClient, scheme: "http", token: o.token,
+	c := &Client{timeout: o.timeout, userAgent: o.userAgent, userAgentHeader: []string{o.userAgent}, hc: o.httpClient, scheme: "http", token: o.token,
 		idemRetry: DefaultIdempotentRetry}
 	if o.idemRetrySet {
 		c.idemRetry = max(o.idemRetry, 0)
@@ -170,7 +173,7 @@ func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints
 // example to probe it with Live.
 func (c *Client) At(endpoint string) *Client {
 	// The copy keeps no router: it is for addressing one node on purpose.
-	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, scheme: c.scheme, token: c.token, idemRetry: c.idemRetry}
+	n := &Client{hc: c.hc, timeout: c.timeout, userAgent: c.userAgent, userAgentHeader: c.userAgentHeader, scheme: c.scheme, token: c.token, idemRetry: c.idemRetry}
 	if ep := normalizeEndpoint(endpoint, c.scheme); ep != "" {
 		n.endpoints = []string{ep}
 	}
@@ -402,7 +405,7 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		hreq.Header[k] = vs
 	}
 	if c.userAgent != "" {
-		hreq.Header.Set("User-Agent", c.userAgent)
+		hreq.Header["User-Agent"] = c.userAgentHeader
 	}
 	if c.token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+c.token)
@@ -440,10 +443,24 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		}
 		return out, true, nil
 	}
-	if out.body, err = io.ReadAll(hresp.Body); err != nil {
+	if out.body, err = readBody(hresp); err != nil {
 		return nil, true, fmt.Errorf("reading the answer: %w", err)
 	}
 	return out, true, nil
+}
+
+// readBody reads an answer's body: into a buffer of its declared length
+// when it declares a small one (most answers), sparing io.ReadAll's
+// growing copies. (An answer to HEAD declares a length it does not send.)
+func readBody(resp *http.Response) ([]byte, error) {
+	if n := resp.ContentLength; n >= 0 && n <= 64<<10 && resp.Request.Method != http.MethodHead {
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			return nil, err
+		}
+		return buf, nil
+	}
+	return io.ReadAll(resp.Body)
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -501,5 +502,62 @@ func TestAKeyedWriteCutOnAReusedConnectionStaysIndeterminate(t *testing.T) {
 	}
 	if !errors.Is(err, ErrIndeterminate) {
 		t.Fatalf("put cut after delivery: %v, want ErrIndeterminate", err)
+	}
+}
+
+// Puts share one header when they carry no condition: a conditional put
+// or one under an idempotency key must not leave its headers on the next.
+func TestEachPutCarriesItsOwnHeadersOnly(t *testing.T) {
+	fake, srv := newFakeServer(t, "node1")
+	c := New([]string{srv.URL}, WithUserAgent("tester/1"))
+	ctx := context.Background()
+
+	first, err := c.Put(ctx, "k", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "k", []byte("2"), IfMatch(first.Revision)); err != nil {
+		t.Fatal(err)
+	}
+	keyed, err := c.Put(ctx, "k", []byte("3"), WithIdempotencyKey("key-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "k", []byte("4"), IfMatch(keyed.Revision)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "k", []byte("5")); err != nil {
+		t.Fatal(err)
+	}
+	reqs := fake.requests()
+	if len(reqs) != 5 {
+		t.Fatalf("%d requests, want 5", len(reqs))
+	}
+	for i, r := range reqs {
+		if got := r.Header.Get("Content-Type"); got != "application/octet-stream" {
+			t.Errorf("put %d: Content-Type %q", i+1, got)
+		}
+		if got := r.Header.Get("User-Agent"); got != "tester/1" {
+			t.Errorf("put %d: User-Agent %q", i+1, got)
+		}
+	}
+	if got, want := reqs[1].Header.Get("If-Match"), strconv.Quote(strconv.FormatUint(first.Revision, 10)); got != want {
+		t.Errorf("the conditional put's If-Match is %q", got)
+	}
+	if got := reqs[2].Header.Get(headerIdempotencyKey); got != "key-1" {
+		t.Errorf("the keyed put's %s is %q", headerIdempotencyKey, got)
+	}
+	for _, i := range []int{0, 2, 4} {
+		if got := reqs[i].Header.Get("If-Match"); got != "" {
+			t.Errorf("put %d carries If-Match %q", i+1, got)
+		}
+	}
+	for _, i := range []int{3, 4} {
+		if got := reqs[i].Header.Get(headerIdempotencyKey); got == "key-1" {
+			t.Errorf("put %d carries the keyed put's %s", i+1, headerIdempotencyKey)
+		}
+	}
+	if len(octetStream) != 1 || len(octetStream["Content-Type"]) != 1 {
+		t.Errorf("the shared put header was changed: %v", octetStream)
 	}
 }

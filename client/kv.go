@@ -154,6 +154,11 @@ func keyPath(key string) (string, error) {
 	return "/v1/kv/" + url.PathEscape(key), nil
 }
 
+// octetStream is the header of a put without conditions, shared by all of
+// them: nothing modifies a request's header (doWrite copies it to add the
+// idempotency key, attempt copies it into the HTTP request).
+var octetStream = http.Header{"Content-Type": {"application/octet-stream"}}
+
 // Put sets key to value. The write is acknowledged only once it is durable
 // on a majority and applied. It is sent under an idempotency key and
 // resent while its outcome is unknown (see WithIdempotencyKey and
@@ -173,8 +178,11 @@ func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...Writ
 	if value == nil {
 		value = []byte{}
 	}
-	h := wo.header()
-	h.Set("Content-Type", "application/octet-stream")
+	h := octetStream
+	if wo.hasIfMatch || wo.ifAbsent {
+		h = wo.header()
+		h.Set("Content-Type", "application/octet-stream")
+	}
 	req := request{method: http.MethodPut, path: path, header: h, body: value, write: true, key: key}
 	if wo.lease != "" {
 		req.query = url.Values{"lease": {wo.lease}}
