@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/internal/errcode"
+	"github.com/raftkv/raftkv/internal/httpbody"
 )
 
 // Defaults for the options below.
@@ -443,24 +444,14 @@ func (c *Client) attempt(ctx context.Context, base string, r request) (resp *res
 		}
 		return out, true, nil
 	}
-	if out.body, err = readBody(hresp); err != nil {
+	declared := hresp.ContentLength
+	if r.method == http.MethodHead {
+		declared = -1 // an answer to HEAD declares a length it does not send
+	}
+	if out.body, err = httpbody.Read(hresp.Body, declared, 64<<10); err != nil {
 		return nil, true, fmt.Errorf("reading the answer: %w", err)
 	}
 	return out, true, nil
-}
-
-// readBody reads an answer's body: into a buffer of its declared length
-// when it declares a small one (most answers), sparing io.ReadAll's
-// growing copies. (An answer to HEAD declares a length it does not send.)
-func readBody(resp *http.Response) ([]byte, error) {
-	if n := resp.ContentLength; n >= 0 && n <= 64<<10 && resp.Request.Method != http.MethodHead {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return io.ReadAll(resp.Body)
 }
 
 func cloneValues(v url.Values) url.Values {

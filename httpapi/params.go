@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/internal/httpbody"
 )
 
 // keyRequest holds the options every key request may carry.
@@ -162,16 +162,7 @@ func (s *Server) readValue(w http.ResponseWriter, r *http.Request, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	if n := r.ContentLength; n >= 0 && n <= int64(limit) {
-		// The declared length is what net/http lets through: read into a
-		// buffer of that size (io.ReadAll's starts at 512 bytes and grows).
-		value := make([]byte, n)
-		if _, err := io.ReadFull(body, value); err != nil {
-			return nil, fmt.Errorf("%w: reading body: %v", cluster.ErrBadRequest, err)
-		}
-		return value, nil
-	}
-	value, err := io.ReadAll(body)
+	value, err := httpbody.Read(body, r.ContentLength, int64(limit))
 	if tl := s.bodyTooLarge(err, "value"); tl != nil {
 		return nil, tl
 	}
